@@ -1,0 +1,243 @@
+"""Planning a showdown: argv for the base and each variant, and every check before a run.
+
+Nothing here starts a process. `plan_showdown` either returns jobs that will work as far as
+can be known before running them, or raises RunRefused with every reason at once, so the
+user fixes them all in one go instead of meeting them one run at a time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+from qtui.core import paths
+from qtui.core.basefile import BaseFileError, check_base_file, estimate_size
+from qtui.core.fsutil import atomic_write_json, human_bytes, read_json
+from qtui.core.gguf import GGUFError
+from qtui.core.jobs import JobSpec
+from qtui.core.llama import BuildInfo, LlamaTools, child_env
+from qtui.core.models import ModelInfo, model_info
+
+# An English BPE vocabulary averages about 4 bytes per token; 3 errs on the side of more
+# chunks, i.e. of asking for more free disk than the base file will really take.
+BYTES_PER_TOKEN_LOW = 3.0
+DISK_MARGIN = 1.10
+
+
+class RunRefused(Exception):
+    """A run that cannot work; `problems` lists every reason, each a full sentence."""
+
+    def __init__(self, problems: Sequence[str]) -> None:
+        self.problems = list(problems)
+        super().__init__("\n".join(self.problems))
+
+
+@dataclass
+class RunPlan:
+    base_job: JobSpec | None
+    kld_jobs: list[JobSpec]
+    base_file: Path
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def jobs(self) -> list[JobSpec]:
+        return ([self.base_job] if self.base_job else []) + self.kld_jobs
+
+
+def model_summary(info: ModelInfo) -> dict[str, Any]:
+    """What a result record keeps about a model: identity, labels and the tensor mix."""
+    return {
+        "path": str(info.path),
+        "label": info.path.name.removesuffix(".gguf"),
+        "name": info.name,
+        "arch": info.arch,
+        "size_bytes": info.size_bytes,
+        "mtime": info.mtime,
+        "quant": info.quant,
+        "quantized_by": info.quantized_by,
+        "bpw": info.bpw,
+        "n_params": info.n_params,
+        "n_vocab": info.n_vocab,
+        "shards": len(info.shards),
+        "imatrix": info.imatrix,
+        "mix": {t.type_name: t.nbytes for t in info.mix_by_type},
+        "groups": {g: {t.type_name: t.nbytes for t in shares} for g, shares in info.mix_by_group.items()},
+    }
+
+
+def file_sha256(path: Path, block: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(block):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def corpus_info(path: Path) -> dict[str, Any]:
+    st = path.stat()
+    return {"path": str(path.resolve()), "bytes": st.st_size, "sha256": file_sha256(path)}
+
+
+def base_key(base: ModelInfo, corpus_sha: str, ctx: int, chunks: int | None) -> str:
+    """The identity of a base log-prob file: same model file, same tokens, same shape."""
+    ident = {
+        "model": str(base.path.resolve()),
+        "size": base.size_bytes,
+        "mtime": round(base.mtime, 3),
+        "corpus": corpus_sha,
+        "ctx": ctx,
+        "chunks": chunks,
+    }
+    return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def cached_base_path(base: ModelInfo, key: str, ctx: int, chunks: int | None) -> Path:
+    stem = base.path.name.removesuffix(".gguf")
+    return paths.bases_dir() / f"{stem}.c{ctx}.n{chunks if chunks else 'all'}.{key}.kld"
+
+
+def base_argv(tools: LlamaTools, model: Path, corpus: Path, ctx: int, chunks: int | None, out: Path, extra: Sequence[str]) -> list[str]:
+    argv = [str(tools.perplexity), "-m", str(model), "-f", str(corpus), "-c", str(ctx)]
+    if chunks:
+        argv += ["--chunks", str(chunks)]
+    return argv + ["--kl-divergence-base", str(out), *extra]
+
+
+def kld_argv(tools: LlamaTools, model: Path, base_file: Path, ctx: int, extra: Sequence[str]) -> list[str]:
+    # -f is not needed: the tokens come from the base file. --chunks would be ignored.
+    return [str(tools.perplexity), "-m", str(model), "--kl-divergence-base", str(base_file),
+            "--kl-divergence", "-c", str(ctx), *extra]
+
+
+def estimated_base_bytes(corpus_bytes: int, ctx: int, n_vocab: int, chunks: int | None) -> int:
+    est_chunks = max(1, int(corpus_bytes / BYTES_PER_TOKEN_LOW) // ctx)
+    if chunks:
+        est_chunks = min(est_chunks, chunks)
+    return estimate_size(ctx, n_vocab, est_chunks)
+
+
+def _read_models(paths_: Sequence[Path], problems: list[str]) -> list[ModelInfo]:
+    out = []
+    for p in paths_:
+        try:
+            out.append(model_info(Path(p)))
+        except GGUFError as exc:
+            problems.append(f"{p}: {exc}")
+        except OSError as exc:
+            problems.append(f"{p}: cannot read ({exc.strerror or exc})")
+    return out
+
+
+def plan_showdown(
+    *,
+    base_model: Path,
+    variants: Sequence[Path],
+    corpus: Path | None,
+    ctx: int,
+    chunks: int | None,
+    extra_args: Sequence[str],
+    tools: LlamaTools,
+    build: BuildInfo | None = None,
+    base_file: Path | None = None,
+    gpu_name: str | None = None,
+) -> RunPlan:
+    problems: list[str] = []
+    notes: list[str] = []
+    if ctx < 16:
+        problems.append(f"-c {ctx} is too small: llama-perplexity needs a context of at least 16 tokens (512 is usual).")
+    bases = _read_models([base_model], problems)
+    models = _read_models(list(variants), problems)
+    if not variants:
+        problems.append("no variants to compare: name at least one quantized .gguf file.")
+    base = bases[0] if bases else None
+    if base is not None:
+        for m in models:
+            if base.n_vocab and m.n_vocab and m.n_vocab != base.n_vocab:
+                problems.append(f"{m.path.name}: vocabulary of {m.n_vocab} tokens, but the base {base.path.name} has {base.n_vocab}: "
+                                "they are not the same model and KLD would be meaningless.")
+            if m.path.resolve() == base.path.resolve():
+                notes.append(f"{m.path.name} is the base itself: its KLD will be ~0 (a sanity check).")
+
+    llama = {"binary": str(tools.perplexity), "source": tools.source, "gpu": gpu_name}
+    if build is not None:
+        llama.update({"fork": build.fork, "version": build.version, "commit": build.commit})
+    env = {k: v for k, v in child_env(tools, base_env={}).items()}
+
+    base_job: JobSpec | None = None
+    corpus_meta: dict[str, Any] = {}
+    bfile: Path | None = None
+    kld_ctx = ctx
+    if base is not None and base_file is not None and base_file.exists():
+        # The user names an existing base file: trust it only after checking its header.
+        try:
+            hdr = check_base_file(base_file, n_vocab=base.n_vocab)
+            kld_ctx, bfile = hdr.n_ctx, base_file
+            if hdr.n_ctx != ctx:
+                notes.append(f"using -c {hdr.n_ctx} from the base file {base_file.name} (not {ctx}).")
+            meta = _read_meta(base_file)
+            corpus_meta = meta.get("corpus", {}) if meta else {}
+        except BaseFileError as exc:
+            problems.append(str(exc))
+    elif base is not None:
+        if corpus is None:
+            problems.append("no corpus: pass --corpus FILE (e.g. wiki.test.raw) or set one with qtui's settings.")
+        elif not corpus.is_file():
+            problems.append(f"corpus {corpus} does not exist or is not a file.")
+        else:
+            corpus_meta = corpus_info(corpus)
+            key = base_key(base, corpus_meta["sha256"], ctx, chunks)
+            bfile = base_file or cached_base_path(base, key, ctx, chunks)
+            reusable = False
+            if bfile.exists():
+                try:
+                    check_base_file(bfile, n_vocab=base.n_vocab)
+                    reusable = True
+                    notes.append(f"reusing the base log-probs {bfile} ({human_bytes(bfile.stat().st_size)}).")
+                except BaseFileError as exc:
+                    notes.append(f"regenerating the cached base file: {exc}")
+            if not reusable:
+                need = estimated_base_bytes(corpus_meta["bytes"], ctx, base.n_vocab or 0, chunks)
+                bfile.parent.mkdir(parents=True, exist_ok=True)
+                free = shutil.disk_usage(bfile.parent).free
+                if free < need * DISK_MARGIN:
+                    problems.append(f"not enough disk for the base log-probs: about {human_bytes(need)} needed in {bfile.parent}, "
+                                    f"{human_bytes(free)} free. Free some space, use fewer --chunks or a smaller -c.")
+                base_job = JobSpec(
+                    kind="base",
+                    argv=base_argv(tools, base.path, corpus, ctx, chunks, Path(str(bfile) + ".partial"), extra_args),
+                    env=env, model=model_summary(base), base={"key": key, "file": str(bfile)},
+                    corpus=corpus_meta, ctx=ctx, chunks=chunks, llama=llama, output=str(bfile),
+                    label=f"base {base.path.name}",
+                )
+                notes.append(f"generating base log-probs into {bfile} (about {human_bytes(need)}).")
+    if problems:
+        raise RunRefused(problems)
+    assert base is not None and bfile is not None
+    base_meta = {"path": str(base.path), "label": base.path.name.removesuffix(".gguf"), "size_bytes": base.size_bytes,
+                 "mtime": base.mtime, "quant": base.quant, "file": str(bfile)}
+    if base_job is not None:
+        base_job.base.update(base_meta)
+    kld_jobs = [
+        JobSpec(
+            kind="kld", argv=kld_argv(tools, m.path, bfile, kld_ctx, extra_args), env=env,
+            model=model_summary(m), base=base_meta, corpus=corpus_meta, ctx=kld_ctx, chunks=chunks,
+            llama=llama, depends_on=base_job.id if base_job else None, label=m.path.name,
+        )
+        for m in models
+    ]
+    return RunPlan(base_job, kld_jobs, bfile, notes)
+
+
+def _read_meta(base_file: Path) -> dict[str, Any] | None:
+    try:
+        return read_json(Path(str(base_file) + ".json"))
+    except (OSError, ValueError):
+        return None
+
+
+def write_meta(base_file: Path, meta: dict[str, Any]) -> None:
+    atomic_write_json(Path(str(base_file) + ".json"), meta)
