@@ -1,0 +1,258 @@
+"""find_tools search order, child env sanitising, probing, and setup_llama's stamp logic.
+
+Fake builds are folders of small shell scripts, so these tests run without llama.cpp.
+Parsing of real --version/--help output uses the recorded fixtures in tests/fixtures/llama.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import sys
+from pathlib import Path
+
+import pytest
+
+from qtui.core import llama, setup_llama
+from qtui.core.llama import LlamaNotFound, LlamaTools, child_env, find_tools, parse_help_flags, probe
+
+pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="fake tools are shell scripts")
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "llama"
+
+NEW_VERSION = 'echo "version: 7890 (build 7890, commit abc1234)" >&2; echo "built with cc for x86_64" >&2'
+HELP = r"""----- common params -----
+
+-h,    --help, --usage                  print usage and exit
+--version                               show version and build info
+-m,    --model FNAME                    model path to load (see --hf-repo)
+-fa,   --flash-attn [on|off|auto]       set Flash Attention use ('on', 'off', or 'auto', default: 'auto')
+--no-log-prefix                         Disable prefix in log messages
+"""
+
+
+def make_tool(path: Path, body: str = NEW_VERSION, help_text: str = HELP) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(
+        "#!/bin/sh\n"
+        f'echo run >> "{path}.calls"\n'
+        'case "$1" in\n'
+        f"  --version) {body};;\n"
+        f"  --help) cat <<'EOF'\n{help_text}EOF\n;;\n"
+        "esac\nexit 0\n")
+    path.chmod(path.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+    return path
+
+
+def make_build(d: Path, tools: tuple[str, ...] = llama.TOOL_NAMES) -> Path:
+    for t in tools:
+        make_tool(d / t)
+    return d
+
+
+def stamped_build(root: Path, name: str, version: str, built_at: str = "2026-01-01T00:00:00") -> Path:
+    d = root / "llama" / name
+    make_build(d / "build" / "bin")
+    (d / llama.STAMP_NAME).write_text(json.dumps({"version": version, "built_at": built_at}))
+    return d
+
+
+@pytest.fixture
+def env(tmp_path, monkeypatch):
+    """Empty cache dir and a PATH without any llama-perplexity."""
+    monkeypatch.setenv("QTUI_CACHE_DIR", str(tmp_path / "cache"))
+    empty = tmp_path / "emptybin"
+    empty.mkdir()
+    monkeypatch.setenv("PATH", f"{empty}:/usr/bin:/bin")
+    llama._probe_cache.clear()
+    return tmp_path
+
+
+def test_llama_bin_dir_wins_over_everything(env, monkeypatch):
+    flag = make_build(env / "flag")
+    conf = make_build(env / "conf")
+    onpath = make_build(env / "onpath")
+    monkeypatch.setenv("PATH", f"{onpath}:/usr/bin:/bin")
+    stamped_build(env / "cache", "0.3.36-cpu", "0.3.36")
+    t = find_tools(llama_bin=flag, config_bin=conf)
+    assert t.source == "--llama-bin" and t.bin_dir == flag
+    assert t.quantize == flag / "llama-quantize" and t.bench == flag / "llama-bench"
+
+
+def test_llama_bin_may_name_the_file_or_a_build_root(env):
+    d = make_build(env / "root" / "build" / "bin")
+    assert find_tools(llama_bin=env / "root").perplexity == d / "llama-perplexity"
+    assert find_tools(llama_bin=str(d / "llama-perplexity")).bin_dir == d
+
+
+def test_renamed_binary_is_trusted(env):
+    p = make_tool(env / "ik" / "ik-perplexity")
+    t = find_tools(llama_bin=p)
+    assert t.perplexity == p and t.quantize is None
+
+
+def test_explicit_location_missing_is_an_error_not_a_fallthrough(env, monkeypatch):
+    onpath = make_build(env / "onpath")
+    monkeypatch.setenv("PATH", f"{onpath}:/usr/bin:/bin")
+    with pytest.raises(LlamaNotFound) as e:
+        find_tools(llama_bin=env / "nope")
+    msg = str(e.value)
+    assert str(env / "nope") in msg and "qtui setup-llama" in msg and "--llama-bin" in msg
+    with pytest.raises(LlamaNotFound, match="config"):
+        find_tools(config_bin=env / "nope")
+
+
+def test_config_then_path_then_cache(env, monkeypatch):
+    conf = make_build(env / "conf")
+    onpath = make_build(env / "onpath")
+    cached = stamped_build(env / "cache", "0.3.36-cpu", "0.3.36")
+    monkeypatch.setenv("PATH", f"{onpath}:/usr/bin:/bin")
+    assert find_tools(config_bin=conf).source == "config llama_bin"
+    assert find_tools().source == "PATH"
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")
+    t = find_tools()
+    assert t.source == "cache:0.3.36-cpu" and t.bin_dir == cached / "build" / "bin"
+
+
+def test_cache_prefers_newest_version_and_ignores_unstamped(env):
+    stamped_build(env / "cache", "0.3.16-cpu", "0.3.16", built_at="2027-01-01T00:00:00")
+    stamped_build(env / "cache", "0.3.36-cpu", "0.3.36", built_at="2026-01-01T00:00:00")
+    make_build(env / "cache" / "llama" / "0.4.0-cpu" / "build" / "bin")  # killed: no stamp
+    assert find_tools().source == "cache:0.3.36-cpu"
+
+
+def test_nothing_found_lists_what_was_searched(env):
+    with pytest.raises(LlamaNotFound) as e:
+        find_tools()
+    msg = str(e.value)
+    assert "PATH" in msg and str(env / "cache" / "llama") in msg and "qtui setup-llama" in msg
+
+
+def test_single_llama_binary_uses_subcommands(env):
+    make_tool(env / "multi" / "llama")
+    t = find_tools(llama_bin=env / "multi")
+    assert t.multi and t.perplexity_argv() == [str(env / "multi" / "llama"), "perplexity"]
+    assert t.quantize_argv() == [str(env / "multi" / "llama"), "quantize"]
+
+
+def test_child_env_drops_llama_args_and_sets_library_path(env):
+    d = make_build(env / "b")
+    t = find_tools(llama_bin=d)
+    base = {"LLAMA_ARG_CTX_SIZE": "4096", "LLAMA_ARG_N_GPU_LAYERS": "0", "HOME": "/h",
+            "LD_LIBRARY_PATH": "/opt/lib", "LLAMA_CACHE": "/keep"}
+    out = child_env(t, base)
+    assert not any(k.startswith("LLAMA_ARG_") for k in out)
+    assert out["HOME"] == "/h" and out["LLAMA_CACHE"] == "/keep"
+    assert out["LD_LIBRARY_PATH"].split(os.pathsep) == [str(d), "/opt/lib"]
+    assert out["CUDA_DEVICE_ORDER"] == "PCI_BUS_ID"
+    assert "LLAMA_ARG_CTX_SIZE" in base  # the caller's dict is not modified
+
+
+def test_probe_parses_version_and_flags_and_caches(env):
+    d = make_build(env / "b")
+    t = find_tools(llama_bin=d)
+    info = probe(t)
+    assert (info.fork, info.version, info.commit) == ("llama.cpp", "7890", "abc1234")
+    assert {"--no-log-prefix", "-fa", "--flash-attn", "-m", "--model", "--version"} <= info.flags
+    assert "--hf-repo" not in info.flags  # only in a description
+    calls = (d / "llama-perplexity.calls").read_text().count("run")
+    assert probe(t) is info
+    assert (d / "llama-perplexity.calls").read_text().count("run") == calls
+
+
+def test_probe_detects_ik_and_old_version_format(env):
+    ik_help = HELP + "-rtr,   --run-time-repack                 repack tensors\n"
+    p = make_tool(env / "ik" / "llama-perplexity", 'echo "version: 3862 (8337e4cd)" >&2', ik_help)
+    info = probe(find_tools(llama_bin=p))
+    assert (info.fork, info.version, info.commit) == ("ik_llama.cpp", "3862", "8337e4cd")
+
+
+def test_check_runnable_shows_the_loader_message(env):
+    p = env / "broken" / "llama-perplexity"
+    p.parent.mkdir()
+    p.write_text("#!/bin/sh\necho 'llama-perplexity: error while loading shared libraries: "
+                 "libllama.so: cannot open shared object file: No such file or directory' >&2\nexit 127\n")
+    p.chmod(0o755)
+    with pytest.raises(LlamaNotFound, match="libllama.so: cannot open shared object"):
+        llama.check_runnable(find_tools(llama_bin=p))
+
+
+@pytest.mark.parametrize("build", ["b0336", "b0316"])
+def test_real_version_and_help_parse(build):
+    d = FIXTURES / build
+    if not (d / "version.json").is_file():
+        pytest.skip(f"{build} not recorded")
+    meta = json.loads((d / "version.json").read_text())
+    text = (d / "version.out").read_text() + (d / "version.err").read_text()
+    version, commit = llama.parse_version(text)
+    assert version and version.isdigit()
+    assert commit == meta.get("commit")
+    flags = parse_help_flags((d / "help.out").read_text() + (d / "help.err").read_text())
+    assert {"--kl-divergence", "--kl-divergence-base", "-c", "--chunks", "-b", "-ngl"} <= flags
+    assert ("--no-log-prefix" in flags) == meta["has_log_prefix_flag"]
+
+
+# --- setup_llama: stamps, adoption, clear errors (no compiler is run) ---
+
+def test_setup_is_idempotent_with_a_stamp(env, monkeypatch):
+    d = stamped_build(env / "cache", "0.3.36-cpu", "0.3.36")
+    monkeypatch.setattr(setup_llama.shutil, "which", lambda name: None)  # cmake would be needed
+    assert setup_llama.setup_llama("0.3.36", cuda=False) == d / "build" / "bin"
+
+
+def test_setup_adopts_a_finished_tree_without_stamp(env):
+    d = env / "cache" / "llama" / "0.3.36-cpu"
+    make_build(d / "build" / "bin")
+    (d / "cmake.log").write_text("done 0\n")
+    stages: list[str] = []
+    bins = setup_llama.setup_llama("0.3.36", cuda=False, progress=lambda s, f: stages.append(s))
+    stamp = json.loads((d / llama.STAMP_NAME).read_text())
+    assert bins == d / "build" / "bin" and stamp["adopted"] is True
+    assert stamp["version"] == "0.3.36" and stamp["backend"] == "cpu" and stamp["log"].endswith("cmake.log")
+    assert stages and set(stages) <= set(setup_llama.STAGES)
+
+
+def test_killed_build_is_redone_and_missing_cmake_is_explained(env, monkeypatch):
+    d = env / "cache" / "llama" / "0.3.36-cpu"
+    make_build(d / "build" / "bin", tools=("llama-perplexity",))  # killed before quantize/bench
+    monkeypatch.setattr(setup_llama.shutil, "which", lambda name: None)
+    with pytest.raises(setup_llama.SetupError, match="apt-get install cmake"):
+        setup_llama.setup_llama("0.3.36", cuda=False)
+    assert not (d / llama.STAMP_NAME).exists()
+
+
+def test_cuda_without_nvcc_is_explained(env, monkeypatch):
+    monkeypatch.setattr(setup_llama, "_find_nvcc", lambda: None)
+    with pytest.raises(setup_llama.SetupError, match="nvcc"):
+        setup_llama.setup_llama("0.3.36", cuda=True, cuda_arch="90")
+
+
+def test_cuda_auto_needs_a_visible_gpu(env, monkeypatch):
+    monkeypatch.setattr(setup_llama, "_find_nvcc", lambda: "/usr/bin/nvcc")
+    monkeypatch.setattr(setup_llama, "_gpu_visible", lambda: False)
+    d = stamped_build(env / "cache", "0.3.36-cpu", "0.3.36")
+    assert setup_llama.setup_llama("0.3.36") == d / "build" / "bin"
+
+
+def test_cuda_build_dir_and_args():
+    assert setup_llama.build_dir("0.3.36", "cuda", "90").name == "0.3.36-cuda90"
+    args = setup_llama.cmake_args(True, "90")
+    assert "-DGGML_CUDA=ON" in args and "-DCMAKE_CUDA_ARCHITECTURES=90" in args
+    assert "-DLLAMA_CURL=OFF" in setup_llama.cmake_args(False, None)
+
+
+@pytest.mark.parametrize("line,frac", [
+    ("[ 44%] Building CXX object src/CMakeFiles/llama.dir/llama.cpp.o", 0.44),
+    ("[100%] Built target llama-perplexity", 1.0),
+    ("[12/48] Building CXX object x.o", 0.25),
+    ("-- Configuring done", None),
+])
+def test_build_fraction(line, frac):
+    assert setup_llama.build_fraction(line) == frac
+
+
+def test_tools_dataclass_argv_without_optional_tools():
+    t = LlamaTools(Path("/x/llama-perplexity"), None, None, Path("/x"), "PATH")
+    assert t.perplexity_argv() == ["/x/llama-perplexity"]
+    assert t.quantize_argv() is None and t.bench_argv() is None
