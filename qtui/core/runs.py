@@ -16,7 +16,7 @@ from typing import Any, Sequence
 
 from qtui.core import paths
 from qtui.core.basefile import BaseFileError, check_base_file, estimate_size
-from qtui.core.fsutil import atomic_write_json, human_bytes, read_json
+from qtui.core.fsutil import human_bytes, read_json
 from qtui.core.gguf import GGUFError
 from qtui.core.jobs import JobSpec
 from qtui.core.llama import BuildInfo, LlamaTools, child_env
@@ -101,7 +101,7 @@ def cached_base_path(base: ModelInfo, key: str, ctx: int, chunks: int | None) ->
 
 
 def base_argv(tools: LlamaTools, model: Path, corpus: Path, ctx: int, chunks: int | None, out: Path, extra: Sequence[str]) -> list[str]:
-    argv = [str(tools.perplexity), "-m", str(model), "-f", str(corpus), "-c", str(ctx)]
+    argv = [*tools.perplexity_argv(), "-m", str(model), "-f", str(corpus), "-c", str(ctx)]
     if chunks:
         argv += ["--chunks", str(chunks)]
     return argv + ["--kl-divergence-base", str(out), *extra]
@@ -109,7 +109,7 @@ def base_argv(tools: LlamaTools, model: Path, corpus: Path, ctx: int, chunks: in
 
 def kld_argv(tools: LlamaTools, model: Path, base_file: Path, ctx: int, extra: Sequence[str]) -> list[str]:
     # -f is not needed: the tokens come from the base file. --chunks would be ignored.
-    return [str(tools.perplexity), "-m", str(model), "--kl-divergence-base", str(base_file),
+    return [*tools.perplexity_argv(), "-m", str(model), "--kl-divergence-base", str(base_file),
             "--kl-divergence", "-c", str(ctx), *extra]
 
 
@@ -237,7 +237,3 @@ def _read_meta(base_file: Path) -> dict[str, Any] | None:
         return read_json(Path(str(base_file) + ".json"))
     except (OSError, ValueError):
         return None
-
-
-def write_meta(base_file: Path, meta: dict[str, Any]) -> None:
-    atomic_write_json(Path(str(base_file) + ".json"), meta)

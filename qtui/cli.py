@@ -1,0 +1,144 @@
+"""qtui's command line: the TUI by default, headless subcommands for scripts and SSH sessions.
+
+Every subcommand turns a bad input into one clear message and exit status 2; a traceback
+is a bug.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from qtui import __version__
+
+EPILOG = """\
+the KLD workflow qtui automates:
+  1. the base model (BF16/F16) writes its log-probabilities over a corpus once
+     (llama-perplexity --kl-divergence-base), cached and reused by qtui;
+  2. each quant is compared with them (--kl-divergence): mean KLD, KLD 99%%, PPL ratio,
+     same-top-token %%; lower KLD = closer to the original.
+
+examples:
+  qtui                                  open the app on the GGUF files under this folder
+  qtui -m ~/models                      ... or under another folder
+  qtui demo                             a whole showdown on Gemma 3 270M, no GPU needed
+  qtui setup-llama                      build llama.cpp's tools (CUDA if a GPU and nvcc are found)
+  qtui scan ~/models                    list GGUF files with quant type and tensor mix
+  qtui run --base m-BF16.gguf --corpus wiki.test.raw m-Q4_K_M.gguf m-IQ4_XS.gguf -- -ngl 99 -fa on
+  qtui results --sort kld_p99           the leaderboard, ranked by the KLD tail
+  qtui export --format md board.md      a Markdown table ready to post
+  qtui import run1.log run2.log         put existing llama-perplexity logs into the store
+
+runs go on in the background when qtui exits or the SSH connection drops; run qtui
+(or qtui jobs) again to watch them. Data: qtui paths.
+"""
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data-dir", type=Path, metavar="DIR", help="where results and jobs are kept (default: the user data dir; env QTUI_DATA_DIR)")
+    p.add_argument("--llama-bin", metavar="PATH", help="llama.cpp build dir or llama-perplexity binary (default: config, PATH, then qtui's own build)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(
+        prog="qtui",
+        description="Rank quantized GGUF models by how faithful they stay to their base model (KL divergence, "
+        "measured by llama.cpp's llama-perplexity), live in the terminal.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    ap.add_argument("--version", action="version", version=f"qtui {__version__}")
+    ap.add_argument("--results", type=Path, metavar="PATH", help="open stored or exported results read-only in the app")
+    ap.add_argument("--models", "-m", dest="dirs", action="append", type=Path, metavar="DIR",
+                    help="model folder for the app (repeatable; default: the current folder + configured ones)")
+    _add_common(ap)
+    sub = ap.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("scan", help="list GGUF files and what their headers say")
+    p.add_argument("dirs", nargs="*", type=Path, metavar="DIR", help="folders to scan (default: current folder)")
+    p.add_argument("--mix", action="store_true", help="show each model's tensor-type mix")
+    p.add_argument("--json", action="store_true", help="print machine-readable JSON")
+    _add_common(p)
+
+    p = sub.add_parser("run", help="measure variants against a base, with live progress",
+                       description="Generate (or reuse) the base log-probs, then run every variant's KLD, one job at a time. "
+                       "Arguments after -- go to llama-perplexity unchanged (e.g. -- -ngl 99 -fa on).")
+    p.add_argument("--base", type=Path, required=True, metavar="BASE.gguf", help="the reference model (BF16/F16/F32, or any model to compare against)")
+    p.add_argument("--corpus", type=Path, metavar="FILE", help="text to evaluate on (e.g. wiki.test.raw); not needed with --base-file")
+    p.add_argument("--ctx", "-c", type=int, default=None, metavar="N", help="context size per chunk (default 512, or the config)")
+    p.add_argument("--chunks", type=int, default=None, metavar="N", help="use only the first N chunks of the corpus (quicker, less precise)")
+    p.add_argument("--base-file", type=Path, metavar="FILE", help="an existing --kl-divergence-base file to use (or where to write one)")
+    p.add_argument("--detach", action="store_true", help="queue the jobs and return at once")
+    p.add_argument("variants", nargs="+", type=Path, metavar="VARIANT.gguf")
+    _add_common(p)
+
+    p = sub.add_parser("results", help="print the leaderboard of stored results")
+    p.add_argument("--sort", default="kld", metavar="COL", help="column to rank by (default kld); e.g. kld_p99, size_gib, score, same_top")
+    p.add_argument("--reverse", action="store_true", help="descending order")
+    p.add_argument("--failed", action="store_true", help="include failed and cancelled runs")
+    p.add_argument("--from", dest="source", type=Path, metavar="PATH", help="read results from PATH instead of the store")
+    _add_common(p)
+
+    p = sub.add_parser("export", help="write the leaderboard as CSV, JSON, Markdown or SVG")
+    p.add_argument("--format", "-f", choices=("csv", "json", "md", "svg"), default="md")
+    p.add_argument("file", nargs="?", type=Path, help="output file (default: stdout)")
+    p.add_argument("--sort", default="kld", metavar="COL")
+    p.add_argument("--reverse", action="store_true")
+    p.add_argument("--from", dest="source", type=Path, metavar="PATH", help="read results from PATH instead of the store")
+    _add_common(p)
+
+    p = sub.add_parser("import", help="read existing llama-perplexity logs into the store")
+    p.add_argument("logs", nargs="+", type=Path, metavar="LOG", help="stdout logs, or stdout+stderr logs (2>&1)")
+    p.add_argument("--json", action="store_true", help="print the parsed records instead of storing them")
+    _add_common(p)
+
+    p = sub.add_parser("jobs", help="list queued, running and finished jobs")
+    p.add_argument("--watch", action="store_true", help="follow the running jobs live")
+    _add_common(p)
+    for name, helptext in (("cancel", "stop a queued or running job"), ("retry", "queue a failed or cancelled job again"),
+                           ("remove", "delete a finished job from the queue")):
+        p = sub.add_parser(name, help=helptext)
+        p.add_argument("job_ids", nargs="+", metavar="JOB", help="job id (or a unique prefix) as shown by qtui jobs")
+        _add_common(p)
+
+    p = sub.add_parser("setup-llama", help="build llama.cpp's tools into qtui's cache (CPU, or CUDA when found)")
+    p.add_argument("--cuda", action="store_true", default=None, help="build with CUDA (default: when nvcc and a GPU are found)")
+    p.add_argument("--cpu", dest="cuda", action="store_false", help="build for the CPU only")
+    p.add_argument("--cuda-arch", metavar="SM", help="CUDA architectures, e.g. 90 (H100), 89 (RTX 40xx), 86 (RTX 30xx)")
+    p.add_argument("--llama-version", default=None, metavar="V", help="llama-cpp-python sdist version to build from")
+    p.add_argument("--jobs", "-j", type=int, default=None, help="parallel compile jobs (default: all cores)")
+    p.add_argument("--force", action="store_true", help="rebuild even if a build exists")
+
+    p = sub.add_parser("demo", help="the whole showdown on Gemma 3 270M: builds tools, makes a quant ladder, runs it live")
+    p.add_argument("--headless", action="store_true", help="print progress instead of opening the app")
+    p.add_argument("--chunks", type=int, default=None, metavar="N", help="chunks of the corpus to use (default 24)")
+    p.add_argument("--tiny", action="store_true", help="use the tiny random test model instead of Gemma (seconds, numbers meaningless)")
+    _add_common(p)
+
+    sub.add_parser("paths", help="show where qtui keeps config, data and caches")
+    return ap
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    llama_args: list[str] = []
+    if "--" in argv:
+        i = argv.index("--")
+        argv, llama_args = argv[:i], argv[i + 1:]
+    ap = build_parser()
+    args = ap.parse_args(argv)
+    args.llama_args = llama_args
+    if llama_args and args.command != "run":
+        ap.error("arguments after -- are passed to llama-perplexity and only make sense with `qtui run`")
+    from qtui import headless  # late: `qtui --help` stays instant
+
+    try:
+        return headless.dispatch(args)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

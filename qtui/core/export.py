@@ -1,0 +1,142 @@
+"""Exports of a leaderboard: CSV and JSON for tools, Markdown ready to post, SVG for a page.
+
+All take the same rows (already sorted as the user sees them) so an export matches the
+screen; JSON also carries the full records so that nothing measured is thrown away.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from typing import Any, Iterable, Sequence
+from xml.sax.saxutils import escape
+
+from qtui import __version__
+from qtui.core.leaderboard import COLUMNS, Row, format_cell
+from qtui.core.store import ResultRecord
+
+FORMATS = ("csv", "json", "md", "svg")
+
+
+def to_csv(rows: Sequence[Row]) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    keys = [c.key for c in COLUMNS] + ["kld_status", "path", "source"]
+    w.writerow(keys)
+    for r in rows:
+        w.writerow(["" if getattr(r, k, None) is None else getattr(r, k) for k in keys[:-3]] + [r.status, r.path or "", r.source])
+    return buf.getvalue()
+
+
+def to_json(rows: Sequence[Row], records: Iterable[ResultRecord]) -> str:
+    by_id = {r.id: r for r in records}
+    payload = {
+        "generator": f"qtui {__version__}",
+        "rows": [{c.key: getattr(r, c.key) for c in COLUMNS} | {"id": r.id, "status": r.status} for r in rows],
+        "records": [by_id[r.id].to_dict() for r in rows if r.id in by_id],
+    }
+    return json.dumps(payload, indent=2, allow_nan=False) + "\n"
+
+
+def provenance(records: Iterable[ResultRecord]) -> list[str]:
+    """One line per distinct measurement setup: results from different setups must not be mixed silently."""
+    seen: dict[tuple[Any, ...], int] = {}
+    for rec in records:
+        if rec.kind != "kld":
+            continue
+        key = (rec.base.get("label"), rec.corpus.get("sha256", "")[:12] or rec.corpus.get("name"), rec.ctx,
+               rec.chunks, rec.llama.get("fork"), rec.llama.get("version"), rec.gpu, rec.source.get("type"))
+        seen[key] = seen.get(key, 0) + 1
+    lines = []
+    for (base, corpus, ctx, chunks, fork, version, gpu, src), n in seen.items():
+        parts = [f"base {base or '?'}", f"corpus {corpus or '?'}", f"-c {ctx or '?'}", f"{chunks or '?'} chunks"]
+        if fork or version:
+            parts.append(f"{fork or 'llama.cpp'} {version or ''}".strip())
+        if gpu:
+            parts.append(str(gpu))
+        if src and src != "qtui":
+            parts.append(f"source: {src}")
+        lines.append(f"{n} run(s): " + ", ".join(parts))
+    return lines
+
+
+def to_markdown(rows: Sequence[Row], records: Iterable[ResultRecord] = (), title: str = "KLD leaderboard") -> str:
+    records = list(records)
+    cols = [c for c in COLUMNS if c.key != "kld_err"]
+    head = "| # | " + " | ".join(c.title for c in cols) + " |"
+    sep = "|---|" + "|".join("---:" if c.key not in ("model", "quantizer", "quant") else "---" for c in cols) + "|"
+    body = []
+    for i, r in enumerate(rows, 1):
+        cells = []
+        for c in cols:
+            text = format_cell(c, r)
+            if c.key == "kld" and r.kld_err is not None:
+                text += f" ± {r.kld_err:.6f}"
+            cells.append(text.replace("|", "\\|"))
+        body.append(f"| {i} | " + " | ".join(cells) + " |")
+    notes = ["", "Lower KLD = closer to the base. Eff. = distance to (0 size, 0 KLD) after min-max scaling over "
+             "these rows (lower is better); ★ = on the size/KLD Pareto front; ? = not measured or not published."]
+    notes += [f"- {line}" for line in provenance(records)]
+    notes.append(f"\n_Made with qtui {__version__} (llama-perplexity --kl-divergence)._")
+    return "\n".join([f"### {title}", "", head, sep, *body, *notes]) + "\n"
+
+
+def to_svg(rows: Sequence[Row], title: str = "Size vs mean KLD", width: int = 760, height: int = 440) -> str:
+    """A standalone scatter of size against mean KLD (log scale), Pareto front joined."""
+    pts = [r for r in rows if r.size_gib is not None and r.kld is not None and r.kld > 0]
+    ml, mr, mt, mb = 70, 180, 40, 50
+    pw, ph = width - ml - mr, height - mt - mb
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="monospace" font-size="11">',
+           f'<rect width="{width}" height="{height}" fill="white"/>',
+           f'<text x="{ml}" y="22" font-size="14">{escape(title)}</text>']
+    if not pts:
+        out.append(f'<text x="{ml}" y="{mt + ph / 2}">no finished runs with size and KLD</text></svg>')
+        return "\n".join(out) + "\n"
+    xs = [r.size_gib for r in pts]
+    ys = [math.log10(r.kld) for r in pts]  # type: ignore[arg-type]
+    x0, x1 = min(xs), max(xs)
+    y0, y1 = min(ys), max(ys)
+    x0, x1 = (x0 - 0.5, x1 + 0.5) if x0 == x1 else (x0 - 0.05 * (x1 - x0), x1 + 0.05 * (x1 - x0))
+    y0, y1 = (y0 - 0.5, y1 + 0.5) if y0 == y1 else (y0 - 0.08 * (y1 - y0), y1 + 0.08 * (y1 - y0))
+
+    def px(x: float) -> float:
+        return ml + (x - x0) / (x1 - x0) * pw
+
+    def py(y: float) -> float:
+        return mt + ph - (y - y0) / (y1 - y0) * ph
+
+    out.append(f'<rect x="{ml}" y="{mt}" width="{pw}" height="{ph}" fill="none" stroke="#888"/>')
+    for i in range(5):
+        xv = x0 + (x1 - x0) * i / 4
+        yv = y0 + (y1 - y0) * i / 4
+        out.append(f'<text x="{px(xv):.1f}" y="{mt + ph + 16}" text-anchor="middle">{xv:.2f}</text>')
+        out.append(f'<text x="{ml - 6}" y="{py(yv) + 4:.1f}" text-anchor="end">{10 ** yv:.3g}</text>')
+    out.append(f'<text x="{ml + pw / 2}" y="{height - 10}" text-anchor="middle">size (GiB)</text>')
+    out.append(f'<text x="14" y="{mt + ph / 2}" transform="rotate(-90 14 {mt + ph / 2})" text-anchor="middle">mean KLD (log)</text>')
+    front = sorted((r for r in pts if r.pareto), key=lambda r: r.size_gib or 0)
+    if len(front) > 1:
+        d = " ".join(f"{px(r.size_gib):.1f},{py(math.log10(r.kld)):.1f}" for r in front)  # type: ignore[arg-type]
+        out.append(f'<polyline points="{d}" fill="none" stroke="#d62728" stroke-dasharray="4 3"/>')
+    for r in pts:
+        x, y = px(r.size_gib), py(math.log10(r.kld))  # type: ignore[arg-type]
+        color = "#d62728" if r.pareto else "#1f77b4"
+        out.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="4" fill="{color}"><title>{escape(r.model)}: {r.kld:.6f}</title></circle>')
+        out.append(f'<text x="{x + 6:.1f}" y="{y - 5:.1f}">{escape(r.quant or r.model)}</text>')
+    out.append(f'<text x="{ml + pw + 10}" y="{mt + 12}" fill="#d62728">● Pareto front</text>')
+    out.append(f'<text x="{ml + pw + 10}" y="{mt + 28}" fill="#1f77b4">● other</text>')
+    out.append("</svg>")
+    return "\n".join(out) + "\n"
+
+
+def export(fmt: str, rows: Sequence[Row], records: Iterable[ResultRecord]) -> str:
+    if fmt == "csv":
+        return to_csv(rows)
+    if fmt == "json":
+        return to_json(rows, records)
+    if fmt == "md":
+        return to_markdown(rows, records)
+    if fmt == "svg":
+        return to_svg(rows)
+    raise ValueError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")

@@ -1,0 +1,339 @@
+"""The headless subcommands. Each returns an exit status; bad input is a message, not a traceback."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Callable, Sequence
+
+from rich.console import Console
+from rich.table import Table
+
+from qtui.core import paths
+from qtui.core.config import Config, load_config
+from qtui.core.export import export
+from qtui.core.fsutil import human_bytes
+from qtui.core.jobs import FINISHED, JobQueue
+from qtui.core.leaderboard import COLUMN_KEYS, COLUMNS, Row, build_rows, format_cell, sort_rows
+from qtui.core.store import ResultRecord, ResultStore, load_records
+
+console = Console(highlight=False)
+err_console = Console(stderr=True, highlight=False)
+
+
+class UserError(Exception):
+    """A problem the user can fix; printed without a traceback, exit status 2."""
+
+
+def settings(args: argparse.Namespace) -> tuple[Config, Path]:
+    cfg, problems = load_config()
+    for p in problems:
+        err_console.print(f"[yellow]config:[/] {p}")
+    data_dir = getattr(args, "data_dir", None) or (Path(cfg.data_dir).expanduser() if cfg.data_dir else paths.data_dir())
+    return cfg, Path(data_dir)
+
+
+# -- scan ----------------------------------------------------------------------------------
+def cmd_scan(args: argparse.Namespace) -> int:
+    from qtui.core.discovery import scan
+
+    dirs = args.dirs or [Path.cwd()]
+    for d in dirs:
+        if not d.is_dir():
+            raise UserError(f"{d} is not a folder")
+    result = scan(dirs)
+    if args.json:
+        print(json.dumps({"models": [m.to_dict() for m in result.models],
+                          "skipped": [{"path": str(s.path), "reason": s.reason} for s in result.skipped]}, indent=2))
+        return 0
+    t = Table(title=f"{len(result.models)} GGUF model(s) under {', '.join(map(str, dirs))}", box=None)
+    for col in ("", "file", "quant", "size", "BPW", "≥8-bit", "vocab", "arch", "by"):
+        t.add_column(col, no_wrap=col != "file")
+    for m in result.models:
+        t.add_row("B" if m.is_base_candidate else "", str(m.path.relative_to(_common_root(dirs, m.path))) + (f" (+{len(m.shards) - 1} shards)" if len(m.shards) > 1 else ""),
+                  m.quant, human_bytes(m.size_bytes), f"{m.bpw:.2f}" if m.bpw else "?",
+                  f"{100 * m.share_at_least_bits(8):.0f}%", str(m.n_vocab or "?"), m.arch or "?", m.quantized_by or "")
+        if args.mix:
+            mix = ", ".join(f"{s.type_name} {100 * s.nbytes / max(1, sum(x.nbytes for x in m.mix_by_type)):.1f}%" for s in m.mix_by_type)
+            t.add_row("", f"[dim]  {mix}[/]", "", "", "", "", "", "", "")
+    console.print(t)
+    console.print("[dim]B = base candidate (F32/F16/BF16)[/]")
+    for s in result.skipped:
+        err_console.print(f"[yellow]skipped[/] {s.path}: {s.reason}")
+    return 0
+
+
+def _common_root(dirs: Sequence[Path], p: Path) -> Path:
+    for d in dirs:
+        try:
+            p.relative_to(d)
+            return d
+        except ValueError:
+            continue
+    return Path("/")
+
+
+# -- run -----------------------------------------------------------------------------------
+def first_gpu_name() -> str | None:
+    from qtui.core.gpu import Nvml
+
+    snap = Nvml().sample()
+    return snap.gpus[0].name if snap.available and snap.gpus else None
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from qtui.core.llama import LlamaNotFound, check_runnable, find_tools, probe
+    from qtui.core.runs import RunRefused, plan_showdown
+    from qtui.core.scheduler import ensure_scheduler
+
+    cfg, data_dir = settings(args)
+    try:
+        tools = find_tools(args.llama_bin, cfg.llama_bin)
+        check_runnable(tools)
+        build = probe(tools)
+    except LlamaNotFound as exc:
+        raise UserError(str(exc)) from None
+    corpus = args.corpus or (Path(cfg.corpus).expanduser() if cfg.corpus else None)
+    try:
+        plan = plan_showdown(base_model=args.base, variants=args.variants, corpus=corpus, ctx=args.ctx or cfg.ctx,
+                             chunks=args.chunks if args.chunks is not None else cfg.chunks,
+                             extra_args=args.llama_args or cfg.llama_args, tools=tools, build=build,
+                             base_file=args.base_file, gpu_name=first_gpu_name())
+    except RunRefused as exc:
+        err_console.print("[red]Refused:[/]")
+        for p in exc.problems:
+            err_console.print(f"  • {p}")
+        return 2
+    for note in plan.notes:
+        console.print(f"[dim]{note}[/]")
+    queue = JobQueue(data_dir)
+    jobs = queue.add_many(plan.jobs)
+    ensure_scheduler(data_dir, cfg.slots)
+    ids = [j.id for j in jobs]
+    if args.detach:
+        console.print(f"queued {len(ids)} job(s); follow them with [bold]qtui jobs --watch[/] or open [bold]qtui[/]")
+        return 0
+    return follow(queue, ids, data_dir)
+
+
+def follow(queue: JobQueue, ids: Sequence[str], data_dir: Path) -> int:
+    from qtui.watch import Detached, watch
+
+    try:
+        jobs = watch(queue, ids, console)
+    except Detached:
+        _say_detached()
+        return 0
+    records = [r for r in ResultStore(data_dir).load().records if r.job_id in set(ids)]
+    print_board(build_rows(records, include_failed=True), title="This run")
+    failed = [j for j in jobs if j.state.status != "done"]
+    return 1 if failed else 0
+
+
+def _say_detached() -> None:
+    try:
+        console.print("\n[bold]Stopped watching.[/] The runs go on in the background: "
+                      "[bold]qtui jobs --watch[/] or [bold]qtui[/] to follow them, [bold]qtui cancel JOB[/] to stop one.")
+    except OSError:
+        pass  # the terminal is gone (SIGHUP): nothing to tell
+
+
+# -- results / export ----------------------------------------------------------------------
+def _records(args: argparse.Namespace) -> list[ResultRecord]:
+    if getattr(args, "source", None):
+        res = load_records(args.source)
+    else:
+        _, data_dir = settings(args)
+        res = ResultStore(data_dir).load()
+    for p in res.problems:
+        err_console.print(f"[yellow]warning:[/] {p}")
+    return res.records
+
+
+def _sorted_rows(args: argparse.Namespace, records: list[ResultRecord], include_failed: bool = False) -> list[Row]:
+    if args.sort not in COLUMN_KEYS:
+        raise UserError(f"unknown column {args.sort!r}; choose one of: {', '.join(COLUMN_KEYS)}")
+    return sort_rows(build_rows(records, include_failed=include_failed), args.sort, args.reverse)
+
+
+def print_board(rows: Sequence[Row], title: str = "Leaderboard") -> None:
+    if not rows:
+        console.print("no results yet: run [bold]qtui run[/] or [bold]qtui demo[/]")
+        return
+    t = Table(title=title, box=None, header_style="bold")
+    t.add_column("#", justify="right")
+    for c in COLUMNS:
+        t.add_column(c.title, justify="left" if c.key in ("model", "quantizer", "quant") else "right", no_wrap=True)
+    for i, r in enumerate(rows, 1):
+        style = "" if r.status == "done" else "red"
+        t.add_row(str(i), *[format_cell(c, r) if r.status == "done" or c.key in ("model", "quant", "size_gib", "bpw", "quantizer")
+                            else ("✗ " + r.status if c.key == "kld" else "") for c in COLUMNS], style=style)
+    console.print(t)
+
+
+def cmd_results(args: argparse.Namespace) -> int:
+    print_board(_sorted_rows(args, _records(args), include_failed=args.failed))
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    records = _records(args)
+    text = export(args.format, _sorted_rows(args, records), records)
+    if args.file:
+        try:
+            args.file.write_text(text, encoding="utf-8")
+        except OSError as exc:
+            raise UserError(f"cannot write {args.file}: {exc.strerror or exc}") from None
+        err_console.print(f"wrote {args.file} ({args.format}, {len(text)} bytes)")
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+# -- import --------------------------------------------------------------------------------
+def cmd_import(args: argparse.Namespace) -> int:
+    from qtui.core.logimport import import_log
+
+    _, data_dir = settings(args)
+    store = ResultStore(data_dir)
+    records = []
+    status = 0
+    for log in args.logs:
+        try:
+            rec = import_log(log)
+        except (OSError, ValueError) as exc:
+            err_console.print(f"[red]{log}[/]: {exc}")
+            status = 2
+            continue
+        records.append(rec)
+        if not args.json:
+            store.save(rec)
+            what = f"mean KLD {rec.stats.get('kld_mean')}" if rec.status == "done" else f"failed: {(rec.failure or {}).get('reason')}"
+            console.print(f"imported {log.name}: {rec.kind}, {what}")
+    if args.json:
+        print(json.dumps([r.to_dict() for r in records], indent=2))
+    return status
+
+
+# -- jobs ----------------------------------------------------------------------------------
+def cmd_jobs(args: argparse.Namespace) -> int:
+    _, data_dir = settings(args)
+    queue = JobQueue(data_dir)
+    jobs = queue.jobs()
+    if args.watch:
+        active = [j.id for j in jobs if j.state.status not in FINISHED]
+        if not active:
+            console.print("no queued or running jobs")
+            return 0
+        return follow(queue, active, data_dir)
+    if not jobs:
+        console.print("no jobs")
+        return 0
+    t = Table(box=None)
+    for col in ("id", "job", "state", "reason"):
+        t.add_column(col)
+    for j in jobs:
+        t.add_row(j.id, j.spec.label, j.state.status, j.state.reason or "")
+    console.print(t)
+    return 0
+
+
+def _job_action(args: argparse.Namespace, action: Callable[[JobQueue, str], str]) -> int:
+    _, data_dir = settings(args)
+    queue = JobQueue(data_dir)
+    ids = [j.id for j in queue.jobs()]
+    status = 0
+    for prefix in args.job_ids:
+        matches = [i for i in ids if i.startswith(prefix)]
+        if len(matches) != 1:
+            err_console.print(f"[red]{prefix}[/]: {'no such job' if not matches else 'ambiguous, matches ' + ', '.join(matches)}")
+            status = 2
+            continue
+        console.print(action(queue, matches[0]))
+    return status
+
+
+def cmd_retry(args: argparse.Namespace) -> int:
+    from qtui.core.scheduler import ensure_scheduler
+
+    cfg, data_dir = settings(args)
+    status = _job_action(args, JobQueue.retry)
+    ensure_scheduler(data_dir, cfg.slots)
+    return status
+
+
+# -- setup / paths / demo / app ------------------------------------------------------------
+def progress_printer() -> Callable[[str, float | None], None]:
+    last: dict[str, object] = {}
+
+    def show(stage: str, frac: float | None) -> None:
+        pct = None if frac is None else int(frac * 100)
+        if last.get("stage") == stage and (pct is None or pct == last.get("pct")):
+            return
+        last.update(stage=stage, pct=pct)
+        err_console.print(f"  {stage}" + (f" {pct}%" if pct is not None else ""))
+
+    return show
+
+
+def cmd_setup_llama(args: argparse.Namespace) -> int:
+    from qtui.core.setup_llama import DEFAULT_VERSION, SetupError, setup_llama
+
+    try:
+        bin_dir = setup_llama(version=args.llama_version or DEFAULT_VERSION, cuda=args.cuda, cuda_arch=args.cuda_arch,
+                              jobs=args.jobs, force=args.force, progress=progress_printer())
+    except SetupError as exc:
+        raise UserError(str(exc)) from None
+    console.print(f"llama.cpp tools ready in [bold]{bin_dir}[/]")
+    return 0
+
+
+def cmd_paths(args: argparse.Namespace) -> int:
+    for name, p in (("config", paths.config_file()), ("themes", paths.user_themes_dir()), ("data", paths.data_dir()),
+                    ("cache", paths.cache_dir()), ("llama builds", paths.llama_cache_dir()), ("base files", paths.bases_dir())):
+        console.print(f"{name:>12}: {p}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from qtui.demo import run_demo
+
+    return run_demo(args)
+
+
+def cmd_app(args: argparse.Namespace) -> int:
+    try:
+        from qtui.ui.app import run_app
+    except ImportError as exc:  # pragma: no cover - the UI ships with the package
+        raise UserError(f"the app is unavailable ({exc}); the headless commands still work: qtui --help") from None
+    return run_app(args)
+
+
+COMMANDS: dict[str | None, Callable[[argparse.Namespace], int]] = {
+    None: cmd_app,
+    "scan": cmd_scan,
+    "run": cmd_run,
+    "results": cmd_results,
+    "export": cmd_export,
+    "import": cmd_import,
+    "jobs": cmd_jobs,
+    "cancel": lambda a: _job_action(a, JobQueue.cancel),
+    "retry": cmd_retry,
+    "remove": lambda a: _job_action(a, JobQueue.remove),
+    "setup-llama": cmd_setup_llama,
+    "demo": cmd_demo,
+    "paths": cmd_paths,
+}
+
+
+def dispatch(args: argparse.Namespace) -> int:
+    if getattr(args, "data_dir", None):
+        os.environ["QTUI_DATA_DIR"] = str(args.data_dir)  # the scheduler and the app see the same store
+    try:
+        return COMMANDS[args.command](args)
+    except UserError as exc:
+        err_console.print(f"[red]error:[/] {exc}")
+        return 2

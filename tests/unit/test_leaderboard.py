@@ -1,0 +1,84 @@
+import math
+
+import pytest
+
+from qtui.core.leaderboard import COLUMN_KEYS, Row, build_rows, efficiency_scores, pareto_front, sort_rows
+from qtui.core.store import ResultRecord
+
+
+def rec(i: str, size_gib: float | None, kld: float | None, status: str = "done", **stats: float) -> ResultRecord:
+    model = {"label": i, "quant": "Q4_K_M"}
+    if size_gib is not None:
+        model["size_bytes"] = int(size_gib * 1024**3)
+    s = dict(stats)
+    if kld is not None:
+        s["kld_mean"] = kld
+    return ResultRecord(id=i, kind="kld", status=status, model=model, stats=s)  # type: ignore[arg-type]
+
+
+def test_efficiency_matches_the_published_score() -> None:
+    # showdown.md: AesSedai IQ4_XS is the smallest (size_n = 0) with KLD 0.0240 in a set whose
+    # KLD ranges 0.0102..0.0524 -> published score 0.327.
+    rows = build_rows([rec("iq4xs", 16.4, 0.0240), rec("q4km", 20.0, 0.0102), rec("udq4", 19.0, 0.0524)])
+    by = {r.id: r for r in rows}
+    assert by["iq4xs"].score == pytest.approx(0.327, abs=5e-4)
+    assert by["q4km"].score == pytest.approx(1.0)  # largest file, lowest KLD
+
+
+def test_score_is_relative_to_the_set() -> None:
+    a = build_rows([rec("a", 1, 0.1), rec("b", 2, 0.2)])
+    b = build_rows([rec("a", 1, 0.1), rec("b", 2, 0.2), rec("c", 3, 0.05)])
+    assert {r.id: r.score for r in a}["b"] != {r.id: r.score for r in b}["b"]
+
+
+def test_unknown_values_give_no_score_and_no_pareto() -> None:
+    rows = build_rows([rec("a", None, 0.1), rec("b", 2, None), rec("c", 3, 0.05)])
+    by = {r.id: r for r in rows}
+    assert by["a"].score is None and by["b"].score is None and not by["a"].pareto
+    assert by["c"].score == 0.0 and by["c"].pareto
+
+
+def test_pareto_front() -> None:
+    rows = build_rows([rec("small-bad", 1, 0.5), rec("mid", 2, 0.2), rec("dominated", 2.5, 0.3), rec("big-good", 4, 0.01)])
+    assert {r.id for r in rows if r.pareto} == {"small-bad", "mid", "big-good"}
+
+
+def test_ties_are_not_dominated() -> None:
+    rows = build_rows([rec("a", 1, 0.1), rec("b", 1, 0.1)])
+    assert all(r.pareto for r in rows)
+
+
+def test_failed_runs_excluded_from_ranking_maths() -> None:
+    rows = build_rows([rec("ok", 1, 0.1), rec("bad", 0.5, 0.01, status="failed")], include_failed=True)
+    by = {r.id: r for r in rows}
+    assert by["bad"].score is None and not by["bad"].pareto and by["ok"].score == 0.0
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+def test_sort_puts_unknown_last_both_ways(reverse: bool) -> None:
+    rows = build_rows([rec("a", 1, None), rec("b", 2, 0.3), rec("c", 3, 0.1)])
+    out = [r.id for r in sort_rows(rows, "kld", reverse)]
+    assert out[-1] == "a"
+    assert out[:2] == (["b", "c"] if reverse else ["c", "b"])
+
+
+def test_every_column_sorts() -> None:
+    rows = build_rows([rec("a", 1, 0.2, kld_p99=0.5), rec("b", 2, 0.1)])
+    for key in COLUMN_KEYS:
+        assert len(sort_rows(rows, key)) == 2
+
+
+def test_unknown_column_is_a_clear_error() -> None:
+    with pytest.raises(ValueError, match="unknown column"):
+        sort_rows([], "nope")
+
+
+def test_nan_stats_are_unknown() -> None:
+    rows = build_rows([rec("a", 1, math.nan)])
+    assert rows[0].kld is None
+
+
+def test_efficiency_constant_axes() -> None:
+    r = [Row(id="x", model="x", quantizer=None, quant=None, size_gib=1.0, bpw=None, ppl_q=None, ppl_ratio=None, kld=0.1,
+             kld_err=None, kld_p99=None, kld_p999=None, kld_max=None, dp_rms=None, same_top=None, duration_s=None, status="done")]
+    assert efficiency_scores(r) == [0.0] and pareto_front(r) == [True]
