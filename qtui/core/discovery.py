@@ -40,6 +40,9 @@ class _Walker:
         self.seen_files: set[tuple[int, int]] = set()
         self.files: list[Path] = []
         self.skipped: list[Skipped] = []
+        # Symlinked entries are visited after everything else so that a file reachable both
+        # directly and through a link is listed under its real path.
+        self.deferred: list[tuple[Path, int]] = []
 
     def add_file(self, path: Path) -> None:
         try:
@@ -52,6 +55,16 @@ class _Walker:
         if key not in self.seen_files:
             self.seen_files.add(key)
             self.files.append(path)
+
+    def run_deferred(self) -> None:
+        while self.deferred:
+            batch, self.deferred = self.deferred, []
+            for p, depth in batch:
+                if p.is_dir():
+                    if depth < self.max_depth:
+                        self.walk(p, depth + 1)
+                elif p.name.lower().endswith(".gguf"):
+                    self.add_file(p)
 
     def walk(self, folder: Path, depth: int) -> None:
         try:
@@ -71,6 +84,9 @@ class _Walker:
             return
         for e in entries:
             p = Path(e.path)
+            if e.is_symlink():
+                self.deferred.append((p, depth))
+                continue
             try:
                 is_dir = e.is_dir()  # follows symlinks
             except OSError:
@@ -96,6 +112,7 @@ def scan(dirs: Iterable[Path], max_depth: int = 8,
             w.skipped.append(Skipped(d, "broken symlink"))
         else:
             w.skipped.append(Skipped(d, "does not exist"))
+    w.run_deferred()
 
     result = ScanResult(skipped=w.skipped)
     present = {(p.parent, p.name.lower()) for p in w.files}

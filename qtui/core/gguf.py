@@ -277,10 +277,11 @@ def _read(f, path: Path, size: int) -> GGUFHeader:  # type: ignore[no-untyped-de
     n_kv = r.u64("metadata count")
     # Smallest possible entries: tensor = 8 (name len) + 4 + 4 + 8; kv = 8 (key len) + 4 + 1.
     if n_tensors * 24 > r.left:
-        raise GGUFError(f"corrupt header: {n_tensors} tensors cannot fit in a {size}-byte file")
+        raise GGUFError(f"file is truncated or corrupt: the header lists {n_tensors} tensors, "
+                        f"which cannot fit in a {size}-byte file")
     if n_kv * 13 > r.left:
-        raise GGUFError(f"corrupt header: {n_kv} metadata entries cannot fit in a "
-                        f"{size}-byte file")
+        raise GGUFError(f"file is truncated or corrupt: the header lists {n_kv} metadata "
+                        f"entries, which cannot fit in a {size}-byte file")
 
     metadata: dict[str, object] = {}
     for i in range(n_kv):
