@@ -39,6 +39,7 @@ _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _ROW = re.compile(
     rf"^\s*(\d+)\s+{_PAIR}\s+{_PAIR}\s+{_PAIR}\s+{_PAIR}\s*%\s+{_PAIR}\s*%\s*$", re.I
 )
+_PPL_LINE = re.compile(rf"^(\d+)\s+({_NUM})\s+({_NUM})\s+({_NUM})$", re.I)
 _ITEM = re.compile(rb"\[(\d+)\]([^,\[\]\s]*),")
 _ITEM_TEXT = re.compile(r"\[(\d+)\]([^,\[\]\s]*),")
 _KLD_START = re.compile(
@@ -68,6 +69,7 @@ _PCT_KEYS = {
     "99.9%": "p999", "99.0%": "p99", "95.0%": "p95", "90.0%": "p90", "75.0%": "p75",
     "25.0%": "p25", "10.0%": "p10", "5.0%": "p05", "1.0%": "p01", "0.1%": "p001",
 }
+_FIELDS = frozenset(FinalStats().field_names())
 _MAX_PENDING = 1 << 20  # a "line" this long without a newline is not output we know
 _TAIL_LINES = 40
 
@@ -260,7 +262,7 @@ class StreamParser:
         if not s:
             return
         c = s[0]
-        if c.isdigit() and self._row(s):
+        if c.isdigit() and (self._row(s) or self._ppl_line(s)):
             return
         if c == "[":
             self._items(s)
@@ -343,6 +345,17 @@ class StreamParser:
         self._progress(Progress(int(m.group(1)), None, *v))
         return True
 
+    def _ppl_line(self, s: str) -> bool:
+        """--ppl-output-type 1: `%8d  %.4lf  %4lf  %4lf` per chunk. The first number
+        is the token offset of the *pass* (the same for every chunk of a batched
+        pass), so the chunk number is the count of such lines."""
+        if self.mode == "kld" or not (m := _PPL_LINE.match(s)):
+            return False
+        if self.started is None:
+            self._start("base" if self._saving_logits or self._expected == "base" else "ppl", inferred=True)
+        self._progress(Progress((self.latest.chunk if self.latest else 0) + 1, None, _num(m.group(2))))
+        return True
+
     def _items(self, s: str) -> None:
         for m in _ITEM_TEXT.finditer(s):
             self._item(m.group(1), m.group(2))
@@ -397,14 +410,14 @@ class StreamParser:
                 key = f"{prefix}_{_PCT_KEYS[words[0]]}"
             else:
                 return False
+        if key not in _FIELDS:
+            return False  # e.g. "75.0% KLD": not a line any build prints
         if self.stats is None:
             self.stats = FinalStats()
-        if not hasattr(self.stats, key):
-            return False  # e.g. "75.0% KLD": not a line any build prints
         if key == "kld_p99" and self.stats.kld_p99 is not None:
             return True  # the old builds' duplicate 99.0% line (see module doc)
         setattr(self.stats, key, _num(m.group(2)))
-        if m.group(3) is not None and hasattr(self.stats, key + "_err"):
+        if m.group(3) is not None and key + "_err" in _FIELDS:
             setattr(self.stats, key + "_err", _num(m.group(3)))
         return True
 

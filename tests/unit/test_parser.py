@@ -297,3 +297,116 @@ def test_warning_dataclass_is_an_event() -> None:
     assert [w.message for w in warnings] == r.warnings
     n_train = re.search(r"trained on only (\d+)", err.decode()).group(1)
     assert any(n_train in w for w in r.warnings)
+
+
+# ---- llama.cpp transcripts recorded by tests/fixtures/record.py ------------------
+
+LLAMA = FIX / "llama"
+
+
+def llama_cases(prefix: str = "") -> list:
+    cases = []
+    for meta in sorted(LLAMA.glob("*/*.json")) if LLAMA.is_dir() else []:
+        case = meta.stem
+        if not (meta.with_suffix(".out").is_file() and meta.with_suffix(".err").is_file()):
+            continue
+        if case.startswith(("version", "help", "bench", "SUMMARY")) or not case.startswith(prefix):
+            continue
+        cases.append(pytest.param(meta, id=f"{meta.parent.name}/{case}"))
+    return cases or [pytest.param(None, marks=pytest.mark.skip(reason="no llama.cpp fixtures recorded yet"))]
+
+
+def load_llama(meta: Path) -> tuple[bytes, bytes, dict]:
+    import json
+    return meta.with_suffix(".out").read_bytes(), meta.with_suffix(".err").read_bytes(), json.loads(meta.read_text())
+
+
+def replay(out: bytes, err: bytes, info: dict, **kw) -> tuple[list, StreamParser]:
+    """Feed the streams in the order and sizes the recorder read them."""
+    p = StreamParser(**kw)
+    events: list = []
+    data, pos = {1: out, 2: err}, {1: 0, 2: 0}
+    for stream, n, _ms in info.get("chunks", []):
+        events += p.feed("out" if stream == 1 else "err", data[stream][pos[stream]:pos[stream] + n])
+        pos[stream] += n
+    for stream in (2, 1):  # anything past the recorder's chunk log
+        if pos[stream] < len(data[stream]):
+            events += p.feed("out" if stream == 1 else "err", data[stream][pos[stream]:])
+    return events + p.close(info["exit_code"]), p
+
+
+@pytest.mark.parametrize("meta", llama_cases())
+def test_llama_outcome_is_decided_by_content(meta: Path) -> None:
+    out, err, info = load_llama(meta)
+    r = parse_transcript(out, err, info["exit_code"])
+    if r.mode == "kld" or b"--kl-divergence" in " ".join(info["argv"]).encode():
+        success = b"Same top p:" in out
+    else:
+        success = b"Final estimate" in out + err
+    assert (r.failed is None) == success, r.failed
+    if r.failed is not None:
+        assert r.failed.reason and "\n" not in r.failed.reason
+        assert r.failed.exit_code == info["exit_code"]
+        tail = err.decode("utf-8", "replace").strip().splitlines()
+        if tail:  # the last stderr line (prefix stripped) ends the tail shown to the user
+            assert r.failed.stderr_tail.splitlines()[-1].strip() in tail[-1]
+
+
+@pytest.mark.parametrize("meta", llama_cases("kld"))
+def test_llama_kld_stats_rows_and_start(meta: Path) -> None:
+    out, err, info = load_llama(meta)
+    r = parse_transcript(out, err, info["exit_code"])
+    text, log = out.decode(), err.decode()
+    check_stats(r.stats, expected_final(text))
+    rows = expected_rows(text)
+    assert rows and [p.chunk for p in r.progress] == [int(row[0]) for row in rows]
+    assert [p.same_top for p in r.progress] == [row[-2] for row in rows]
+    m = re.search(r"computing over (\d+) chunks, n_ctx=(\d+), batch_size=(\d+), n_seq=(\d+)", log)
+    assert r.started == Started("kld", *map(int, m.groups()))
+    assert r.progress[-1].chunk == r.started.n_chunks
+
+
+@pytest.mark.parametrize("meta", llama_cases())
+def test_llama_real_interleaving_gives_same_results(meta: Path) -> None:
+    out, err, info = load_llama(meta)
+    ref = parse_transcript(out, err, info["exit_code"])
+    events, p = replay(out, err, info)
+    assert p.stats == ref.stats and p.base_estimate == ref.base_estimate and p.mode == ref.mode
+    assert [(e.chunk, e.ppl, e.kld) for e in events if isinstance(e, Progress)] == \
+        [(e.chunk, e.ppl, e.kld) for e in ref.progress]
+    assert type(events[-1]) is type(ref.events[-1])
+    if ref.failed:
+        assert events[-1].reason == ref.failed.reason
+
+
+@pytest.mark.parametrize("meta", llama_cases())
+def test_llama_eta(meta: Path) -> None:
+    out, err, info = load_llama(meta)
+    m = re.search(r"([\d.]+) seconds per pass - ETA", err.decode())
+    if not m:
+        pytest.skip("no ETA in this run")
+    _, p = replay(out, err, info)
+    assert p.seconds_per_pass == float(m.group(1))
+    t = re.search(r"(?m)^(?:(\d+) hours )?([\d.]+) minutes$", out.decode())
+    assert t, "the ETA's minutes go to stdout in llama.cpp"
+    assert p.eta_total_s == pytest.approx(int(t.group(1) or 0) * 3600 + float(t.group(2)) * 60)
+
+
+@pytest.mark.parametrize("meta", llama_cases("base") + llama_cases("ppl"))
+def test_llama_base_and_ppl(meta: Path) -> None:
+    out, err, info = load_llama(meta)
+    r = parse_transcript(out, err, info["exit_code"])
+    text, log = out.decode(), err.decode()
+    items = re.findall(r"\[(\d+)\]([\d.]+),", text)
+    lines = re.findall(r"(?m)^\s*\d+\s+([\d.]+)\s+[-\d.]+\s+[-\d.]+$", text)
+    got = [(p.chunk, p.ppl) for p in r.progress]
+    if items:
+        assert got == [(int(i), float(v)) for i, v in items]
+    else:
+        assert got == [(i + 1, float(v)) for i, v in enumerate(lines)] and lines
+    m = re.search(r"calculating perplexity over (\d+) chunks, n_ctx=(\d+), batch_size=(\d+), n_seq=(\d+)", log)
+    mode = "base" if "--kl-divergence-base" in info["argv"] else "ppl"
+    assert r.started == Started(mode, *map(int, m.groups())) and r.mode == mode
+    f = re.search(r"Final estimate: PPL = ([\d.]+) \+/- ([\d.]+)", log)
+    assert r.base_estimate == BaseEstimate(float(f.group(1)), float(f.group(2)), r.started.n_chunks,
+                                           r.started.n_ctx)
