@@ -335,4 +335,6 @@ def _set_sizes(tensors: list[TensorInfo], data_size: int) -> None:
         if t.offset + formula > data_size:
             raise GGUFError(f"file is truncated: tensor {t.name!r} ({type_name(t.type_id)}, "
                             f"{formula} bytes) ends past the end of the file")
-        t.nbytes = formula
+        # A formula that overlaps the next tensor means a fork reuses this type id with
+        # another block layout; the gap is then the better measure.
+        t.nbytes = formula if formula <= nxt - t.offset else nxt - t.offset

@@ -272,3 +272,14 @@ def test_tensor_nbytes_formula() -> None:
     assert tensor_nbytes(Q4_K, (4096, 11008)) == 4096 // 256 * 144 * 11008
     assert tensor_nbytes(Q4_K, (100, 2)) is None  # not whole blocks
     assert tensor_nbytes(250, (256,)) is None
+
+
+def test_type_id_reused_with_other_layout(dense: Path, tmp_path: Path) -> None:
+    """A fork type id that mainline also knows, with a smaller block layout: the block formula
+    (q8_0 here) would overlap the next tensor, so the offset gap wins."""
+    ref = {t.name: t for t in read_header(dense).tensors}
+    p = tmp_path / "reuse.gguf"
+    p.write_bytes(dense.read_bytes())
+    patch_tensor_type(p, "blk.0.attn_q.weight", 8)  # really q4_K bytes, claims q8_0
+    t = next(t for t in read_header(p).tensors if t.name == "blk.0.attn_q.weight")
+    assert t.nbytes == ref["blk.0.attn_q.weight"].nbytes
