@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from qtui.core import paths
-from qtui.core.config import Config, load_config
+from qtui.core.config import Config, effective_data_dir, effective_llama_bin, load_config
 from qtui.core.export import export
 from qtui.core.fsutil import human_bytes
 from qtui.core.jobs import FINISHED, JobQueue
@@ -32,8 +32,8 @@ def settings(args: argparse.Namespace) -> tuple[Config, Path]:
     cfg, problems = load_config()
     for p in problems:
         err_console.print(f"[yellow]config:[/] {p}")
-    data_dir = getattr(args, "data_dir", None) or (Path(cfg.data_dir).expanduser() if cfg.data_dir else paths.data_dir())
-    return cfg, Path(data_dir)
+    # --data-dir reaches here through QTUI_DATA_DIR (set in dispatch), which wins over the file.
+    return cfg, effective_data_dir(cfg)
 
 
 # -- scan ----------------------------------------------------------------------------------
@@ -91,7 +91,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     cfg, data_dir = settings(args)
     try:
-        tools = find_tools(args.llama_bin, cfg.llama_bin)
+        tools = find_tools(args.llama_bin, effective_llama_bin(cfg))
         check_runnable(tools)
         build = probe(tools)
     except LlamaNotFound as exc:

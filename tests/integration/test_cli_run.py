@@ -1,0 +1,120 @@
+"""`qtui run` end to end on the real llama-perplexity: base generation, KLD runs, the stored
+results, the printed leaderboard, base reuse, refusals, and a SIGHUP to the CLI mid-run."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from qtui.core.jobs import JobQueue
+from qtui.core.store import ResultStore
+
+MEAN_KLD = re.compile(rb"Mean\s+KLD:\s+([-\d.]+)")
+SAME_TOP = re.compile(rb"Same top p:\s+([-\d.]+)")
+
+
+def qtui(env: dict[str, str], *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "qtui.cli", *args], env=env, capture_output=True, text=True,
+                          timeout=timeout, stdin=subprocess.DEVNULL)
+
+
+@pytest.fixture()
+def env(tmp_path: Path, llama_tools) -> dict[str, str]:
+    e = {k: v for k, v in os.environ.items() if not k.startswith("QTUI_")}
+    e.update(QTUI_DATA_DIR=str(tmp_path / "data"), QTUI_CACHE_DIR=str(tmp_path / "cache"),
+             QTUI_CONFIG_DIR=str(tmp_path / "config"), QTUI_LLAMA_BIN=str(llama_tools.bin_dir),
+             COLUMNS="250", NO_COLOR="1")
+    return e
+
+
+def wait_idle(data_dir: Path, timeout: float = 120) -> None:
+    q = JobQueue(data_dir)
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if all(j.state.status in ("done", "failed", "cancelled") for j in q.jobs()):
+            return
+        time.sleep(0.2)
+    raise AssertionError("jobs did not finish")
+
+
+def test_run_prints_the_figures_llama_printed(env, tiny_model, tiny_ladder, corpus, tmp_path) -> None:
+    variants = [str(p) for p in tiny_ladder.values()]
+    res = qtui(env, "run", "--base", str(tiny_model), "--corpus", str(corpus), "--ctx", "128", "--chunks", "12", *variants)
+    assert res.returncode == 0, res.stdout + res.stderr
+    data = tmp_path / "data"
+    jobs = JobQueue(data).jobs()
+    assert [j.spec.kind for j in jobs] == ["base", "kld", "kld", "kld"]
+    records = {r.job_id: r for r in ResultStore(data).load().records}
+    for job in jobs[1:]:
+        raw = job.stdout_path.read_bytes()
+        printed_kld = float(MEAN_KLD.search(raw).group(1))  # type: ignore[union-attr]
+        rec = records[job.id]
+        assert rec.status == "done"
+        assert rec.stats["kld_mean"] == pytest.approx(printed_kld, abs=5e-7)
+        assert rec.stats["same_top"] == pytest.approx(float(SAME_TOP.search(raw).group(1)), abs=5e-4)  # type: ignore[union-attr]
+        # the leaderboard shows the same number, with the digits llama-perplexity printed
+        assert f"{printed_kld:.6f}" in res.stdout
+        assert rec.ctx == 128 and rec.model["quant"] in res.stdout
+    # a second run reuses the cached base log-probs instead of regenerating them
+    res2 = qtui(env, "run", "--base", str(tiny_model), "--corpus", str(corpus), "--ctx", "128", "--chunks", "12", variants[0])
+    assert res2.returncode == 0, res2.stderr
+    assert "reusing the base" in res2.stdout
+    assert [j.spec.kind for j in JobQueue(data).jobs()].count("base") == 1
+    # results and exports read the same store
+    out = qtui(env, "export", "--format", "csv")
+    assert out.returncode == 0 and len(out.stdout.strip().splitlines()) == 1 + 4
+
+
+def test_truncated_base_file_is_refused(env, tiny_model, tiny_ladder, corpus, tmp_path) -> None:
+    base_file = tmp_path / "b.kld"
+    ok = qtui(env, "run", "--base", str(tiny_model), "--corpus", str(corpus), "-c", "128", "--chunks", "4",
+              "--base-file", str(base_file), str(tiny_ladder["Q8_0"]))
+    assert ok.returncode == 0, ok.stderr
+    data = base_file.read_bytes()
+    base_file.write_bytes(data[: len(data) // 2])
+    res = qtui(env, "run", "--base", str(tiny_model), "--base-file", str(base_file), str(tiny_ladder["Q8_0"]))
+    assert res.returncode == 2
+    assert "truncated" in res.stderr
+
+
+def test_vocab_mismatch_and_bad_files_are_refused_with_reasons(env, tiny_model, corpus, tmp_path) -> None:
+    from qtui.core import factory
+
+    other = factory.tiny_model(tmp_path / "other", vocab_size=1024, corpus=corpus)
+    junk = tmp_path / "junk.gguf"
+    junk.write_bytes(os.urandom(4096))
+    res = qtui(env, "run", "--base", str(tiny_model), "--corpus", str(corpus), str(other), str(junk), str(tmp_path / "missing.gguf"))
+    assert res.returncode == 2
+    assert "vocabulary" in res.stderr and "junk.gguf" in res.stderr and "missing.gguf" in res.stderr
+    assert "Traceback" not in res.stderr
+
+
+def test_sighup_to_the_cli_does_not_lose_the_run(env, tiny_model, tiny_ladder, corpus, tmp_path) -> None:
+    data = tmp_path / "data"
+    # no --chunks and one thread: the base run lasts long enough to hang up in the middle
+    proc = subprocess.Popen([sys.executable, "-m", "qtui.cli", "run", "--base", str(tiny_model), "--corpus", str(corpus),
+                             "-c", "128", str(tiny_ladder["Q4_0"]), "--", "-t", "1"],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+                            start_new_session=True)
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        running = [j for j in JobQueue(data).jobs() if j.state.status == "running" and j.state.pid]
+        if running and running[0].stdout_path.exists() and running[0].stdout_path.stat().st_size > 0:
+            break
+        time.sleep(0.05)
+    else:
+        proc.kill()
+        pytest.fail("the run never started streaming")
+    os.killpg(proc.pid, signal.SIGHUP)  # what a dropped SSH connection does to the session
+    proc.wait(timeout=20)
+    wait_idle(data, timeout=300)
+    recs = [r for r in ResultStore(data).load().records if r.kind == "kld"]
+    assert len(recs) == 1 and recs[0].status == "done", [r.failure for r in recs]
+    assert recs[0].stats["kld_mean"] is not None
