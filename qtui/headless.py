@@ -101,7 +101,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         plan = plan_showdown(base_model=args.base, variants=args.variants, corpus=corpus, ctx=args.ctx or cfg.ctx,
                              chunks=args.chunks if args.chunks is not None else cfg.chunks,
                              extra_args=args.llama_args or cfg.llama_args, tools=tools, build=build,
-                             base_file=args.base_file, gpu_name=first_gpu_name())
+                             base_file=args.base_file, gpu_name=first_gpu_name(),
+                             hash_models=getattr(args, "sha256", False))
     except RunRefused as exc:
         err_console.print("[red]Refused:[/]")
         for p in exc.problems:

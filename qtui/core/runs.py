@@ -48,9 +48,12 @@ class RunPlan:
         return ([self.base_job] if self.base_job else []) + self.kld_jobs
 
 
-def model_summary(info: ModelInfo) -> dict[str, Any]:
-    """What a result record keeps about a model: identity, labels and the tensor mix."""
-    return {
+def model_summary(info: ModelInfo, sha256: bool = False) -> dict[str, Any]:
+    """What a result record keeps about a model: identity, labels and the tensor mix.
+
+    sha256 is opt-in: hashing a 200 GB model takes minutes, size + mtime is the default identity.
+    """
+    summary = {
         "path": str(info.path),
         "label": info.path.name.removesuffix(".gguf"),
         "name": info.name,
@@ -67,6 +70,11 @@ def model_summary(info: ModelInfo) -> dict[str, Any]:
         "mix": {t.type_name: t.nbytes for t in info.mix_by_type},
         "groups": {g: {t.type_name: t.nbytes for t in shares} for g, shares in info.mix_by_group.items()},
     }
+    if sha256:
+        digests = [file_sha256(shard) for shard in info.shards]
+        # a split set is identified by the hash of its shards' hashes, in order
+        summary["sha256"] = digests[0] if len(digests) == 1 else hashlib.sha256("".join(digests).encode()).hexdigest()
+    return summary
 
 
 def file_sha256(path: Path, block: int = 1 << 20) -> str:
@@ -144,6 +152,7 @@ def plan_showdown(
     build: BuildInfo | None = None,
     base_file: Path | None = None,
     gpu_name: str | None = None,
+    hash_models: bool = False,
 ) -> RunPlan:
     problems: list[str] = []
     notes: list[str] = []
@@ -224,7 +233,7 @@ def plan_showdown(
     kld_jobs = [
         JobSpec(
             kind="kld", argv=kld_argv(tools, m.path, bfile, kld_ctx, extra_args), env=env,
-            model=model_summary(m), base=base_meta, corpus=corpus_meta, ctx=kld_ctx, chunks=chunks,
+            model=model_summary(m, sha256=hash_models), base=base_meta, corpus=corpus_meta, ctx=kld_ctx, chunks=chunks,
             llama=llama, depends_on=base_job.id if base_job else None, label=m.path.name,
         )
         for m in models

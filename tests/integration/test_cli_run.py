@@ -18,6 +18,27 @@ from qtui.core.store import ResultStore
 
 MEAN_KLD = re.compile(rb"Mean\s+KLD:\s+([-\d.]+)")
 SAME_TOP = re.compile(rb"Same top p:\s+([-\d.]+)")
+PPL_Q = re.compile(rb"Mean PPL\(Q\)\s+:\s+([-\d.]+)")
+KLD_99 = re.compile(rb"99\.0%\s+KLD:\s+([-\d.]+)")
+
+
+def assert_board_matches_llama(printed: str, data: Path, ctx: int) -> None:
+    """Each KLD job's stored and printed figures are the ones in llama-perplexity's own final block."""
+    records = {r.job_id: r for r in ResultStore(data).load().records}
+    kld_jobs = [j for j in JobQueue(data).jobs() if j.spec.kind == "kld"]
+    assert kld_jobs
+    for job in kld_jobs:
+        raw = job.stdout_path.read_bytes()
+        rec = records[job.id]
+        assert rec.status == "done", rec.failure
+        for rx, key, digits in ((MEAN_KLD, "kld_mean", 6), (SAME_TOP, "same_top", 2), (PPL_Q, "ppl_q", 4), (KLD_99, "kld_p99", 5)):
+            m = rx.search(raw)
+            assert m, f"{key} missing from llama-perplexity's output"
+            value = float(m.group(1))
+            assert rec.stats[key] == pytest.approx(value, abs=10 ** -(digits + 1)), key
+            # the leaderboard shows the number llama-perplexity printed, at the table's precision
+            assert f"{value:.{digits}f}" in printed, (key, value)
+        assert rec.ctx == ctx and rec.model["quant"] in printed
 
 
 def qtui(env: dict[str, str], *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
@@ -51,17 +72,7 @@ def test_run_prints_the_figures_llama_printed(env, tiny_model, tiny_ladder, corp
     data = tmp_path / "data"
     jobs = JobQueue(data).jobs()
     assert [j.spec.kind for j in jobs] == ["base", "kld", "kld", "kld"]
-    records = {r.job_id: r for r in ResultStore(data).load().records}
-    for job in jobs[1:]:
-        raw = job.stdout_path.read_bytes()
-        printed_kld = float(MEAN_KLD.search(raw).group(1))  # type: ignore[union-attr]
-        rec = records[job.id]
-        assert rec.status == "done"
-        assert rec.stats["kld_mean"] == pytest.approx(printed_kld, abs=5e-7)
-        assert rec.stats["same_top"] == pytest.approx(float(SAME_TOP.search(raw).group(1)), abs=5e-4)  # type: ignore[union-attr]
-        # the leaderboard shows the same number, with the digits llama-perplexity printed
-        assert f"{printed_kld:.6f}" in res.stdout
-        assert rec.ctx == 128 and rec.model["quant"] in res.stdout
+    assert_board_matches_llama(res.stdout, data, ctx=128)
     # a second run reuses the cached base log-probs instead of regenerating them
     res2 = qtui(env, "run", "--base", str(tiny_model), "--corpus", str(corpus), "--ctx", "128", "--chunks", "12", variants[0])
     assert res2.returncode == 0, res2.stderr
