@@ -183,14 +183,15 @@ def _write_tiny(path: Path, tokens: list[str], types: list[int], merges: list[st
     os.replace(tmp, path)
 
 
-def tiny_model(out_dir: Path | None = None, vocab_size: int = 2048, seed: int = 0) -> Path:
+def tiny_model(out_dir: Path | None = None, vocab_size: int = 2048, seed: int = 0,
+               corpus: Path | None = None) -> Path:
     """A 4-layer, dim-128 llama with a real byte-level BPE and random F32 weights (~5 MB).
 
-    Cached: the file name carries everything that determines the content.
+    The tokenizer is trained on `corpus` (default: stdlib_corpus()). Cached: the file name
+    carries a hash of everything that determines the content.
     """
     out_dir = Path(out_dir) if out_dir is not None else models_cache_dir() / "tiny"
-    corpus = stdlib_corpus()
-    text = corpus.read_text()
+    text = Path(corpus or stdlib_corpus()).read_text()
     key = hashlib.sha256(f"{FACTORY_VERSION}:{vocab_size}:{seed}:".encode() + text.encode()).hexdigest()[:10]
     path = out_dir / f"tiny-v{vocab_size}-s{seed}-{key}-F32.gguf"
     if path.is_file():

@@ -58,9 +58,10 @@ class LlamaTools:
 @dataclass(frozen=True)
 class BuildInfo:
     fork: str  # "llama.cpp" or "ik_llama.cpp"
-    version: str | None  # build number as printed, e.g. "7890"
-    commit: str | None
+    version: str | None  # as printed: "0.5.0-dev" (new builds) or the build number "6235" (older)
+    commit: str | None  # None when the build did not know it ("unknown": built outside git)
     flags: frozenset[str]  # option names listed by --help, e.g. "--no-log-prefix"
+    build_number: int | None = None  # llama.cpp's bNNNN; 0 when built outside git
 
     def supports(self, flag: str) -> bool:
         return flag in self.flags
@@ -159,10 +160,11 @@ def child_env(tools: LlamaTools, base_env: dict[str, str] | None = None) -> dict
     """The environment for a llama.cpp child process.
 
     LLAMA_ARG_* variables are dropped because llama.cpp reads them as defaults for its flags:
-    a forgotten export would silently change every measurement.
+    a forgotten export would silently change every measurement. Older builds (mid-2025) read
+    LLAMA_LOG_{VERBOSITY,PREFIX,TIMESTAMPS,COLORS} instead, which change the output we parse.
     """
     env = dict(os.environ if base_env is None else base_env)
-    for key in [k for k in env if k.startswith("LLAMA_ARG_")]:
+    for key in [k for k in env if k.startswith(("LLAMA_ARG_", "LLAMA_LOG_"))]:
         del env[key]
     # Builds keep libllama/libggml next to the binaries (or in ../lib when installed).
     lib_dirs = [str(tools.bin_dir)]
@@ -195,10 +197,10 @@ def check_runnable(tools: LlamaTools) -> None:
         raise LlamaNotFound(f"{tools.perplexity} cannot run (exit {proc.returncode}):\n" + "\n".join(msg))
 
 
-# New: "version: 7890 (build 7890, commit abc1234)"; older: "version: 6235 (abc1234)";
+# New: "version: 0.5.0-dev (build 7890, commit abc1234)"; older: "version: 6235 (abc1234)";
 # ik_llama.cpp and old logs: "build = 3 (abc1234)".
-_VERSION_RES = (
-    re.compile(r"version:\s*(\S+)\s*\(build\s+(\d+),\s*commit\s+(\w+)\)"),
+_NEW_VERSION_RE = re.compile(r"version:\s*(\S+)\s*\(build\s+(\d+),\s*commit\s+(\w+)\)")
+_OLD_VERSION_RES = (
     re.compile(r"version:\s*(\S+)\s*\((\w+)\)"),
     re.compile(r"build\s*=\s*(\S+)\s*\((\w+)\)"),
 )
@@ -207,14 +209,19 @@ _FLAG_RE = re.compile(r"(?<![\w-])(--?[A-Za-z][\w-]*)")
 _IK_FLAGS = frozenset({"--run-time-repack", "-rtr", "--fused-moe", "-fmoe", "-mla", "--mla-use"})
 
 
-def parse_version(text: str) -> tuple[str | None, str | None]:
-    for rx in _VERSION_RES:
+def parse_version(text: str) -> tuple[str | None, str | None, int | None]:
+    """(version, commit, build number) from `--version` output; None where not printed."""
+    m = _NEW_VERSION_RE.search(text)
+    if m:
+        version, number, commit = m.groups()
+        return version, None if commit == "unknown" else commit, int(number)
+    for rx in _OLD_VERSION_RES:
         m = rx.search(text)
         if m:
-            groups = m.groups()
-            version, commit = (groups[1], groups[2]) if len(groups) == 3 else groups
-            return version, None if commit == "unknown" else commit
-    return None, None
+            version, commit = m.groups()
+            number = int(version) if version.isdigit() else None
+            return version, None if commit == "unknown" else commit, number
+    return None, None, None
 
 
 def parse_help_flags(text: str) -> frozenset[str]:
@@ -248,9 +255,9 @@ def probe(tools: LlamaTools) -> BuildInfo:
         help_text = hlp.stdout + "\n" + hlp.stderr
     except (subprocess.TimeoutExpired, OSError):
         help_text = ""
-    version, commit = parse_version(ver.stdout + "\n" + ver.stderr)
+    version, commit, number = parse_version(ver.stdout + "\n" + ver.stderr)
     flags = parse_help_flags(help_text)
     fork = "ik_llama.cpp" if flags & _IK_FLAGS else "llama.cpp"
-    info = BuildInfo(fork=fork, version=version, commit=commit, flags=flags)
+    info = BuildInfo(fork=fork, version=version, commit=commit, flags=flags, build_number=number)
     _probe_cache[key] = info
     return info

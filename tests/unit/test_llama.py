@@ -21,7 +21,7 @@ pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="fake tools are 
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "llama"
 
-NEW_VERSION = 'echo "version: 7890 (build 7890, commit abc1234)" >&2; echo "built with cc for x86_64" >&2'
+NEW_VERSION = 'echo "version: 0.5.0-dev (build 7890, commit abc1234)" >&2; echo "built with cc for x86_64" >&2'
 HELP = r"""----- common params -----
 
 -h,    --help, --usage                  print usage and exit
@@ -140,9 +140,9 @@ def test_child_env_drops_llama_args_and_sets_library_path(env):
     d = make_build(env / "b")
     t = find_tools(llama_bin=d)
     base = {"LLAMA_ARG_CTX_SIZE": "4096", "LLAMA_ARG_N_GPU_LAYERS": "0", "HOME": "/h",
-            "LD_LIBRARY_PATH": "/opt/lib", "LLAMA_CACHE": "/keep"}
+            "LD_LIBRARY_PATH": "/opt/lib", "LLAMA_CACHE": "/keep", "LLAMA_LOG_PREFIX": "1"}
     out = child_env(t, base)
-    assert not any(k.startswith("LLAMA_ARG_") for k in out)
+    assert not any(k.startswith(("LLAMA_ARG_", "LLAMA_LOG_")) for k in out)
     assert out["HOME"] == "/h" and out["LLAMA_CACHE"] == "/keep"
     assert out["LD_LIBRARY_PATH"].split(os.pathsep) == [str(d), "/opt/lib"]
     assert out["CUDA_DEVICE_ORDER"] == "PCI_BUS_ID"
@@ -153,7 +153,8 @@ def test_probe_parses_version_and_flags_and_caches(env):
     d = make_build(env / "b")
     t = find_tools(llama_bin=d)
     info = probe(t)
-    assert (info.fork, info.version, info.commit) == ("llama.cpp", "7890", "abc1234")
+    assert (info.fork, info.version, info.commit, info.build_number) == (
+        "llama.cpp", "0.5.0-dev", "abc1234", 7890)
     assert {"--no-log-prefix", "-fa", "--flash-attn", "-m", "--model", "--version"} <= info.flags
     assert "--hf-repo" not in info.flags  # only in a description
     calls = (d / "llama-perplexity.calls").read_text().count("run")
@@ -165,7 +166,8 @@ def test_probe_detects_ik_and_old_version_format(env):
     ik_help = HELP + "-rtr,   --run-time-repack                 repack tensors\n"
     p = make_tool(env / "ik" / "llama-perplexity", 'echo "version: 3862 (8337e4cd)" >&2', ik_help)
     info = probe(find_tools(llama_bin=p))
-    assert (info.fork, info.version, info.commit) == ("ik_llama.cpp", "3862", "8337e4cd")
+    assert (info.fork, info.version, info.commit, info.build_number) == (
+        "ik_llama.cpp", "3862", "8337e4cd", 3862)
 
 
 def test_check_runnable_shows_the_loader_message(env):
@@ -185,9 +187,8 @@ def test_real_version_and_help_parse(build):
         pytest.skip(f"{build} not recorded")
     meta = json.loads((d / "version.json").read_text())
     text = (d / "version.out").read_text() + (d / "version.err").read_text()
-    version, commit = llama.parse_version(text)
-    assert version and version.isdigit()
-    assert commit == meta.get("commit")
+    version, commit, number = llama.parse_version(text)
+    assert version == meta["version"] and commit == meta["commit"] and number is not None
     flags = parse_help_flags((d / "help.out").read_text() + (d / "help.err").read_text())
     assert {"--kl-divergence", "--kl-divergence-base", "-c", "--chunks", "-b", "-ngl"} <= flags
     assert ("--no-log-prefix" in flags) == meta["has_log_prefix_flag"]
