@@ -35,6 +35,8 @@ _SEP = r"(?:Â?±|\+/-|_|\ufffd{1,2}|\?)"
 _PAIR = rf"({_NUM})\s*{_SEP}\s*({_NUM})"
 
 _PREFIX = re.compile(r"^(?:\d+\.\d{2}\.\d{3}\.\d{3} [IWEDT] |[IWED] (?=\w+:))")
+_PREFIX_TS = re.compile(r"\d+\.\d{2}\.\d{3}\.\d{3} [IWEDT] ")
+_EMBEDDED = re.compile(r"(?<=\S )(?=\d+\.\d{2}\.\d{3}\.\d{3} [IWEDT] )")
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _ROW = re.compile(
     rf"^\s*(\d+)\s+{_PAIR}\s+{_PAIR}\s+{_PAIR}\s+{_PAIR}\s*%\s+{_PAIR}\s*%\s*$", re.I
@@ -256,6 +258,12 @@ class StreamParser:
         if "\x1b" in text:
             text = _ANSI.sub("", text)
         if stream == "err":
+            if _PREFIX_TS.match(text) and (parts := _EMBEDDED.split(text)) and len(parts) > 1:
+                # `... - ETA ` never gets its newline on stderr (the rest went to
+                # stdout): the next log entry, with its own prefix, continues the line.
+                for part in parts:
+                    self._line(stream, part.encode())
+                return
             text = _PREFIX.sub("", text, count=1)
             self._tail.append(text)
         s = text.strip()
@@ -433,6 +441,11 @@ class StreamParser:
         how = explain_exit(exit_code)
         if self._errors:
             reason = self._errors[0]
+            n_ctx = self.started.n_ctx if self.started else None
+            if mode == "kld" and n_ctx and "batch" in reason and "n_ctx=" not in reason:
+                # A base file made at a larger -c than this run's fails to decode
+                # without the "has been computed with" line when -b is large.
+                reason += f"; the base file was computed with n_ctx={n_ctx}: run with -c {n_ctx}"
             if exit_code not in (None, 0, 1):
                 reason += f" (then llama-perplexity {how})"
             return reason
@@ -449,8 +462,10 @@ class StreamParser:
         else:
             what = "llama-perplexity printed no results"
         if exit_code in (None, 0):
-            if mode == "kld" and self.stats is not None:
-                return what + ": stdout was truncated (seen under heavy CPU load); run it again"
+            if mode == "kld" and self.stats is not None or "stopped after" in what or last is None:
+                # Exit 0 with output missing: the lost-tail phenomenon (reported by
+                # third parties, recorded here on a busy 2-core box).
+                return what + " although it exited 0: its output was cut short (seen under heavy CPU load); run it again"
             return what
         return f"llama-perplexity {how}; {what}"
 

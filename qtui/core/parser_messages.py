@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import re
 import signal
-from typing import Optional
+from typing import Callable, Optional, Union
 
 # ---- known messages -> what a person should do ------------------------------
 # (substring prefilter, regex, message template). First match wins per line;
 # the first error of a run is the reason shown.
-_ERRORS: list[tuple[str, re.Pattern[str], str]] = [
+Template = Union[str, Callable[[list[str]], str]]
+_ERRORS: list[tuple[str, re.Pattern[str], Template]] = [
     ("you must provide", re.compile(r"you must provide a name of a file containing the log prob"),
      "no base file given: pass --kl-divergence-base FILE"),
     ("for writing", re.compile(r"failed to open (.+?) for writing"),
@@ -34,11 +35,14 @@ _ERRORS: list[tuple[str, re.Pattern[str], str]] = [
      "the base file has a vocabulary of {0} tokens but this model has {1}: it comes from a different "
      "model or tokenizer; compare only quants of the same base model"),
     ("failed reading log-probs", re.compile(r"failed reading log-probs for chunk (\d+)"),
-     "the base file ends at chunk {0}: it is truncated (probably cut short by a killed run); "
-     "delete it and generate it again"),
+     lambda g: f"the base file ends before chunk {int(g[0]) + 1}: it is truncated (probably cut short "
+     "by a killed run); delete it and generate it again"),
     ("failed reading", re.compile(r"failed reading (?:evaluation tokens|n_vocab, n_chunk) from (.+)"),
      "the base file {0} is truncated: delete it and generate it again"),
-    ("error loading model", re.compile(r"error loading model: (.+)"), "could not load the model: {0}"),
+    ("invalid magic", re.compile(r"invalid magic characters: '(.*)', expected 'GGUF'"),
+     "the model file is not a GGUF file (it starts with '{0}', not 'GGUF')"),
+    ("error loading model", re.compile(r"error loading model: (?:llama_model_loader: )?(.+)"),
+     "could not load the model: {0}"),
     ("unable to load model", re.compile(r"unable to load model"), "could not load the model (see the log)"),
     ("invalid argument", re.compile(r"error: invalid argument: (.+)"),
      "this llama-perplexity does not accept the argument {0} (unknown option or bad value for this build)"),
@@ -51,6 +55,8 @@ _ERRORS: list[tuple[str, re.Pattern[str], str]] = [
      "could not create the llama context (out of memory, or a bad -c/-b/-ub combination)"),
     ("you need at least", re.compile(r"you need at least (\d+) tokens to evaluate perplexity with a context of (\d+)"),
      "the corpus is too short: it needs at least {0} tokens for -c {1}"),
+    ("memory slot", re.compile(r"failed to find a memory slot for batch of size (\d+)"),
+     "the context is too small for a batch of {0} tokens (no free memory slot)"),
     ("failed to decode", re.compile(r"failed to decode"),
      "the model failed to evaluate a batch (llama_decode failed); see the log"),
     ("GGML_ASSERT", re.compile(r"GGML_ASSERT\((.+)\) failed"),
@@ -60,18 +66,19 @@ _ERRORS: list[tuple[str, re.Pattern[str], str]] = [
      "the perplexity estimate failed (degenerate model output): no Final estimate"),
 ]
 _WARNINGS = ("has been computed with", "inconsistent vocabulary")
-_OTHER_WARNINGS: list[tuple[str, re.Pattern[str], str]] = [
+_OTHER_WARNINGS: list[tuple[str, re.Pattern[str], Template]] = [
     ("exceeds context", re.compile(r"calculated n_seq=(\d+) exceeds context's n_seq_max=(\d+)"),
-     "n_seq {0} capped at {1}: fewer chunks per pass than -b allows"),
-    ("trained on only", re.compile(r"model was trained on only (\d+) context tokens \((\d+) specified\)"),
-     "the model was trained on {0} context tokens, this run uses {1}"),
+     "chunks per pass capped at {1} by the context (-b asked for {0})"),
 ]
+# Not reported: "model was trained on only N context tokens (M specified)" -- M is
+# -c times the chunks per pass, printed on every batched run: noise, not news.
 
 
-def _match(rules: list[tuple[str, re.Pattern[str], str]], s: str) -> Optional[str]:
+def _match(rules: list[tuple[str, re.Pattern[str], Template]], s: str) -> Optional[str]:
     for key, rx, template in rules:
         if key in s and (m := rx.search(s)):
-            return template.format(*(g or "?" for g in m.groups()))
+            groups = [g or "?" for g in m.groups()]
+            return template(groups) if callable(template) else template.format(*groups)
     return None
 
 
