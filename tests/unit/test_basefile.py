@@ -146,3 +146,65 @@ def test_cut_removes_partial_on_failure(tmp_path: Path) -> None:
     with pytest.raises(KeyboardInterrupt):
         bf.cut_base_file(src, dst, 3, progress=boom)
     assert os.listdir(tmp_path) == ["src.kld"]
+
+
+# ---- real base files written by llama-perplexity ------------------------------------
+
+@pytest.fixture(scope="module")
+def real_run(tmp_path_factory):
+    """Tiny model + a 3-chunk base file written by the real llama-perplexity (-c 128)."""
+    import subprocess
+
+    from qtui.core import factory
+    from qtui.core.llama import LlamaNotFound, check_runnable, child_env, find_tools
+
+    pytest.importorskip("gguf")
+    pytest.importorskip("tokenizers")
+    try:
+        tools = find_tools(llama_bin=os.environ.get("QTUI_LLAMA_BIN") or None)
+        check_runnable(tools)
+    except LlamaNotFound as exc:
+        pytest.skip(f"no llama.cpp build: {exc}")
+    work = tmp_path_factory.mktemp("realbase")
+    corpus = factory.stdlib_corpus(work / "corpus.txt")
+    model = factory.tiny_model(work, corpus=corpus)
+    env = child_env(tools)
+
+    def run(*args: str) -> subprocess.CompletedProcess[bytes]:
+        return subprocess.run(tools.perplexity_argv() + ["-m", str(model), *args], cwd=work, env=env,
+                              capture_output=True, timeout=120)
+
+    proc = run("-f", str(corpus), "-c", "128", "--chunks", "3", "--kl-divergence-base", "base.kld")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return work, run
+
+
+@pytest.mark.integration
+def test_real_base_file_matches_the_formula(real_run) -> None:
+    work, _ = real_run
+    head = bf.check_base_file(work / "base.kld", n_vocab=2048, n_ctx=128)
+    assert (head.n_ctx, head.n_chunk, head.extra_bytes) == (128, 3, 0)
+    with pytest.raises(BaseFileError, match="truncated"):
+        data = (work / "base.kld").read_bytes()
+        (work / "short.kld").write_bytes(data[:-1000])
+        bf.read_base_header(work / "short.kld")
+
+
+@pytest.mark.integration
+def test_cut_real_base_file_is_accepted_by_llama_perplexity(real_run) -> None:
+    """KLD of the model against itself over the cut file: llama-perplexity reads it,
+    runs exactly the kept chunks, and its first rows equal those over the full file."""
+    from qtui.core.parser import parse_transcript
+
+    work, run = real_run
+    bf.cut_base_file(work / "base.kld", work / "cut.kld", 2)
+    results = {}
+    for name in ("base.kld", "cut.kld"):
+        proc = run("--kl-divergence-base", name, "--kl-divergence", "-c", "128", "-b", "128")
+        results[name] = parse_transcript(proc.stdout, proc.stderr, proc.returncode)
+    cut, full = results["cut.kld"], results["base.kld"]
+    assert cut.failed is None and full.failed is None, (cut.failed, full.failed)
+    assert cut.started.n_chunks == 2 and full.started.n_chunks == 3
+    values = lambda r: [(p.chunk, p.ppl, p.ppl_err, p.ln_ratio, p.kld, p.same_top) for p in r.progress]  # noqa: E731
+    assert values(cut) == values(full)[:2]
+    assert cut.stats.kld_mean == pytest.approx(0, abs=1e-3)  # the model against itself
