@@ -1,0 +1,295 @@
+"""The qtui app: one factory (`make_app`) shared by the CLI, the pilot tests and the snapshots.
+
+Everything the app reads from the outside world comes in through AppContext (config, folders,
+the data Source, the GPU sampler, llama tools, the clock), so a test swaps any of them and the
+rest of the app runs unchanged.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Callable
+
+from textual import work
+from textual.app import App
+from textual.binding import Binding
+from textual.screen import Screen
+from textual.worker import Worker, WorkerState
+
+from qtui.core.config import Config, effective_data_dir, effective_llama_bin, load_config, save_config
+from qtui.core.jobs import ACTIVE
+from qtui.core.llama import LlamaNotFound, LlamaTools, find_tools, probe
+from qtui.core.runs import RunRefused, plan_showdown
+from qtui.core.scheduler import ensure_scheduler
+from qtui.ui.commands import QtuiCommands
+from qtui.ui.messages import RunQueued, StartRefused
+from qtui.ui.source import FsSource, GpuSampler, Pump, RecordsSource, Source, gpu_pump
+from qtui.ui.widgets.model_list import Choice
+
+FALLBACK_THEME = "textual-dark"
+LLAMA_FIX = ("To fix: run `qtui setup-llama` (builds llama.cpp's tools into qtui's cache, CUDA when a GPU is "
+             "found), or open Settings (, or f2) and set 'llama bin' to a folder holding llama-perplexity.")
+
+
+@dataclass
+class Autostart:
+    """Choose these models and start at once with these settings (qtui demo)."""
+
+    base: Path
+    variants: list[Path]
+    corpus: Path | None = None
+    ctx: int | None = None
+    chunks: int | None = None
+
+
+@dataclass
+class AppContext:
+    cfg: Config
+    dirs: list[Path]
+    data_dir: Path
+    results: Path | None = None
+    llama_bin: str | None = None
+    config_path: Path | None = None
+    config_problems: list[str] = field(default_factory=list)
+    tools: LlamaTools | None = None
+    """use these tools instead of searching (tests, the demo)"""
+    source: Source | None = None
+    gpu: GpuSampler | None = None
+    clock: Callable[[], float] = time.time
+    poll_interval: float = 0.33
+    gpu_interval: float | None = None
+    theme_dirs: list[Path] | None = None
+    autostart: Autostart | None = None
+
+    @property
+    def read_only(self) -> bool:
+        return self.results is not None
+
+
+class QtuiApp(App[int]):
+    CSS_PATH = "qtui.tcss"
+    TITLE = "qtui"
+    COMMANDS = App.COMMANDS | {QtuiCommands}
+    BINDINGS = [
+        Binding("question_mark", "help", "Help", tooltip="All keys, grouped by where they work"),
+        Binding("t", "theme", "Theme", show=False, tooltip="Pick a colour theme (saved in the config)"),
+        Binding("comma,f2", "settings", "Settings", show=False,
+                tooltip="Corpus, context, chunks, llama binary and arguments, data dir"),
+        Binding("q", "request_quit", "Quit", tooltip="Quit (runs go on in the background)"),
+    ]
+
+    def __init__(self, ctx: AppContext) -> None:
+        super().__init__()
+        self.ctx = ctx
+        self.source: Source = ctx.source or (RecordsSource(ctx.results) if ctx.results else FsSource(ctx.data_dir))
+        self._pumps: list[Pump] = []
+        self._source_pump: Pump | None = None
+        if ctx.read_only:
+            self.sub_title = f"results: {ctx.results} (read-only)"
+
+    def get_default_screen(self) -> Screen[Any]:
+        from qtui.ui.screens.main import MainScreen
+
+        return MainScreen()
+
+    def on_mount(self) -> None:
+        self._load_themes()
+        for p in self.ctx.config_problems:
+            self.notify(p, title="config", severity="warning", timeout=10)
+        self._source_pump = self._start_pump(Pump(self.source.poll, self.screen.post_message, self.ctx.poll_interval))
+        if not self.ctx.read_only:
+            from qtui.core.gpu import Nvml
+
+            sampler = self.ctx.gpu or Nvml()
+            interval = self.ctx.gpu_interval or self.ctx.cfg.gpu_interval_s
+            self._start_pump(gpu_pump(sampler, self.screen.post_message, interval))
+
+    def _start_pump(self, pump: Pump) -> Pump:
+        self._pumps.append(pump)
+        self.run_worker(pump.run, thread=True, group="pumps", exit_on_error=False, description="polling")
+        return pump
+
+    def wake_source(self) -> None:
+        if self._source_pump is not None:
+            self._source_pump.wake()
+
+    def on_unmount(self) -> None:
+        for p in self._pumps:
+            p.stop()
+        self.source.close()
+
+    # -- themes ----------------------------------------------------------------------------
+    def _load_themes(self) -> None:
+        from qtui.ui.themes import load_themes, theme_dirs
+
+        themes, problems = load_themes(self.ctx.theme_dirs if self.ctx.theme_dirs is not None else theme_dirs())
+        for t in themes:
+            self.register_theme(t)
+        for p in problems:
+            self.notify(p, title="theme", severity="warning", timeout=10)
+        wanted = self.ctx.cfg.theme
+        if wanted in self.available_themes:
+            self.theme = wanted
+        else:
+            self.notify(f"theme {wanted!r} not found; using {FALLBACK_THEME}", title="theme", severity="warning")
+            self.theme = FALLBACK_THEME
+        self.theme_changed_signal.subscribe(self, self._theme_changed)
+
+    def _theme_changed(self, theme: Any) -> None:
+        if theme.name != self.ctx.cfg.theme:
+            self.ctx.cfg = replace(self.ctx.cfg, theme=theme.name)
+            self._save_config(self.ctx.cfg)
+
+    @work(thread=True, group="config", exit_on_error=False, description="saving the settings")
+    def _save_config(self, cfg: Config) -> None:
+        save_config(cfg, self.ctx.config_path)
+
+    def action_theme(self) -> None:
+        self.action_change_theme()
+
+    # -- settings, help, export ------------------------------------------------------------
+    def action_settings(self) -> None:
+        from qtui.ui.screens.settings import SettingsScreen
+
+        self.push_screen(SettingsScreen(self.ctx.cfg, self.ctx.config_path), self._settings_saved)
+
+    def _settings_saved(self, cfg: Config | None) -> None:
+        if cfg is None:
+            return
+        old = self.ctx.cfg
+        self.ctx.cfg = cfg
+        self.notify(f"settings saved to {self.ctx.config_path or 'config.toml'}", timeout=3)
+        if cfg.data_dir != old.data_dir and self.ctx.source is None and not self.ctx.read_only:
+            self.notify("the new data dir is used from the next start of qtui", severity="warning")
+
+    def action_help(self) -> None:
+        from qtui.ui.commands import key_groups
+        from qtui.ui.screens.help import HelpScreen
+
+        self.push_screen(HelpScreen(key_groups()))
+
+    def action_export(self) -> None:
+        from qtui.ui.screens.export import ExportScreen
+        from qtui.ui.widgets.leaderboard import Leaderboard
+
+        board = self.screen.query_one(Leaderboard)
+        rows = [r for r in board.rows if r.status == "done"]
+        if not rows:
+            self.notify("nothing to export yet: no finished KLD runs", severity="warning")
+            return
+        records = getattr(self.screen, "records", [])
+        self.push_screen(ExportScreen(rows, records), self._exported)
+
+    def _exported(self, path: Path | None) -> None:
+        if path is not None:
+            self.notify(f"exported to {path}", title="Export")
+
+    def read_only_reason(self) -> str:
+        return (f"read-only: qtui was opened with --results {self.ctx.results}. "
+                "Run qtui without --results to measure models.")
+
+    # -- runs ------------------------------------------------------------------------------
+    def plan_and_queue(self, choice: Choice, gpu_name: str | None) -> RunQueued | StartRefused:
+        """Blocking (thread worker): find the tools, plan, queue, make sure a scheduler runs."""
+        queue = self.source.queue
+        if queue is None or choice.base is None:
+            return StartRefused("Read-only", [self.read_only_reason()])
+        cfg, auto = self.ctx.cfg, self.ctx.autostart
+        try:
+            tools = self.ctx.tools or find_tools(self.ctx.llama_bin, effective_llama_bin(cfg))
+            build = probe(tools)
+        except LlamaNotFound as exc:
+            return StartRefused("llama-perplexity is not available", [str(exc)], LLAMA_FIX)
+        corpus = (auto.corpus if auto and auto.corpus else None) or (Path(cfg.corpus).expanduser() if cfg.corpus else None)
+        try:
+            plan = plan_showdown(
+                base_model=choice.base, variants=choice.variants, corpus=corpus,
+                ctx=(auto.ctx if auto and auto.ctx else None) or cfg.ctx,
+                chunks=(auto.chunks if auto and auto.chunks else None) or cfg.chunks,
+                extra_args=cfg.llama_args, tools=tools, build=build, gpu_name=gpu_name,
+            )
+        except RunRefused as exc:
+            return StartRefused("Cannot start the showdown", exc.problems,
+                                "Fix these (Settings: , or f2) and press s again.")
+        jobs = queue.add_many(plan.jobs)
+        ensure_scheduler(queue.data_dir, cfg.slots)
+        return RunQueued(jobs, plan.notes)
+
+    def ensure_scheduler(self) -> None:
+        queue = self.source.queue
+        if queue is not None:
+            self._ensure_scheduler(queue.data_dir, self.ctx.cfg.slots)
+
+    @work(thread=True, group="scheduler", exit_on_error=False, description="starting the scheduler")
+    def _ensure_scheduler(self, data_dir: Path, slots: int) -> None:
+        ensure_scheduler(data_dir, slots)
+
+    # -- quitting --------------------------------------------------------------------------
+    def action_request_quit(self) -> None:
+        from qtui.ui.screens.main import MainScreen
+        from qtui.ui.screens.quit import QuitScreen
+
+        main = next((s for s in self.screen_stack if isinstance(s, MainScreen)), None)
+        jobs = main.jobs if main is not None else []
+        running = sum(1 for j in jobs if j.state.status == "running")
+        waiting = sum(1 for j in jobs if j.state.status == "queued")
+        if self.ctx.read_only or not (running or waiting):
+            self.exit(0)
+            return
+        self.push_screen(QuitScreen(running, waiting), self._quit_chosen)
+
+    def _quit_chosen(self, choice: str | None) -> None:
+        if choice == "quit":
+            self.exit(0)
+        elif choice == "cancel-all":
+            self._cancel_all_and_exit()
+
+    @work(thread=True, group="quit", exit_on_error=False, description="cancelling the runs")
+    def _cancel_all_and_exit(self) -> None:
+        queue = self.source.queue
+        if queue is not None:
+            # Waiting jobs first, so the scheduler cannot start one while the running one stops.
+            jobs = sorted((j for j in queue.jobs() if j.state.status in ACTIVE), key=lambda j: j.state.status != "queued")
+            for j in jobs:
+                queue.cancel(j.id)
+        self.call_from_thread(self.exit, 0)
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        # One place for every worker that failed unexpectedly: say what it was doing.
+        if event.state == WorkerState.ERROR:
+            err = event.worker.error
+            self.notify(f"{event.worker.description or event.worker.name} failed: {err}", severity="error", timeout=10)
+
+
+def make_app(*, dirs: list[Path] | None = None, results: Path | None = None, data_dir: Path | None = None,
+             llama_bin: str | None = None, config_path: Path | None = None, **overrides: Any) -> QtuiApp:
+    """The app as the CLI opens it; keyword overrides replace AppContext fields (tests)."""
+    cfg, problems = load_config(config_path)
+    if dirs is None:
+        dirs = [Path.cwd()] + [Path(d).expanduser() for d in cfg.model_dirs]
+    ctx = AppContext(
+        cfg=cfg, dirs=[Path(d) for d in dirs], data_dir=Path(data_dir) if data_dir else effective_data_dir(cfg),
+        results=results, llama_bin=llama_bin, config_path=config_path, config_problems=problems,
+    )
+    for key, value in overrides.items():
+        if not hasattr(ctx, key):
+            raise TypeError(f"make_app() got an unknown option {key!r}")
+        setattr(ctx, key, value)
+    return QtuiApp(ctx)
+
+
+def run_app(args: argparse.Namespace) -> int:
+    overrides: dict[str, Any] = {}
+    demo = getattr(args, "demo", None)
+    if demo is not None:
+        overrides["autostart"] = Autostart(demo.base, list(demo.variants), demo.corpus, demo.ctx, demo.chunks)
+        if getattr(demo, "llama_bin", None):
+            llama_bin = str(demo.llama_bin)
+            args.llama_bin = args.llama_bin or llama_bin
+    app = make_app(dirs=getattr(args, "dirs", None), results=getattr(args, "results", None),
+                   data_dir=getattr(args, "data_dir", None), llama_bin=getattr(args, "llama_bin", None), **overrides)
+    result = app.run()
+    return app.return_code or (result or 0)

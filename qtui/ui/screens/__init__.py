@@ -1,0 +1,1 @@
+"""qtui's modal screens and the main screen."""

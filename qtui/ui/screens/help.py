@@ -1,0 +1,46 @@
+"""The help screen (?): every key binding, grouped by where it works, generated from the same
+binding tables the footer and the command palette read, so it cannot fall out of date."""
+
+from __future__ import annotations
+
+from rich.table import Table
+from rich.text import Text
+from textual.binding import Binding, BindingType
+
+from qtui.ui.screens.details import InfoScreen
+
+KeyGroups = list[tuple[str, list[BindingType]]]
+
+INTRO = ("qtui ranks quantized GGUF variants by their KL divergence from a base model, measured by "
+         "llama.cpp's llama-perplexity. Choose a base (b) and variants (space) on the Models tab, press s; "
+         "runs go on in the background if you quit. Marks: B base, ✓ chosen, b base candidate, "
+         "★ on the size/KLD Pareto front.")
+
+
+def key_display(binding: Binding) -> str:
+    names = {"space": "space", "slash": "/", "exclamation_mark": "!", "question_mark": "?", "comma": ",",
+             "delete": "del", "escape": "esc", "enter": "enter"}
+    return binding.key_display or names.get(binding.key, binding.key)
+
+
+def keys_table(groups: KeyGroups) -> Table:
+    t = Table(box=None, show_header=False, pad_edge=False, expand=True)
+    t.add_column("key", no_wrap=True, style="bold", width=12)
+    t.add_column("what", ratio=1)
+    for title, bindings in groups:
+        t.add_row(Text(title, style="bold underline"), "")
+        merged: dict[str, tuple[list[str], str]] = {}
+        for b in Binding.make_bindings(bindings):
+            keys, text = merged.setdefault(b.action, ([], b.tooltip or b.description))
+            keys.append(key_display(b))
+        for keys, text in merged.values():
+            t.add_row(" / ".join(keys), text)
+        t.add_row("", "")
+    return t
+
+
+class HelpScreen(InfoScreen):
+    def __init__(self, groups: KeyGroups) -> None:
+        from rich.console import Group
+
+        super().__init__("qtui keys", Group(Text(INTRO), Text(""), keys_table(groups)), id="help")

@@ -1,0 +1,259 @@
+"""The main screen: Models | Runs | Leaderboard tabs over a one-line GPU bar and the footer.
+
+It wires widgets to the app's Message stream (jobs, live runs, records, GPU samples) and owns
+the start flow: plan in a thread worker (it hashes the corpus), refuse with every reason at
+once, or queue the jobs and make sure a detached scheduler runs them.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.screen import Screen
+from textual.widgets import Footer, TabbedContent, TabPane
+
+from qtui.core.jobs import ACTIVE, Job
+from qtui.core.leaderboard import Row
+from qtui.core.store import ResultRecord
+from qtui.ui.messages import (GpuSampled, JobsChanged, LiveRun, RecordsChanged, RunProgress, RunQueued,
+                              StartRefused)
+from qtui.ui.screens.details import InfoScreen, model_details, problems_text, record_details, skipped_details
+from qtui.ui.widgets.gpu_panel import GpuPanel
+from qtui.ui.widgets.leaderboard import Leaderboard
+from qtui.ui.widgets.model_list import Choice, ModelList
+from qtui.ui.widgets.queue import QueueView
+from qtui.ui.widgets.run_panel import RunPanel
+from qtui.ui.widgets.scatter import Scatter
+
+if TYPE_CHECKING:
+    from qtui.ui.app import QtuiApp
+
+TABS = ("models", "runs", "board")
+WIDE = 150  # columns from which the Runs and Leaderboard tabs go side by side
+
+
+class BoardPane(Vertical):
+    """Leaderboard over the scatter plot; the keys here act on both."""
+
+    BINDINGS = [
+        Binding("l", "log_scale", "Log", tooltip="Log-scale KLD axis in the scatter plot"),
+        Binding("v", "view", "View", tooltip="Show table and plot, the table only, or the plot only"),
+        Binding("i", "details", "Info", tooltip="Everything stored about the selected result (also enter)"),
+        Binding("e", "app.export", "Export", tooltip="Export the leaderboard: CSV, JSON, Markdown or SVG"),
+    ]
+    VIEWS = ("both", "table", "plot")
+
+    def compose(self) -> ComposeResult:
+        yield Leaderboard(include_failed=True, id="leaderboard")
+        yield Scatter(id="scatter")
+
+    def action_log_scale(self) -> None:
+        self.query_one(Scatter).toggle_log()
+
+    def action_view(self) -> None:
+        current = next((v for v in self.VIEWS if self.has_class(f"-{v}")), "both")
+        nxt = self.VIEWS[(self.VIEWS.index(current) + 1) % len(self.VIEWS)]
+        for v in self.VIEWS:
+            self.set_class(v == nxt, f"-{v}")
+
+    def action_details(self) -> None:
+        self.screen.show_record(self.query_one(Leaderboard).selected_id)  # type: ignore[attr-defined]
+
+
+class MainScreen(Screen[None]):
+    BINDINGS = [
+        Binding("s", "start", "Start", tooltip="Start the showdown: base + chosen variants"),
+        Binding("1", "tab('models')", "Models", show=False, tooltip="Show the Models tab"),
+        Binding("2", "tab('runs')", "Runs", show=False, tooltip="Show the Runs tab (queue and live run)"),
+        Binding("3", "tab('board')", "Board", show=False, tooltip="Show the Leaderboard tab"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__(id="main")
+        self.jobs: list[Job] = []
+        self.live: dict[str, LiveRun] = {}
+        self.records: list[ResultRecord] = []
+        self.selected_job: str | None = None
+        self.last_gpu: GpuSampled | None = None
+
+    @property
+    def qapp(self) -> QtuiApp:
+        return self.app  # type: ignore[return-value]
+
+    def compose(self) -> ComposeResult:
+        ctx = self.qapp.ctx
+        with TabbedContent(id="tabs", initial="board" if ctx.read_only else "models"):
+            with TabPane("Models", id="models"):
+                yield ModelList(ctx.dirs, id="model-list")
+            with TabPane("Runs", id="runs"):
+                with Vertical(id="runs-pane"):
+                    yield QueueView(id="queue-view")
+                    yield RunPanel(clock=ctx.clock, id="run-panel")
+            with TabPane("Leaderboard", id="board"):
+                yield BoardPane(id="board-pane")
+        yield GpuPanel(id="gpu")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        ctx = self.qapp.ctx
+        queue = self.query_one(QueueView)
+        queue.queue = self.qapp.source.queue
+        if ctx.read_only:
+            queue.read_only_reason = self.qapp.read_only_reason()
+            tabs = self.query_one(TabbedContent)
+            tabs.hide_tab("models")
+            tabs.hide_tab("runs")
+            self.query_one("#board").query_one(Leaderboard).table.focus()
+        else:
+            self.query_one(ModelList).table.focus()
+
+    def on_resize(self) -> None:
+        self.set_class(self.size.width >= WIDE, "-wide")
+
+    # -- tabs ------------------------------------------------------------------------------
+    def action_tab(self, tab: str) -> None:
+        if self.qapp.ctx.read_only and tab != "board":
+            self.notify(self.qapp.read_only_reason(), severity="warning")
+            return
+        self.query_one(TabbedContent).active = tab
+        self.focus_tab(tab)
+
+    def focus_tab(self, tab: str) -> None:
+        target = {"models": lambda: self.query_one(ModelList).table,
+                  "runs": lambda: self.query_one(QueueView).table,
+                  "board": lambda: self.query_one(Leaderboard).table}[tab]()
+        target.focus()
+
+    @on(TabbedContent.TabActivated)
+    def _tab_activated(self, event: TabbedContent.TabActivated) -> None:
+        tab = event.pane.id or "models"
+        if tab in TABS:
+            self.call_after_refresh(self.focus_tab, tab)
+
+    # -- data from the source --------------------------------------------------------------
+    def on_jobs_changed(self, msg: JobsChanged) -> None:
+        self.jobs = msg.jobs
+        self.query_one(QueueView).set_jobs(msg.jobs)
+        running = sum(1 for j in msg.jobs if j.state.status == "running")
+        waiting = sum(1 for j in msg.jobs if j.state.status == "queued")
+        label = "Runs" + (f" ({running} running, {waiting} waiting)" if running or waiting else "")
+        self.query_one(TabbedContent).get_tab("runs").label = label  # type: ignore[assignment]
+        self._show_selected()
+        if self.last_gpu is not None:
+            self.on_gpu_sampled(self.last_gpu)
+
+    def on_run_progress(self, msg: RunProgress) -> None:
+        self.live[msg.live.job_id] = msg.live
+        self.query_one(QueueView).set_live(msg.live)
+        if msg.live.job_id == self.selected_job:
+            self._show_selected()
+
+    def on_records_changed(self, msg: RecordsChanged) -> None:
+        self.records = msg.records
+        board = self.query_one(Leaderboard)
+        board.set_records(msg.records)
+        self._update_scatter()
+        for p in msg.problems[:3]:
+            self.notify(p, title="results", severity="warning")
+        if len(msg.problems) > 3:
+            self.notify(f"{len(msg.problems) - 3} more unreadable result file(s)", severity="warning")
+
+    def on_gpu_sampled(self, msg: GpuSampled) -> None:
+        self.last_gpu = msg
+        pids = {j.state.pid for j in self.jobs if j.state.status == "running" and j.state.pid is not None}
+        self.query_one(GpuPanel).show(msg.snapshot, pids)
+
+    def gpu_name(self) -> str | None:
+        snap = self.last_gpu.snapshot if self.last_gpu else None
+        return snap.gpus[0].name if snap is not None and snap.available and snap.gpus else None
+
+    @on(QueueView.Highlighted)
+    def _job_highlighted(self, msg: QueueView.Highlighted) -> None:
+        self.selected_job = msg.job_id
+        self._show_selected()
+
+    def _show_selected(self) -> None:
+        job = next((j for j in self.jobs if j.id == self.selected_job), None)
+        self.query_one(RunPanel).show(job, self.live.get(job.id) if job else None)
+
+    @on(QueueView.StderrToggled)
+    def _toggle_stderr(self) -> None:
+        shown = self.query_one(RunPanel).toggle_stderr()
+        self.notify("stderr tail shown (ctrl+t hides it)" if shown else "stderr tail hidden", timeout=2)
+
+    @on(QueueView.Edited)
+    def _queue_edited(self, msg: QueueView.Edited) -> None:
+        if msg.text:
+            self.notify(msg.text, timeout=3)
+        if msg.retried:
+            self.qapp.ensure_scheduler()
+        self.qapp.wake_source()
+
+    @on(Leaderboard.Selected)
+    def _board_selected(self, msg: Leaderboard.Selected) -> None:
+        self._update_scatter()
+
+    def _update_scatter(self) -> None:
+        board = self.query_one(Leaderboard)
+        rows: list[Row] = [r for r in board.rows if r.status == "done"]
+        self.query_one(Scatter).set_rows(rows, board.selected_id)
+
+    def show_record(self, record_id: str | None) -> None:
+        rec = next((r for r in self.records if r.id == record_id), None)
+        if rec is None:
+            self.notify("no result selected")
+            return
+        self.app.push_screen(InfoScreen(f"Result: {rec.model.get('label') or rec.id}", record_details(rec)))
+
+    # -- models ----------------------------------------------------------------------------
+    @on(ModelList.DetailsRequested)
+    def _model_details(self, msg: ModelList.DetailsRequested) -> None:
+        self.app.push_screen(InfoScreen(f"Model: {msg.model.path.name}", model_details(msg.model)))
+
+    @on(ModelList.SkippedRequested)
+    def _skipped(self, msg: ModelList.SkippedRequested) -> None:
+        self.app.push_screen(InfoScreen(f"{len(msg.skipped)} skipped file(s)", skipped_details(msg.skipped)))
+
+    # -- start -----------------------------------------------------------------------------
+    def action_start(self) -> None:
+        if self.qapp.ctx.read_only:
+            self.notify(self.qapp.read_only_reason(), severity="warning")
+            return
+        choice = self.query_one(ModelList).choice()
+        if choice.base is None:
+            self.notify("Choose a base model first: move to it on the Models tab and press b.", severity="warning")
+            self.action_tab("models")
+            return
+        active = {str(j.spec.model.get("path")) for j in self.jobs if j.state.status in ACTIVE and j.spec.kind == "kld"}
+        fresh = [v for v in choice.variants if str(v) not in active]
+        if not choice.variants:
+            self.notify("Choose variants to compare first: space toggles one, a chooses all shown.", severity="warning")
+            self.action_tab("models")
+            return
+        if not fresh:
+            self.notify("Every chosen variant is already waiting or running (see the Runs tab).", severity="warning")
+            return
+        skipped = len(choice.variants) - len(fresh)
+        self.notify(f"checking {len(fresh)} variant(s) and the corpus…"
+                    + (f" ({skipped} already queued, skipped)" if skipped else ""), timeout=3)
+        self._plan(Choice(choice.base, fresh))
+
+    @work(thread=True, exclusive=True, group="plan", exit_on_error=False, description="planning the showdown")
+    def _plan(self, choice: Choice) -> None:
+        self.post_message(self.qapp.plan_and_queue(choice, self.gpu_name()))
+
+    def on_run_queued(self, msg: RunQueued) -> None:
+        kld = sum(1 for j in msg.jobs if j.spec.kind == "kld")
+        base = any(j.spec.kind == "base" for j in msg.jobs)
+        self.notify(f"queued {kld} KLD run(s)" + (" after the base log-probs" if base else ""), title="Started")
+        for note in msg.notes:
+            self.notify(note, timeout=6)
+        self.qapp.wake_source()
+        self.action_tab("runs")
+
+    def on_start_refused(self, msg: StartRefused) -> None:
+        self.app.push_screen(InfoScreen(msg.title, problems_text(msg.problems, msg.hint), id="refused"))

@@ -1,0 +1,1 @@
+"""qtui's widgets."""

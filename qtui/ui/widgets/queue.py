@@ -1,0 +1,201 @@
+"""The job queue: every job in run order with its state in words, and the keys that change it.
+
+Queue edits go through JobQueue (file lock shared with the scheduler and the CLI) on a thread
+worker; the table itself only ever shows what the source last read from disk.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.message import Message
+from textual.widgets import DataTable
+
+from qtui.core.jobs import Job, JobQueue
+from qtui.ui.messages import LiveRun
+
+STATE_WORDS = {"queued": "waiting", "running": "running", "done": "done", "failed": "failed", "cancelled": "cancelled"}
+# Colour only repeats what the word says (NO_COLOR must lose nothing).
+STATE_STYLE = {"running": "bold", "done": "", "failed": "bold red", "cancelled": "yellow", "waiting": "dim",
+               "stopping": "yellow"}
+
+
+def state_word(job: Job) -> str:
+    if job.state.status == "running" and job.state.cancel_requested_at is not None:
+        return "stopping"
+    return STATE_WORDS.get(job.state.status, job.state.status)
+
+
+def fmt_progress(job: Job, live: LiveRun | None) -> str:
+    if live is None or live.latest is None:
+        return ""
+    total = live.n_chunks
+    return f"{live.latest.chunk}/{total}" if total else str(live.latest.chunk)
+
+
+def fmt_value(job: Job, live: LiveRun | None) -> str:
+    p = live.latest if live else None
+    if p is None:
+        return ""
+    if p.kld is not None:
+        return f"{p.kld:.5f}" + (f" ±{p.kld_err:.5f}" if p.kld_err is not None else "")
+    if p.ppl is not None:
+        return f"PPL {p.ppl:.4g}"
+    return ""
+
+
+class QueueView(Vertical):
+    BINDINGS = [
+        Binding("c", "cancel", "Cancel", tooltip="Cancel the job under the cursor (a running one is stopped)"),
+        Binding("r", "retry", "Retry", tooltip="Queue a failed or cancelled job again"),
+        Binding("x,delete", "remove", "Remove", tooltip="Remove a finished or waiting job from the queue"),
+        Binding("K,ctrl+up", "move(-1)", "Up", tooltip="Move a waiting job earlier in the queue"),
+        Binding("J,ctrl+down", "move(1)", "Down", tooltip="Move a waiting job later in the queue"),
+        Binding("ctrl+t", "stderr", "Log", tooltip="Show or hide the job's stderr tail"),
+        Binding("X", "clear_finished", "Clear", tooltip="Remove every finished job from the queue", show=False),
+    ]
+
+    class Highlighted(Message):
+        def __init__(self, job_id: str | None) -> None:
+            super().__init__()
+            self.job_id = job_id
+
+    class Edited(Message):
+        """A queue edit finished; `text` says what happened, `retried` asks for a scheduler."""
+
+        def __init__(self, text: str, retried: bool = False) -> None:
+            super().__init__()
+            self.text = text
+            self.retried = retried
+
+    class StderrToggled(Message):
+        pass
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.queue: JobQueue | None = None
+        self.read_only_reason = "this view is read-only"
+        self.jobs: list[Job] = []
+        self.live: dict[str, LiveRun] = {}
+        self.follow_running = True  # until the user moves the cursor, show the running job
+        self._auto_keys: set[str] = set()  # rows the table highlights by itself, not the user
+
+    def compose(self) -> ComposeResult:
+        table: DataTable[str | Text] = DataTable(id="queue", cursor_type="row")
+        table.add_column("#", key="n")
+        table.add_column("Job", key="job")
+        table.add_column("State", key="state")
+        table.add_column("Chunks", key="chunks")
+        table.add_column("KLD / PPL", key="value")
+        yield table
+
+    @property
+    def table(self) -> DataTable[str | Text]:
+        return self.query_one("#queue", DataTable)
+
+    def selected_job(self) -> Job | None:
+        table = self.table
+        if not table.row_count:
+            return None
+        key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+        return next((j for j in self.jobs if j.id == key), None)
+
+    # -- data ------------------------------------------------------------------------------
+    def set_jobs(self, jobs: list[Job]) -> None:
+        table = self.table
+        selected = self.selected_job()
+        self.jobs = jobs
+        self.live = {k: v for k, v in self.live.items() if any(j.id == k for j in jobs)}
+        with self.app.batch_update():
+            if [j.id for j in jobs] == [str(k.value) for k in table.rows]:
+                for job in jobs:  # same jobs, same order: only states changed
+                    word = state_word(job)
+                    table.update_cell(job.id, "state", Text(word, style=STATE_STYLE.get(word, "")))
+            else:
+                table.clear()
+                if jobs:
+                    self._auto_keys.add(jobs[0].id)  # the table highlights its first row on its own
+                for i, job in enumerate(jobs, 1):
+                    word = state_word(job)
+                    table.add_row(str(i), job.spec.label or job.id, Text(word, style=STATE_STYLE.get(word, "")),
+                                  fmt_progress(job, self.live.get(job.id)), fmt_value(job, self.live.get(job.id)),
+                                  key=job.id)
+            target = selected.id if selected else None
+            running = next((j for j in jobs if j.state.status == "running"), None)
+            if running is None:
+                self.follow_running = True
+            elif self.follow_running:
+                target = running.id
+            if target is not None and target in table.rows:
+                row = table.get_row_index(target)
+                if row != table.cursor_row:
+                    self._auto_keys.add(target)
+                    table.move_cursor(row=row, animate=False)
+        job = self.selected_job()
+        self.post_message(self.Highlighted(job.id if job else None))
+
+    def set_live(self, live: LiveRun) -> None:
+        self.live[live.job_id] = live
+        job = next((j for j in self.jobs if j.id == live.job_id), None)
+        if job is None or live.job_id not in self.table.rows:
+            return
+        self.table.update_cell(job.id, "chunks", fmt_progress(job, live))
+        self.table.update_cell(job.id, "value", fmt_value(job, live))
+
+    @on(DataTable.RowHighlighted, "#queue")
+    def _highlighted(self, event: DataTable.RowHighlighted) -> None:
+        event.stop()
+        key = event.row_key.value if event.row_key else None
+        if key in self._auto_keys:
+            self._auto_keys.discard(key)
+        else:
+            # The user moved: follow the running job only if that is where they went.
+            job = next((j for j in self.jobs if j.id == key), None)
+            self.follow_running = job is not None and job.state.status == "running"
+        self.post_message(self.Highlighted(key))
+
+    # -- actions ---------------------------------------------------------------------------
+    def _edit(self, fn: Callable[[JobQueue, Job | None], str], retried: bool = False, need_job: bool = True) -> None:
+        if self.queue is None:
+            self.notify(self.read_only_reason, severity="warning")
+            return
+        job = self.selected_job()
+        if job is None and need_job:
+            self.notify("no job selected: choose variants on the Models tab and press s to start")
+            return
+        self._run_edit(self.queue, job, fn, retried)
+
+    @work(thread=True, group="queue-edit", exit_on_error=False, description="editing the queue")
+    def _run_edit(self, queue: JobQueue, job: Job | None, fn: Callable[[JobQueue, Job | None], str],
+                  retried: bool) -> None:
+        self.post_message(self.Edited(fn(queue, job), retried))
+
+    def action_cancel(self) -> None:
+        self._edit(lambda q, j: q.cancel(j.id) if j else "")
+
+    def action_retry(self) -> None:
+        self._edit(lambda q, j: q.retry(j.id) if j else "", retried=True)
+
+    def action_remove(self) -> None:
+        self._edit(lambda q, j: q.remove(j.id) if j else "")
+
+    def action_move(self, delta: int) -> None:
+        def move(q: JobQueue, j: Job | None) -> str:
+            if j is None:
+                return ""
+            if j.state.status != "queued":
+                return f"{j.spec.label} is {state_word(j)}: only waiting jobs can be reordered"
+            return "" if q.move(j.id, delta) else f"{j.spec.label} is already {'first' if delta < 0 else 'last'}"
+        self.follow_running = False
+        self._edit(move)
+
+    def action_clear_finished(self) -> None:
+        self._edit(lambda q, j: f"removed {q.clear_finished()} finished job(s)", need_job=False)
+
+    def action_stderr(self) -> None:
+        self.post_message(self.StderrToggled())

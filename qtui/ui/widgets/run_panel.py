@@ -1,0 +1,246 @@
+"""The run panel: one job up close. Chunks done and ETA, the running KLD with its ± band
+narrowing as chunks accumulate, same-top-p and PPL, the failure reason in words, and the
+stderr tail on demand.
+
+The band chart is drawn with plain block characters rather than plotext: it redraws several
+times a second during a run, must stay cheap, and reads the same without colour (█ the value,
+░ the ± band).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Callable, Sequence
+
+from rich.console import Console, ConsoleOptions, RenderResult
+from rich.segment import Segment
+from rich.style import Style
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import Vertical, VerticalScroll
+from textual.widget import Widget
+from textual.widgets import Static
+
+from qtui.core.jobs import Job
+from qtui.core.parser import Progress
+from qtui.ui.messages import LiveRun
+from qtui.ui.widgets.queue import STATE_STYLE, state_word
+
+AXIS = 9
+
+
+def fmt_duration(s: float | None) -> str:
+    if s is None or math.isnan(s) or s < 0:
+        return "?"
+    m, sec = divmod(int(round(s)), 60)
+    h, m = divmod(m, 60)
+    return f"{h}h{m:02d}m" if h else f"{m}m{sec:02d}s"
+
+
+def _fmt(v: float) -> str:
+    if v == 0 or math.isnan(v) or math.isinf(v):
+        return str(v)
+    return f"{v:.3g}" if abs(v) >= 1000 else f"{v:.5f}"[: AXIS - 1]
+
+
+class BandRenderable:
+    """value (█) with its ± error band (░), one column per chunk, scaled to the panel."""
+
+    def __init__(self, values: Sequence[float], errs: Sequence[float | None], total: int | None,
+                 value_style: Style, band_style: Style, axis_style: Style) -> None:
+        self.values = values
+        self.errs = errs
+        self.total = total
+        self.styles = (value_style, band_style, axis_style)
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        width = max(1, options.max_width - AXIS)
+        height = max(2, options.height or 6)
+        value_style, band_style, axis_style = self.styles
+        pts = [(v, e or 0.0) for v, e in zip(self.values, self.errs) if math.isfinite(v)]
+        if not pts:
+            for _ in range(height):
+                yield Segment(" " * options.max_width)
+                yield Segment.line()
+            return
+        lo = min(v - e for v, e in pts)
+        hi = max(v + e for v, e in pts)
+        if hi - lo < 1e-12:
+            lo, hi = lo - 1e-6, hi + 1e-6
+        n_slots = max(len(pts), self.total or 0)
+        cols = min(width, n_slots)
+        # Column c shows the last chunk that falls into it: the latest, most settled value.
+        per_col: list[tuple[float, float] | None] = []
+        for c in range(cols):
+            idx = min(len(pts), (c + 1) * n_slots // cols) - 1
+            first = c * n_slots // cols
+            per_col.append(pts[idx] if idx >= first and idx >= 0 else None)
+
+        def row_of(y: float) -> int:
+            return min(height - 1, max(0, int((hi - y) / (hi - lo) * (height - 1) + 0.5)))
+
+        grid = [[" "] * cols for _ in range(height)]
+        for c, pt in enumerate(per_col):
+            if pt is None:
+                continue
+            v, e = pt
+            top, bottom = row_of(v + e), row_of(v - e)
+            for r in range(top, bottom + 1):
+                grid[r][c] = "░"
+            grid[row_of(v)][c] = "█"
+        for r in range(height):
+            label = _fmt(hi) if r == 0 else (_fmt(lo) if r == height - 1 else "")
+            yield Segment(label.rjust(AXIS - 1) + "│", axis_style)
+            line = "".join(grid[r])
+            for ch, run in _runs(line):
+                yield Segment(run, value_style if ch == "█" else band_style if ch == "░" else None)
+            yield Segment(" " * (width - cols))
+            yield Segment.line()
+
+
+def _runs(line: str) -> list[tuple[str, str]]:
+    out: list[tuple[str, str]] = []
+    for ch in line:
+        if out and out[-1][0] == ch:
+            out[-1] = (ch, out[-1][1] + ch)
+        else:
+            out.append((ch, ch))
+    return out
+
+
+class BandChart(Widget):
+    DEFAULT_CSS = """
+    BandChart { height: 1fr; min-height: 3; }
+    BandChart > .band--value { color: $accent; }
+    BandChart > .band--band { color: $primary-muted; }
+    BandChart > .band--axis { color: $text-muted; }
+    """
+    COMPONENT_CLASSES = {"band--value", "band--band", "band--axis"}
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.values: list[float] = []
+        self.errs: list[float | None] = []
+        self.total: int | None = None
+
+    def set_data(self, values: list[float], errs: list[float | None], total: int | None) -> None:
+        self.values, self.errs, self.total = values, errs, total
+        self.refresh()
+
+    def render(self) -> BandRenderable:
+        return BandRenderable(self.values, self.errs, self.total,
+                              self.get_component_rich_style("band--value"),
+                              self.get_component_rich_style("band--band"),
+                              self.get_component_rich_style("band--axis"))
+
+
+def progress_bar(done: int, total: int | None, width: int = 20) -> str:
+    if not total:
+        return "░" * width
+    filled = min(width, int(width * done / total))
+    return "█" * filled + "░" * (width - filled)
+
+
+def eta_seconds(job: Job, live: LiveRun, now: float) -> float | None:
+    p = live.latest
+    total = live.n_chunks
+    if p is None or not total:
+        return None
+    if p.eta_s is not None:
+        return p.eta_s
+    # ik_llama.cpp and --kl-divergence runs print no per-chunk ETA: extrapolate the pace so far.
+    if job.state.started_at is None or p.chunk <= 0:
+        return None
+    return (now - job.state.started_at) / p.chunk * max(0, total - p.chunk)
+
+
+def _pm(v: float | None, e: float | None, digits: int, unit: str = "") -> str:
+    if v is None:
+        return "?"
+    return f"{v:.{digits}f}" + (f" ± {e:.{digits}f}" if e is not None else "") + unit
+
+
+class RunPanel(Vertical):
+    """Shows the job it is given; `show()` is cheap enough to call on every progress message."""
+
+    def __init__(self, *, clock: Callable[[], float] = time.time, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.clock = clock
+        self.job: Job | None = None
+        self.live: LiveRun | None = None
+        self.show_stderr = False
+
+    def compose(self) -> ComposeResult:
+        yield Static(id="run-title")
+        yield Static(id="run-progress")
+        yield Static(id="run-values")
+        yield BandChart(id="run-chart")
+        yield Static(id="run-reason")
+        with VerticalScroll(id="run-stderr"):
+            yield Static(id="run-stderr-text")
+
+    def on_mount(self) -> None:
+        self.query_one("#run-stderr").display = False
+        self._refresh_view()
+
+    def show(self, job: Job | None, live: LiveRun | None) -> None:
+        self.job, self.live = job, live
+        self._refresh_view()
+
+    def toggle_stderr(self) -> bool:
+        self.show_stderr = not self.show_stderr
+        self.query_one("#run-stderr").display = self.show_stderr
+        self._refresh_view()
+        return self.show_stderr
+
+    def _refresh_view(self) -> None:
+        job, live = self.job, self.live
+        title = self.query_one("#run-title", Static)
+        prog = self.query_one("#run-progress", Static)
+        values = self.query_one("#run-values", Static)
+        chart = self.query_one("#run-chart", BandChart)
+        reason = self.query_one("#run-reason", Static)
+        if job is None:
+            title.update(Text("No job selected. Choose a base (b) and variants (space) on the Models tab, then s.",
+                              style="dim"))
+            for w in (prog, values, reason):
+                w.update("")
+            chart.set_data([], [], None)
+            return
+        word = state_word(job)
+        title.update(Text.assemble((job.spec.label or job.id, "bold"), "  ", (word, STATE_STYLE.get(word, "")),
+                                   f"  ({'base log-probs' if job.spec.kind == 'base' else 'KLD'})"))
+        p = live.latest if live else None
+        total = live.n_chunks if live else None
+        done = p.chunk if p else 0
+        line = f"{progress_bar(done, total)} {done}/{total or '?'} chunks"
+        if job.state.status == "running" and live is not None:
+            line += f" · ETA {fmt_duration(eta_seconds(job, live, self.clock()))}"
+        elif job.state.started_at and job.state.ended_at:
+            line += f" · took {fmt_duration(job.state.ended_at - job.state.started_at)}"
+        prog.update(line)
+        history: tuple[Progress, ...] = live.history if live else ()
+        if p is not None and p.kld is not None:
+            values.update(f"KLD {_pm(p.kld, p.kld_err, 5)} · same top {_pm(p.same_top, p.same_top_err, 2, ' %')}"
+                          f" · PPL {_pm(p.ppl, p.ppl_err, 3)}")
+            chart.set_data([h.kld for h in history if h.kld is not None],
+                           [h.kld_err for h in history if h.kld is not None], total)
+        elif p is not None and p.ppl is not None:
+            values.update(f"PPL {_pm(p.ppl, p.ppl_err, 4)} (base model, {done} chunks)")
+            chart.set_data([h.ppl for h in history if h.ppl is not None],
+                           [h.ppl_err for h in history if h.ppl is not None], total)
+        else:
+            values.update("waiting for the first chunk…" if job.state.status in ("queued", "running") else "")
+            chart.set_data([], [], total)
+        notes: list[Text] = []
+        if job.state.status in ("failed", "cancelled") and job.state.reason:
+            notes.append(Text(f"✗ {job.state.status}: {job.state.reason}", style="bold red"))
+        for w in live.warnings if live else ():
+            notes.append(Text(f"⚠ {w}", style="yellow"))
+        if job.state.status in ("failed", "cancelled") and not self.show_stderr:
+            notes.append(Text("ctrl+t shows the end of llama-perplexity's stderr", style="dim"))
+        reason.update(Text("\n").join(notes))
+        if self.show_stderr:
+            tail = live.stderr_tail if live and live.stderr_tail else "(no stderr yet)"
+            self.query_one("#run-stderr-text", Static).update(Text(tail))
