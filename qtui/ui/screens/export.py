@@ -1,0 +1,221 @@
+"""The export dialog: the leaderboard as CSV, JSON, a Markdown table, an SVG chart, or an SVG
+screenshot of the screen behind the dialog.
+
+Files are written by qtui.core.export from the rows as shown (same order, same score set),
+so what is exported is what the user is looking at. Anything that goes wrong (a folder that
+does not exist, no permission, a full disk) is said inside the dialog, which stays open.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar, Sequence
+
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Button, Input, Label, RadioButton, RadioSet, Static
+
+from qtui.core.export import export
+from qtui.core.fsutil import atomic_write_text
+from qtui.core.leaderboard import Row
+from qtui.core.store import ResultRecord
+
+DEFAULT_STEM = "qtui-leaderboard"
+
+
+@dataclass(frozen=True)
+class Format:
+    key: str  # qtui.core.export format, or "screenshot"
+    label: str
+    suffix: str
+    hint: str
+
+
+FORMATS: tuple[Format, ...] = (
+    Format("md", "Markdown", ".md", "a table ready to paste into a post or an issue"),
+    Format("csv", "CSV", ".csv", "for spreadsheets and pandas"),
+    Format("json", "JSON", ".json", "rows plus the full records: nothing measured is lost"),
+    Format("svg", "SVG chart", ".svg", "size vs mean KLD (log), Pareto front joined"),
+    Format("screenshot", "SVG screenshot", ".svg", "the screen behind this dialog, as you see it"),
+)
+_SUFFIXES = {f.suffix for f in FORMATS}
+
+
+class ExportError(Exception):
+    """A path the export cannot be written to, phrased for the dialog."""
+
+
+def resolve_target(text: str, fmt: Format) -> Path:
+    """The file to write for what was typed: ~ expanded, a folder gets the default name."""
+    text = text.strip()
+    if not text:
+        raise ExportError("Type a file name.")
+    path = Path(text).expanduser()
+    if path.is_dir():
+        path = path / (DEFAULT_STEM + fmt.suffix)
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise ExportError(f"The folder {parent} does not exist.")
+    if not os.access(parent, os.W_OK):
+        raise ExportError(f"No permission to write in {parent}.")
+    return path
+
+
+class ExportScreen(ModalScreen[Path | None]):
+    """Choose a format and a file; dismisses with the written path, or None if cancelled."""
+
+    DEFAULT_CSS = """
+    ExportScreen { align: center middle; }
+    ExportScreen #dialog {
+        width: 72;
+        max-width: 100%;
+        height: auto;
+        max-height: 100%;
+        border: thick $primary 80%;
+        background: $surface;
+        padding: 0 1;
+    }
+    ExportScreen #title { text-style: bold; width: 100%; margin-bottom: 0; }
+    ExportScreen .hint { color: $text-muted; }
+    /* RadioSet keeps its own border: a border that appears on focus would move the buttons
+       between mouse down and up, and the click would be lost */
+    ExportScreen RadioSet { width: 100%; height: auto; }
+    ExportScreen #format-hint { height: 1; }
+    ExportScreen #error { color: $error; height: auto; }
+    ExportScreen #error.-warning { color: $warning; }
+    ExportScreen #buttons { height: auto; align-horizontal: right; }
+    ExportScreen #buttons Button { margin-left: 1; }
+    /* while shooting the screen behind, the dialog and its dimming get out of the picture */
+    ExportScreen.-shooting { background: transparent; }
+    ExportScreen.-shooting #dialog { display: none; }
+    """
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "cancel", "Cancel"),
+    ]
+
+    def __init__(
+        self,
+        rows: Sequence[Row],
+        records: Sequence[ResultRecord],
+        default_dir: Path | None = None,
+        fmt: str = "md",
+    ) -> None:
+        super().__init__()
+        self.rows = list(rows)
+        self.records = list(records)
+        self.default_dir = default_dir
+        self.format = next((f for f in FORMATS if f.key == fmt), FORMATS[0])
+        self._confirm_overwrite: Path | None = None
+
+    def compose(self) -> ComposeResult:
+        name = DEFAULT_STEM + self.format.suffix
+        prefilled = str(self.default_dir / name) if self.default_dir is not None else f"./{name}"
+        with Vertical(id="dialog"):
+            yield Label("Export the leaderboard", id="title")
+            n = len(self.rows)
+            yield Label(f"{n} row{'s' if n != 1 else ''}, in the order shown", classes="hint")
+            with RadioSet(id="format"):
+                for f in FORMATS:
+                    yield RadioButton(f.label, value=f is self.format, id=f"fmt-{f.key}")
+            yield Static(self.format.hint, id="format-hint", classes="hint")
+            yield Label("File")
+            yield Input(prefilled, id="path", placeholder="where to write it")
+            yield Static("", id="error")
+            with Horizontal(id="buttons"):
+                yield Button("Export", variant="primary", id="export")
+                yield Button("Cancel", id="cancel")
+
+    def on_mount(self) -> None:
+        self.query_one("#path", Input).focus()
+
+    # -- events ----------------------------------------------------------------------------
+    @on(RadioSet.Changed, "#format")
+    def _format_changed(self, event: RadioSet.Changed) -> None:
+        key = (event.pressed.id or "").removeprefix("fmt-")
+        self.format = next(f for f in FORMATS if f.key == key)
+        self.query_one("#format-hint", Static).update(self.format.hint)
+        box = self.query_one("#path", Input)
+        stem, suffix = os.path.splitext(box.value)
+        # The suffix follows the format, unless the user typed one of their own (or a folder).
+        if stem and not box.value.endswith(("/", os.sep)) and (suffix in _SUFFIXES or not suffix):
+            box.value = stem + self.format.suffix
+        self._say("")
+
+    @on(Input.Changed, "#path")
+    def _path_changed(self) -> None:
+        self._confirm_overwrite = None
+
+    @on(Input.Submitted, "#path")
+    @on(Button.Pressed, "#export")
+    def _export_pressed(self) -> None:
+        self.run_export()
+
+    @on(Button.Pressed, "#cancel")
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+    # -- the work --------------------------------------------------------------------------
+    def run_export(self) -> None:
+        """Write the chosen format to the typed path; on success dismiss with the path."""
+        fmt = self.format
+        try:
+            path = resolve_target(self.query_one("#path", Input).value, fmt)
+        except ExportError as exc:
+            self._say(str(exc))
+            return
+        if path.exists() and self._confirm_overwrite != path:
+            self._confirm_overwrite = path
+            self._say(f"{path} exists. Press Export again to replace it.", warning=True)
+            return
+        if fmt.key == "screenshot":
+            self._shoot(path)
+            return
+        try:
+            text = export(fmt.key, self.rows, self.records)
+            atomic_write_text(path, text)
+        except OSError as exc:
+            self._say(f"Cannot write {path}: {exc.strerror or exc}")
+            return
+        except ValueError as exc:
+            self._say(f"Cannot export: {exc}")
+            return
+        self._done(path, f"{fmt.label}: {len(self.rows)} rows")
+
+    def _shoot(self, path: Path) -> None:
+        # Probe first, so a path that cannot be written is reported here, in the open dialog.
+        existed = path.exists()
+        try:
+            with open(path, "a", encoding="utf-8"):
+                pass
+        except OSError as exc:
+            self._say(f"Cannot write {path}: {exc.strerror or exc}")
+            return
+        finally:
+            if not existed and path.exists() and path.stat().st_size == 0:
+                path.unlink()
+        self.add_class("-shooting")
+        self.call_after_refresh(self._shoot_now, path)
+
+    def _shoot_now(self, path: Path) -> None:
+        try:
+            self.app.save_screenshot(filename=path.name, path=str(path.parent))
+        except OSError as exc:
+            self.remove_class("-shooting")
+            self._say(f"Cannot write {path}: {exc.strerror or exc}")
+            return
+        self._done(path, "screenshot")
+
+    def _done(self, path: Path, what: str) -> None:
+        self.app.notify(f"Exported {what} to {path}", title="Export")
+        self.dismiss(path)
+
+    def _say(self, message: str, warning: bool = False) -> None:
+        box = self.query_one("#error", Static)
+        box.set_class(warning, "-warning")
+        box.update(message)

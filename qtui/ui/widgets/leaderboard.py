@@ -1,0 +1,379 @@
+"""The leaderboard: every finished KLD run as a row, sortable by any column, updated in place.
+
+Rows come from qtui.core.leaderboard (build_rows/sort_rows), the same code the CLI and the
+exports rank with, so the screen, `qtui results` and an exported table always agree. The
+score and the Pareto flag are computed over the rows shown: they are relative to this set.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar, Sequence
+
+from rich.style import Style
+from rich.text import Text
+from textual import events, on
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.coordinate import Coordinate
+from textual.message import Message
+from textual.reactive import reactive
+from textual.widget import Widget
+from textual.widgets import DataTable, Static
+
+from qtui.core.leaderboard import COLUMN_KEYS, COLUMNS, Column, Row, build_rows, format_cell, sort_rows
+from qtui.core.store import ResultRecord
+
+ASC, DESC = "▲", "▼"
+TEXT_KEYS = frozenset({"model", "quantizer", "quant"})
+# Columns where bigger is better start descending, so the first press shows the best first.
+DESCENDING_FIRST = frozenset({"same_top", "pareto"})
+
+
+def natural_reverse(key: str) -> bool:
+    return key in DESCENDING_FIRST
+
+
+class _IdText(Text):
+    """A cell that knows its row: DataTable.sort's key function sees cell values only, and
+    this is how a precomputed order (unknowns last both ways) is handed to it."""
+
+    row_id: str = ""
+
+
+class _Table(DataTable[Text]):
+    """The DataTable inside the leaderboard; shows a column's help when the header is hovered."""
+
+    def __init__(self, help_by_key: dict[str, str], **kwargs: object) -> None:
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        self._help_by_key = help_by_key
+
+    def on_mouse_move(self, event: events.MouseMove) -> None:
+        meta = event.style.meta
+        if meta.get("row") == -1 and isinstance(meta.get("column"), int):
+            try:
+                column = self.ordered_columns[meta["column"]]
+            except IndexError:
+                return
+            self.tooltip = self._help_by_key.get(str(column.key.value), None)
+        elif self.tooltip is not None:
+            self.tooltip = None
+
+
+class Leaderboard(Widget, can_focus=False):
+    """A sortable table of result rows; the focused DataTable inside takes the keys."""
+
+    DEFAULT_CSS = """
+    Leaderboard {
+        height: 1fr;
+        layout: vertical;
+    }
+    Leaderboard > DataTable {
+        height: 1fr;
+    }
+    Leaderboard > .leaderboard--caption {
+        height: 1;
+        text-wrap: nowrap;
+        text-overflow: ellipsis;
+        color: $text-muted;
+        padding: 0 1;
+    }
+    Leaderboard.-no-caption > .leaderboard--caption {
+        display: none;
+    }
+    Leaderboard .leaderboard--failed { color: $error; text-style: bold; }
+    Leaderboard .leaderboard--pareto { color: $success; text-style: bold; }
+    """
+    COMPONENT_CLASSES: ClassVar[set[str]] = {"leaderboard--failed", "leaderboard--pareto"}
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("o", "next_sort", "Sort", tooltip="Sort by the next column"),
+        Binding("O", "reverse_sort", "Reverse", tooltip="Reverse the sort order"),
+        Binding("greater_than_sign", "next_sort", "Next column", show=False),
+        Binding("less_than_sign", "prev_sort", "Previous column", show=False),
+    ]
+
+    sort_key: reactive[str] = reactive("kld")
+    sort_reverse: reactive[bool] = reactive(False)
+
+    @dataclass
+    class Selected(Message):
+        """The cursor moved to another row (None: the table is empty)."""
+
+        row_id: str | None
+
+    def __init__(
+        self,
+        *,
+        include_failed: bool = False,
+        columns: Sequence[str] | None = None,
+        show_caption: bool = True,
+        name: str | None = None,
+        id: str | None = None,  # noqa: A002 - Textual's name
+        classes: str | None = None,
+    ) -> None:
+        super().__init__(name=name, id=id, classes=classes)
+        keys = list(columns) if columns is not None else list(COLUMN_KEYS)
+        unknown = [k for k in keys if k not in COLUMN_KEYS]
+        if unknown:
+            raise ValueError(f"unknown leaderboard column(s) {unknown}; choose from {', '.join(COLUMN_KEYS)}")
+        if "model" not in keys:
+            keys.insert(0, "model")  # the row's name carries its state word; it cannot be hidden
+        self.include_failed = include_failed
+        self._columns: list[Column] = [c for k in keys for c in COLUMNS if c.key == k]
+        self._records: list[ResultRecord] = []
+        self._rows: list[Row] = []
+        self._shown: dict[str, Row] = {}
+        self._selected_id: str | None = None
+        self._pending = False
+        if not show_caption:
+            self.add_class("-no-caption")
+
+    # -- public API ------------------------------------------------------------------------
+    @property
+    def rows(self) -> list[Row]:
+        """The rows in the order shown."""
+        return list(self._rows)
+
+    @property
+    def selected_id(self) -> str | None:
+        return self._selected_id
+
+    @property
+    def table(self) -> DataTable[Text]:
+        return self.query_one(_Table)
+
+    def set_records(self, records: Sequence[ResultRecord]) -> None:
+        """Show these records (replacing the previous set), keeping the cursor on its row."""
+        self._records = list(records)
+        rows = build_rows(self._records, include_failed=self.include_failed)
+        self._rows = sort_rows(rows, self.sort_key, self.sort_reverse)
+        if not self.is_mounted:
+            self._pending = True
+            return
+        self._sync()
+
+    def sort_by(self, key: str, reverse: bool | None = None) -> None:
+        """Sort by a column key; reverse=None picks the column's natural direction."""
+        if key not in COLUMN_KEYS:
+            raise ValueError(f"unknown column {key!r}; choose one of: {', '.join(COLUMN_KEYS)}")
+        # set both before one resort, instead of letting each watcher resort in turn
+        self.set_reactive(Leaderboard.sort_key, key)
+        self.set_reactive(Leaderboard.sort_reverse, natural_reverse(key) if reverse is None else reverse)
+        self._resort()
+
+    def focus(self, scroll_visible: bool = True) -> "Leaderboard":
+        """Focus the table inside: it is what takes the cursor keys."""
+        if self.is_mounted:
+            self.table.focus(scroll_visible)
+        return self
+
+    def select(self, row_id: str) -> bool:
+        """Move the cursor to a row (e.g. one clicked in the scatter plot)."""
+        if not self.is_mounted or row_id not in self._shown:
+            return False
+        table = self.table
+        table.move_cursor(row=table.get_row_index(row_id))
+        self._check_selection()
+        return True
+
+    # -- reactives and actions -------------------------------------------------------------
+    def validate_sort_key(self, key: str) -> str:
+        if key not in COLUMN_KEYS:
+            raise ValueError(f"unknown column {key!r}; choose one of: {', '.join(COLUMN_KEYS)}")
+        return key
+
+    def watch_sort_key(self) -> None:
+        self._resort()
+
+    def watch_sort_reverse(self) -> None:
+        self._resort()
+
+    def action_next_sort(self) -> None:
+        self._step_sort(+1)
+
+    def action_prev_sort(self) -> None:
+        self._step_sort(-1)
+
+    def action_reverse_sort(self) -> None:
+        self.sort_by(self.sort_key, not self.sort_reverse)
+
+    def _step_sort(self, step: int) -> None:
+        keys = [c.key for c in self._columns]
+        i = keys.index(self.sort_key) if self.sort_key in keys else -1
+        self.sort_by(keys[(i + step) % len(keys)])
+
+    # -- composition and events ------------------------------------------------------------
+    def compose(self) -> ComposeResult:
+        table = _Table(
+            {c.key: f"{c.title}: {c.help}" for c in COLUMNS},
+            cursor_type="row",
+            zebra_stripes=True,
+        )
+        table.fixed_columns = 1
+        yield table
+        yield Static("", classes="leaderboard--caption")
+
+    def on_mount(self) -> None:
+        # Cells hold Rich styles taken from the theme; rebuild them when the theme changes.
+        self.app.theme_changed_signal.subscribe(self, lambda _theme: self.call_after_refresh(self._restyle))
+        table = self.table
+        for col in self._columns:
+            # One spare cell after each title holds the ▲/▼, so the indicator never resizes a column.
+            table.add_column(Text(col.title + " ", justify="left" if col.key in TEXT_KEYS else "right"), key=col.key)
+        self._update_labels()
+        if self._pending:
+            self._pending = False
+            self._sync()
+        else:
+            self._update_caption()
+
+    @on(DataTable.HeaderSelected)
+    def _header_clicked(self, event: DataTable.HeaderSelected) -> None:
+        event.stop()
+        key = str(event.column_key.value)
+        if key == self.sort_key:
+            self.sort_by(key, not self.sort_reverse)
+        else:
+            self.sort_by(key)
+
+    @on(DataTable.RowHighlighted)
+    def _row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        event.stop()
+        self._check_selection()
+
+    # -- internals -------------------------------------------------------------------------
+    def _cells(self, row: Row) -> list[Text]:
+        failed = self.get_component_rich_style("leaderboard--failed", partial=True)
+        pareto = self.get_component_rich_style("leaderboard--pareto", partial=True)
+        cells: list[Text] = []
+        for col in self._columns:
+            text = format_cell(col, row)
+            if col.key == "model":
+                cell = _IdText(justify="left", no_wrap=True)
+                if row.status != "done":
+                    # A word, not a colour: readable with NO_COLOR and by screen readers.
+                    cell.append(row.status.upper(), failed)
+                    cell.append(" ")
+                cell.append(text, Style(dim=True) if row.status != "done" else Style())
+                cell.row_id = row.id
+            else:
+                cell = Text(text, justify="left" if col.key in TEXT_KEYS else "right", no_wrap=True)
+                if col.key == "pareto" and row.pareto:
+                    cell.stylize(pareto)
+            cells.append(cell)
+        return cells
+
+    def _sync(self) -> None:
+        """Bring the table to self._rows: update changed rows, add new, drop gone, reorder."""
+        table = self.table
+        wanted = {r.id: r for r in self._rows}
+        first_fill = not self._shown and bool(self._rows)
+        with self.app.batch_update():
+            for gone in [rid for rid in self._shown if rid not in wanted]:
+                table.remove_row(gone)
+                del self._shown[gone]
+            for row in self._rows:
+                old = self._shown.get(row.id)
+                if old is None:
+                    table.add_row(*self._cells(row), key=row.id)
+                elif old != row:
+                    for col, cell in zip(self._columns, self._cells(row)):
+                        table.update_cell(row.id, col.key, cell, update_width=True)
+                self._shown[row.id] = row
+            self._apply_order()
+        self._update_caption()
+        if first_fill:
+            # At 80 columns the sort column (Mean KLD) starts off screen; widths are known
+            # only after the next layout. Later updates leave the user's scrolling alone.
+            self.call_after_refresh(self._reveal_column, self.sort_key)
+
+    def _restyle(self) -> None:
+        """Theme changed: cells carry Rich styles, so rebuild them with the new colours."""
+        if not self.is_mounted:
+            return
+        table = self.table
+        with self.app.batch_update():
+            for row in self._rows:
+                for col, cell in zip(self._columns, self._cells(row)):
+                    table.update_cell(row.id, col.key, cell)
+
+    def _resort(self) -> None:
+        self._rows = sort_rows(self._rows, self.sort_key, self.sort_reverse)
+        if not self.is_mounted:
+            return
+        with self.app.batch_update():
+            self._update_labels()
+            self._apply_order()
+            self._reveal_column(self.sort_key)
+        self._update_caption()
+
+    def _apply_order(self) -> None:
+        table = self.table
+        keep = self._selected_id
+        rank = {r.id: i for i, r in enumerate(self._rows)}
+        # Not DataTable.sort on the column itself: it cannot keep unknown values last in
+        # both directions, and it compares formatted text. The order is sort_rows'.
+        table.sort("model", key=lambda cell: rank[cell.row_id])
+        if keep is not None and keep in rank:
+            table.move_cursor(row=rank[keep], animate=False)
+        self._check_selection()
+
+    def _check_selection(self) -> None:
+        """Post Selected when the row under the cursor is not the one last announced."""
+        current = self._current_id()
+        if current != self._selected_id:
+            self._selected_id = current
+            self.post_message(self.Selected(current))
+
+    def _current_id(self) -> str | None:
+        table = self.table
+        if table.row_count == 0:
+            return None
+        row = min(max(table.cursor_row, 0), table.row_count - 1)
+        return str(table.coordinate_to_cell_key(Coordinate(row, 0)).row_key.value)
+
+    def _update_labels(self) -> None:
+        table = self.table
+        for col in self._columns:
+            column = table.columns.get(col.key)  # type: ignore[call-overload]
+            if column is None:
+                continue
+            mark = (DESC if self.sort_reverse else ASC) if col.key == self.sort_key else " "
+            column.label = Text(col.title + mark, justify=column.label.justify, style="bold" if mark != " " else "")
+        # Labels are cached with the rows; the sort in _apply_order bumps the cache.
+
+    def _reveal_column(self, key: str) -> None:
+        """Scroll sideways so the sort column is on screen (at 80 columns most are not)."""
+        table = self.table
+        columns = table.ordered_columns
+        fixed = sum(c.get_render_width(table) for c in columns[: table.fixed_columns])
+        starts: list[int] = []  # scroll offsets that put a column's left edge at the fixed part
+        x = 0
+        for i, column in enumerate(columns):
+            if i < table.fixed_columns:
+                continue
+            width = column.get_render_width(table)
+            starts.append(x)
+            if column.key == key:
+                visible = table.scrollable_content_region.width - fixed
+                if x < table.scroll_x:
+                    table.scroll_to(x=x, animate=False)
+                elif x + width > table.scroll_x + visible:
+                    # the first column boundary that brings the whole column in; never half a column
+                    target = next((s for s in starts if x + width - s <= visible), x)
+                    table.scroll_to(x=target, animate=False)
+                return
+            x += width
+
+    def _update_caption(self) -> None:
+        col = next((c for c in COLUMNS if c.key == self.sort_key), None)
+        if col is None:
+            return
+        arrow = DESC if self.sort_reverse else ASC
+        n = len(self._rows)
+        text = f"{n} row{'s' if n != 1 else ''} · sorted by {col.title} {arrow} ({col.help}) · o/O: sort"
+        try:
+            self.query_one(".leaderboard--caption", Static).update(Text(text))
+        except Exception:  # noqa: BLE001 - before compose
+            pass

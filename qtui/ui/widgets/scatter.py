@@ -1,0 +1,217 @@
+"""Size against mean KLD, one point per quant: the trade-off the leaderboard ranks, at a glance.
+
+Drawn with a per-widget plotext figure (textual-plotext's `plt`), never the global plotext
+module, so two plots cannot overwrite each other's state. The three kinds of point differ by
+shape as well as colour (• other, ◆ Pareto front, ◉ selected) and the title says which is
+which, so the plot reads the same under NO_COLOR or a monochrome theme.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import ClassVar, Sequence
+
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.color import Color
+from textual.reactive import reactive
+from textual.widget import Widget
+from textual.widgets import Static
+from textual_plotext import PlotextPlot
+from textual_plotext.plot import Plot
+
+from qtui.core.leaderboard import Row
+
+MARK_OTHER, MARK_PARETO, MARK_SELECTED = "•", "◆", "◉"
+# Room taken by plotext's y tick labels and frame, and by title + x ticks: used only to
+# guess where labels would land, so that overlapping ones can be dropped.
+_Y_AXIS_COLS, _X_AXIS_ROWS = 9, 4
+_MIN_WIDTH_FOR_FRONT_LABELS = 50
+
+
+def plottable(rows: Sequence[Row], log: bool) -> list[Row]:
+    """Rows with both a size and a KLD (a positive one on a log axis)."""
+    return [r for r in rows if r.size_gib is not None and r.kld is not None and (r.kld > 0 or not log)]
+
+
+class Scatter(Widget, can_focus=True):
+    """Size (GiB) vs mean KLD, with the Pareto front and the selected row highlighted."""
+
+    DEFAULT_CSS = """
+    Scatter {
+        height: 1fr;
+        min-height: 8;
+        layout: vertical;
+    }
+    Scatter > PlotextPlot { height: 1fr; }
+    Scatter > .scatter--empty {
+        height: 1fr;
+        content-align: center middle;
+        color: $text-muted;
+        display: none;
+    }
+    Scatter.-empty > PlotextPlot { display: none; }
+    Scatter.-empty > .scatter--empty { display: block; }
+    Scatter:focus > PlotextPlot { background: $boost; }
+    """
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("l", "toggle_log", "Log KLD", tooltip="Toggle a log scale for the KLD axis"),
+    ]
+
+    log_scale: reactive[bool] = reactive(True)
+
+    def __init__(
+        self,
+        *,
+        name: str | None = None,
+        id: str | None = None,  # noqa: A002 - Textual's name
+        classes: str | None = None,
+    ) -> None:
+        super().__init__(name=name, id=id, classes=classes)
+        self._rows: list[Row] = []
+        self._selected_id: str | None = None
+
+    # -- public API ------------------------------------------------------------------------
+    @property
+    def plt(self) -> Plot:
+        """This widget's own plotext figure."""
+        return self.query_one(PlotextPlot).plt
+
+    @property
+    def selected_id(self) -> str | None:
+        return self._selected_id
+
+    @property
+    def plotted(self) -> list[Row]:
+        """The rows that have a point on the plot now."""
+        return plottable(self._rows, self.log_scale)
+
+    def set_rows(self, rows: Sequence[Row], selected_id: str | None = None) -> None:
+        self._rows = list(rows)
+        self._selected_id = selected_id
+        self._draw()
+
+    def select(self, row_id: str | None) -> None:
+        if row_id != self._selected_id:
+            self._selected_id = row_id
+            self._draw()
+
+    def toggle_log(self) -> None:
+        self.log_scale = not self.log_scale
+
+    def action_toggle_log(self) -> None:
+        self.toggle_log()
+
+    # -- Textual plumbing ------------------------------------------------------------------
+    def compose(self) -> ComposeResult:
+        yield PlotextPlot()
+        yield Static("", classes="scatter--empty")
+
+    def on_mount(self) -> None:
+        self.app.theme_changed_signal.subscribe(self, lambda _theme: self._draw())
+        self._draw()
+
+    def on_resize(self) -> None:
+        # label placement depends on the size: redo it
+        self._draw()
+
+    def watch_log_scale(self) -> None:
+        self._draw()
+
+    # -- drawing ---------------------------------------------------------------------------
+    def _colour(self, variable: str, fallback: str) -> tuple[int, int, int]:
+        value = self.app.theme_variables.get(variable, fallback)
+        try:
+            return Color.parse(value).rgb
+        except Exception:  # noqa: BLE001 - a theme variable that is not a plain colour
+            return Color.parse(fallback).rgb
+
+    def _empty_message(self) -> str:
+        if not self._rows:
+            return "No results yet: finished runs appear here as size vs mean KLD."
+        if self.log_scale and any(r.kld == 0 for r in self._rows):
+            return "No row has both a size and a KLD above 0 (press l for a linear scale)."
+        return f"{len(self._rows)} row(s), none with both a size and a mean KLD yet."
+
+    def _draw(self) -> None:
+        if not self.is_mounted:
+            return
+        pts = self.plotted
+        self.set_class(not pts, "-empty")
+        if not pts:
+            self.query_one(".scatter--empty", Static).update(self._empty_message())
+            return
+        plt = self.plt
+        plt.clear_figure()
+        log = self.log_scale
+        other = self._colour("foreground-muted", "#888888")
+        front_colour = self._colour("success", "#4EBF71")
+        chosen = self._colour("accent", "#ffa62b")
+
+        front = sorted((r for r in pts if r.pareto), key=lambda r: (r.size_gib, r.kld))
+        if len(front) > 1:
+            # The front as a line under the points, joined in size order as in the SVG export.
+            plt.plot([r.size_gib for r in front], [r.kld for r in front], marker="braille", color=front_colour)
+        rest = [r for r in pts if not r.pareto and r.id != self._selected_id]
+        if rest:
+            plt.scatter([r.size_gib for r in rest], [r.kld for r in rest], marker=MARK_OTHER, color=other)
+        on_front = [r for r in front if r.id != self._selected_id]
+        if on_front:
+            plt.scatter([r.size_gib for r in on_front], [r.kld for r in on_front], marker=MARK_PARETO, color=front_colour)
+        selected = next((r for r in pts if r.id == self._selected_id), None)
+        if selected is not None:
+            plt.scatter([selected.size_gib], [selected.kld], marker=MARK_SELECTED, color=chosen)
+
+        if log:
+            plt.yscale("log")
+        width = self.size.width
+        legend = f"{MARK_PARETO} Pareto  {MARK_SELECTED} selected" if width >= 56 else f"{MARK_PARETO}front {MARK_SELECTED}sel"
+        plt.title(f"mean KLD{' (log)' if log else ''} vs GiB   {legend}")
+        self._labels(plt, pts, selected, front, chosen, front_colour, self._colour("surface", "#1e1e1e"))
+        self.query_one(PlotextPlot).refresh()
+
+    def _labels(
+        self,
+        plt: Plot,
+        pts: list[Row],
+        selected: Row | None,
+        front: list[Row],
+        chosen: tuple[int, int, int],
+        front_colour: tuple[int, int, int],
+        canvas: tuple[int, int, int],
+    ) -> None:
+        """Quant labels where they fit: the selected point first, then the front (wide plots
+        only); a label that would overlap one already placed, or run off the plot, is dropped."""
+        width, height = self.size.width - _Y_AXIS_COLS, self.size.height - _X_AXIS_ROWS
+        if width < 10 or height < 3:
+            return
+        xs = [r.size_gib for r in pts]
+        ys = [self._y(r.kld) for r in pts]  # type: ignore[arg-type]
+        x0, x1, y0, y1 = min(xs), max(xs), min(ys), max(ys)  # type: ignore[type-var]
+        xr = (x1 - x0) or 1.0  # type: ignore[operator]
+        yr = (y1 - y0) or 1.0
+        candidates = ([(selected, chosen)] if selected is not None else []) + (
+            [(r, front_colour) for r in front if r is not selected] if width >= _MIN_WIDTH_FOR_FRONT_LABELS else []
+        )
+        taken: list[tuple[int, int, int]] = []  # (row, first col, last col) in plot cells
+        for row, colour in candidates:
+            label = row.quant or row.model
+            col = round((row.size_gib - x0) / xr * (width - 1))  # type: ignore[operator]
+            line = round((y1 - self._y(row.kld)) / yr * (height - 1))  # type: ignore[arg-type]
+            if col + 2 + len(label) <= width:
+                first, last, align, dx = col + 2, col + 1 + len(label), "left", 2
+            elif col - 1 - len(label) >= 0:
+                first, last, align, dx = col - 1 - len(label), col - 2, "right", -2
+            else:
+                continue
+            if any(line == r and not (last < a or first > b) for r, a, b in taken):
+                continue
+            taken.append((line, first - 1, last + 1))
+            x = row.size_gib + dx * xr / max(width - 1, 1)  # type: ignore[operator]
+            # plotext gives text a white box unless told the canvas colour (textual-plotext paints
+            # the canvas with the theme's surface)
+            plt.text(label, x, row.kld, color=colour, background=canvas, alignment=align)
+
+    def _y(self, kld: float) -> float:
+        return math.log10(kld) if self.log_scale and kld > 0 else kld
