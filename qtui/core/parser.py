@@ -265,6 +265,12 @@ class StreamParser:
                     self._line(stream, part.encode())
                 return
             text = _PREFIX.sub("", text, count=1)
+            if "- ETA " in text:  # the same join in builds without prefixes
+                head, _, rest = text.partition("- ETA ")
+                if rest.strip() and not _ETA_TAIL.match(rest):
+                    self._line(stream, (head + "- ETA ").encode())
+                    self._line(stream, rest.encode())
+                    return
             self._tail.append(text)
         s = text.strip()
         if not s:

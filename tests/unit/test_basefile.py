@@ -200,8 +200,13 @@ def test_cut_real_base_file_is_accepted_by_llama_perplexity(real_run) -> None:
     bf.cut_base_file(work / "base.kld", work / "cut.kld", 2)
     results = {}
     for name in ("base.kld", "cut.kld"):
-        proc = run("--kl-divergence-base", name, "--kl-divergence", "-c", "128", "-b", "128")
-        results[name] = parse_transcript(proc.stdout, proc.stderr, proc.returncode)
+        # This build's logger thread can lose the output tail at exit (llama.cpp #22142,
+        # #25504): a run that exits 0 without `Same top p:` is retried, as qtui does.
+        for _ in range(4):
+            proc = run("--kl-divergence-base", name, "--kl-divergence", "-c", "128", "-b", "128")
+            results[name] = parse_transcript(proc.stdout, proc.stderr, proc.returncode)
+            if not (proc.returncode == 0 and results[name].failed):
+                break
     cut, full = results["cut.kld"], results["base.kld"]
     assert cut.failed is None and full.failed is None, (cut.failed, full.failed)
     assert cut.started.n_chunks == 2 and full.started.n_chunks == 3

@@ -469,3 +469,27 @@ def test_llama_ctx_mismatch_is_also_a_warning() -> None:
     assert p.warnings == [warning.message]
     file_ctx, run_ctx = _grab(r"computed with (\d+), while the current context is (\d+)", err.decode())
     assert f"n_ctx={file_ctx} but this run used -c {run_ctx}" in warning.message
+
+
+@pytest.mark.parametrize("meta", llama_cases())
+@pytest.mark.parametrize("sizes", ["1", "7", "random"])
+def test_llama_byte_splits_give_identical_events(meta: Path, sizes: str) -> None:
+    """Prefixed stderr, the stderr/stdout-split ETA and `±` cut between its two bytes."""
+    out, err, info = load_llama(meta)
+    whole = parse_transcript(out, err, info["exit_code"]).events
+    split, _ = feed_split(out, err, pieces(meta.stem, sizes), exit_code=info["exit_code"])
+    assert split == whole
+
+
+def test_eta_join_without_log_prefixes() -> None:
+    """Builds without prefixes (or --no-log-prefix) join the next stderr entry onto
+    `... - ETA ` the same way: strip the prefixes from a real recording."""
+    metas = sorted(LLAMA.glob("*/fail-truncated-base.json")) if LLAMA.is_dir() else []
+    if not metas:
+        pytest.skip("no fail-truncated-base fixture")
+    out, err, info = load_llama(metas[0])
+    plain = re.sub(rb"\d+\.\d\d\.\d{3}\.\d{3} [IWED] ", b"", err)
+    assert b"- ETA kl_divergence: failed reading" in plain
+    a, b = parse_transcript(out, err, 0), parse_transcript(out, plain, 0)
+    assert a.failed.reason == b.failed.reason and a.progress == b.progress
+    assert a.failed.stderr_tail == b.failed.stderr_tail
