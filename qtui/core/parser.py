@@ -144,7 +144,7 @@ Event = Union[Started, Progress, BaseEstimate, Finished, Failed, Warning]
 
 class StreamParser:
     def __init__(self, expected_mode: Optional[Mode] = None, expected_chunks: Optional[int] = None,
-                 expected_n_ctx: Optional[int] = None) -> None:
+                 expected_n_ctx: Optional[int] = None, merged: bool = False) -> None:
         # What the caller launched / read from the base file header. Used only
         # where the output does not say (ik/old builds print no "computing
         # over" line); the tool's own numbers win.
@@ -156,6 +156,7 @@ class StreamParser:
         self._events: list[Event] = []
         self._saving_logits = False
         self._inferred = False
+        self._merged = merged  # one stream holding both (a `2>&1` log): log lines on "out" too
         self._errors: list[str] = []
         self._closed_events: Optional[list[Event]] = None
         self.started: Optional[Started] = None
@@ -257,7 +258,7 @@ class StreamParser:
         text = raw.decode("utf-8", "replace").rstrip("\r")
         if "\x1b" in text:
             text = _ANSI.sub("", text)
-        if stream == "err":
+        if stream == "err" or self._merged:
             if _PREFIX_TS.match(text) and (parts := _EMBEDDED.split(text)) and len(parts) > 1:
                 # `... - ETA ` never gets its newline on stderr (the rest went to
                 # stdout): the next log entry, with its own prefix, continues the line.
@@ -318,8 +319,7 @@ class StreamParser:
             return
         if (m := _STAT.match(s)) and self._stat(m):
             return
-        if stream == "err" or "error" in s or "failed" in s:
-            self._check_problems(s)
+        self._check_problems(s)
 
     # ---- pieces ------------------------------------------------------------
     def _start_kld_inferred(self) -> None:
@@ -501,12 +501,13 @@ class ParseResult:
 def parse_transcript(out: bytes, err: Optional[bytes] = None, exit_code: Optional[int] = None,
                      expected_mode: Optional[Mode] = None, expected_chunks: Optional[int] = None,
                      expected_n_ctx: Optional[int] = None) -> ParseResult:
-    """Parse a whole recorded run (log import, finalisation).
+    """Parse a whole recorded run (log import, finalisation). err=None: `out`
+    is a combined log (stdout and stderr in one file, `2>&1`).
 
     stderr goes first so that Started (a log line) precedes the stdout rows,
     as it does live. For ik/old builds without a "computing over" line the
     chunk count is filled in from the last row of a finished run."""
-    p = StreamParser(expected_mode, expected_chunks, expected_n_ctx)
+    p = StreamParser(expected_mode, expected_chunks, expected_n_ctx, merged=err is None)
     events: list[Event] = []
     if err:
         events += p.feed("err", err)

@@ -493,3 +493,20 @@ def test_eta_join_without_log_prefixes() -> None:
     a, b = parse_transcript(out, err, 0), parse_transcript(out, plain, 0)
     assert a.failed.reason == b.failed.reason and a.progress == b.progress
     assert a.failed.stderr_tail == b.failed.stderr_tail
+
+
+@pytest.mark.parametrize("meta", llama_cases())
+def test_llama_combined_log(meta: Path) -> None:
+    """A `2>&1` log: both streams in one, in the order the recorder read them."""
+    out, err, info = load_llama(meta)
+    data, pos, merged = {1: out, 2: err}, {1: 0, 2: 0}, bytearray()
+    for stream, n, _ms in info["chunks"]:
+        merged += data[stream][pos[stream]:pos[stream] + n]
+        pos[stream] += n
+    merged += err[pos[2]:] + out[pos[1]:]
+    ref, r = parse_transcript(out, err, info["exit_code"]), parse_transcript(bytes(merged), None, info["exit_code"])
+    assert r.stats == ref.stats and r.base_estimate == ref.base_estimate and r.mode == ref.mode
+    assert [(p.chunk, p.ppl, p.kld) for p in r.progress] == [(p.chunk, p.ppl, p.kld) for p in ref.progress]
+    assert (r.failed and r.failed.reason) == (ref.failed and ref.failed.reason)
+    if r.failed and ref.failed.stderr_tail.strip():  # a combined log's tail: its last lines
+        assert r.failed.stderr_tail.strip() and len(r.failed.stderr_tail.splitlines()) <= 40
