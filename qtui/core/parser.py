@@ -467,11 +467,15 @@ class StreamParser:
             what = f"no `Final estimate` line after chunk {last.chunk}"
         else:
             what = "llama-perplexity printed no results"
-        if exit_code in (None, 0):
+        if exit_code is None:  # e.g. an imported log: nothing known about how it ended
+            return what
+        if exit_code == 0:
             if mode == "kld" and self.stats is not None or "stopped after" in what or last is None:
-                # Exit 0 with output missing: the lost-tail phenomenon (reported by
-                # third parties, recorded here on a busy 2-core box).
-                return what + " although it exited 0: its output was cut short (seen under heavy CPU load); run it again"
+                # Exit 0 with output missing: llama.cpp's log thread is not drained at
+                # exit (the logger is leaked on purpose, llama.cpp #22142/#25504), so
+                # a busy machine loses the tail. Recorded here on a 2-core box.
+                return what + (" although it exited 0: llama.cpp lost the end of its output "
+                               "(a race in its logging at exit, common under CPU load); run it again")
             return what
         return f"llama-perplexity {how}; {what}"
 

@@ -213,3 +213,20 @@ def test_cut_real_base_file_is_accepted_by_llama_perplexity(real_run) -> None:
     values = lambda r: [(p.chunk, p.ppl, p.ppl_err, p.ln_ratio, p.kld, p.same_top) for p in r.progress]  # noqa: E731
     assert values(cut) == values(full)[:2]
     assert cut.stats.kld_mean == pytest.approx(0, abs=1e-3)  # the model against itself
+
+
+@pytest.mark.integration
+def test_one_chunk_at_c128_scores_too_few_tokens(real_run) -> None:
+    """63 scored tokens < 100: llama-perplexity prints rows but no final statistics,
+    and the parser says why instead of calling it a crash."""
+    from qtui.core.parser import parse_transcript
+
+    work, run = real_run
+    bf.cut_base_file(work / "base.kld", work / "one.kld", 1)
+    for _ in range(4):
+        proc = run("--kl-divergence-base", "one.kld", "--kl-divergence", "-c", "128", "-b", "128")
+        r = parse_transcript(proc.stdout, proc.stderr, proc.returncode)
+        if r.progress and r.progress[-1].chunk == 1:
+            break
+    assert proc.returncode == 0 and r.stats is None and r.progress[-1].chunk == 1
+    assert "only 63 tokens were scored" in r.failed.reason and "more chunks" in r.failed.reason
