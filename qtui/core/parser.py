@@ -304,7 +304,7 @@ class StreamParser:
         if "Final estimate" in s:
             self._final_estimate(s)
             return
-        if "computing over" in s and (m := _KLD_START.search(s)):
+        if "computing over" in s and "kl_divergence" in s and (m := _KLD_START.search(s)):
             self._start("kld", *(int(g) if g else None for g in m.groups()))
             return
         if "calculating perplexity over" in s and (m := _PPL_START.search(s)):
