@@ -57,6 +57,8 @@ _ERRORS: list[tuple[str, re.Pattern[str], Template]] = [
      "the corpus is too short: it needs at least {0} tokens for -c {1}"),
     ("memory slot", re.compile(r"failed to find a memory slot for batch of size (\d+)"),
      "the context is too small for a batch of {0} tokens (no free memory slot)"),
+    ("failed to eval", re.compile(r"failed to eval\b"),
+     "the model failed to evaluate a batch (llama_decode failed); see the log"),
     ("failed to decode", re.compile(r"failed to decode"),
      "the model failed to evaluate a batch (llama_decode failed); see the log"),
     ("GGML_ASSERT", re.compile(r"GGML_ASSERT\((.+)\) failed"),
