@@ -206,12 +206,13 @@ def quantize(tools: "LlamaTools", src: Path, dst: Path, qtype: str, allow_requan
     """Run llama-quantize SRC DST TYPE; writes DST.partial and renames it on success."""
     from qtui.core.llama import child_env
 
-    if tools.quantize is None:
+    base_argv = tools.quantize_argv()
+    if base_argv is None:
         raise FactoryError(f"no llama-quantize next to {tools.perplexity}; rebuild with `qtui setup-llama`")
     dst = Path(dst)
     dst.parent.mkdir(parents=True, exist_ok=True)
     tmp = dst.with_name(dst.name + ".partial")
-    argv = [str(tools.quantize)]
+    argv = list(base_argv)
     if allow_requantize:
         argv.append("--allow-requantize")
     argv += [str(src), str(tmp), qtype]

@@ -12,6 +12,11 @@ llama.cpp tree. Layout, one folder per version and backend under llama_cache_dir
 CMake build trees hold absolute paths (CMakeCache, rpaths), so a build cannot be made in a
 temporary folder and renamed; instead the stamp is written only after verification, and a
 killed build is simply resumed (cmake rebuilds incrementally).
+
+One patch is applied to the source (see apply_patches): recent llama.cpp (e.g. the one in
+llama-cpp-python 0.3.36) leaks its log singleton on purpose (llama.cpp issue 22142), so a
+process can exit before the log thread has written the last lines -- the KLD final statistics. On a busy 2-core box 13 of 20 unpatched
+runs lost them. qtui's builds drain the logger at exit.
 """
 
 from __future__ import annotations
@@ -37,6 +42,18 @@ BASE_CMAKE_ARGS = ("-DCMAKE_BUILD_TYPE=Release", "-DLLAMA_CURL=OFF", "-DLLAMA_BU
                    "-DLLAMA_BUILD_SERVER=OFF")
 
 Progress = Callable[[str, "float | None"], None]
+
+# Bump when the recipe (cmake args, patches) changes: older stamps are rebuilt incrementally.
+RECIPE = 2
+LOG_PATCH = "log-drain-at-exit"
+_LOG_LEAK = "        log = new common_log;\n"
+_LOG_FIX = (
+    "        log = new common_log;\n"
+    "#if !defined(_WIN32)\n"
+    "        // qtui patch: drain the leaked logger at exit, or the last lines can be lost\n"
+    "        std::atexit([]() { log->pause(); });\n"
+    "#endif\n"
+)
 
 
 class SetupError(Exception):
@@ -229,6 +246,29 @@ def _adopted_cmake_args(d: Path) -> list[str] | None:
     return sorted(out)
 
 
+def apply_patches(src: Path) -> tuple[list[str], bool]:
+    """Apply qtui's source patches; returns (patches in effect, whether a file changed now)."""
+    log_cpp = src / "common" / "log.cpp"
+    try:
+        text = log_cpp.read_text()
+    except OSError:
+        return [], False
+    if _LOG_FIX in text:
+        return [LOG_PATCH], False
+    if _LOG_LEAK in text and "std::call_once" in text:
+        log_cpp.write_text(text.replace(_LOG_LEAK, _LOG_FIX, 1))
+        return [LOG_PATCH], True
+    return [], False  # older builds keep a static logger that is destroyed (drained) at exit
+
+
+def _binaries_older_than(d: Path, src_file: Path) -> bool:
+    try:
+        newest_src = src_file.stat().st_mtime
+        return any((d / "build" / "bin" / t).stat().st_mtime < newest_src for t in TOOL_NAMES)
+    except OSError:
+        return True
+
+
 def verify(d: Path, source: str = "setup") -> LlamaTools:
     bins = d / "build" / "bin"
     missing = [t for t in TOOL_NAMES if not (bins / t).is_file()]
@@ -243,12 +283,12 @@ def verify(d: Path, source: str = "setup") -> LlamaTools:
 
 
 def write_stamp(d: Path, version: str, backend: str, arch: str | None, args: list[str] | None,
-                log: Path, adopted: bool = False) -> dict:
+                log: Path, adopted: bool = False, patches: list[str] | None = None) -> dict:
     data = {
         "version": version, "backend": backend, "arch": arch, "cmake_args": args,
         "built_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "binaries": [str(d / "build" / "bin" / t) for t in TOOL_NAMES],
-        "log": str(log), "adopted": adopted,
+        "log": str(log), "adopted": adopted, "patches": patches or [], "recipe": RECIPE,
     }
     tmp = d / (STAMP_NAME + ".partial")
     tmp.write_text(json.dumps(data, indent=2) + "\n")
@@ -279,15 +319,23 @@ def setup_llama(version: str = DEFAULT_VERSION, cuda: bool | None = None, cuda_a
     arch = cuda_arch.replace(";", "-") if cuda and cuda_arch else None
     d = build_dir(version, backend, arch)
     bins = d / "build" / "bin"
-    if not force and read_stamp(d) is not None:
+
+    def current() -> bool:
+        stamp = read_stamp(d)
+        return stamp is not None and stamp.get("recipe") == RECIPE
+
+    if not force and current():
         return bins
     with _lock(d):
-        if not force and read_stamp(d) is not None:  # another process finished it meanwhile
+        if not force and current():  # another process finished it meanwhile
             return bins
         log = d / "build.log"
-        # A complete tree without a stamp (built by hand or by a qtui killed while verifying):
-        # verify it and adopt it instead of spending minutes rebuilding.
-        if not force and all((bins / t).is_file() for t in TOOL_NAMES):
+        src = d / "src"
+        patches, changed = apply_patches(src) if (src / "CMakeLists.txt").is_file() else ([], False)
+        # A complete, up-to-date tree without a current stamp (built by hand, or by a qtui
+        # killed while verifying): verify and adopt it instead of spending minutes rebuilding.
+        fresh = not changed and not (patches and _binaries_older_than(d, src / "common" / "log.cpp"))
+        if not force and fresh and all((bins / t).is_file() for t in TOOL_NAMES):
             report("verify", None)
             try:
                 verify(d)
@@ -295,7 +343,8 @@ def setup_llama(version: str = DEFAULT_VERSION, cuda: bool | None = None, cuda_a
                 pass  # fall through to a normal (incremental) build
             else:
                 old_log = next((p for p in (log, d / "cmake.log") if p.is_file()), log)
-                write_stamp(d, version, backend, arch, _adopted_cmake_args(d), old_log, adopted=True)
+                write_stamp(d, version, backend, arch, _adopted_cmake_args(d), old_log, adopted=True,
+                            patches=patches)
                 report("verify", 1.0)
                 return bins
         cmake = shutil.which("cmake")
@@ -310,9 +359,11 @@ def setup_llama(version: str = DEFAULT_VERSION, cuda: bool | None = None, cuda_a
             shutil.rmtree(d / "build", ignore_errors=True)
             (d / STAMP_NAME).unlink(missing_ok=True)
         log.write_text(f"# qtui setup-llama {version} {backend} {arch or ''} {time.ctime()}\n")
-        src = d / "src"
         if force or not (src / "CMakeLists.txt").is_file():
             _unpack(_sdist(version, log, report), src, report)
+        patches, _ = apply_patches(src)
+        with log.open("a") as fh:
+            fh.write(f"# qtui patches: {', '.join(patches) or 'none'}\n")
         args = cmake_args(cuda, cuda_arch, nvcc)
         report("configure", None)
         rc, tail = _stream([cmake, "-S", str(src), "-B", str(d / "build"), *args], log, "configure", report, d)
@@ -327,7 +378,7 @@ def setup_llama(version: str = DEFAULT_VERSION, cuda: bool | None = None, cuda_a
         report("build", 1.0)
         report("verify", None)
         verify(d)
-        write_stamp(d, version, backend, arch, args, log)
+        write_stamp(d, version, backend, arch, args, log, patches=patches)
         report("verify", 1.0)
     return bins
 

@@ -41,7 +41,7 @@ def tiny_base(llama_tools, tiny_model, corpus, tmp_path_factory) -> Path:
 def test_probe_real_build(llama_tools):
     info = probe(llama_tools)
     assert info.fork == "llama.cpp"
-    assert info.version and info.version.isdigit()
+    assert info.version and info.build_number is not None
     assert {"--kl-divergence", "--kl-divergence-base", "-c", "-b", "--chunks"} <= info.flags
     assert probe(llama_tools) is info
 
@@ -71,16 +71,29 @@ def test_base_file_has_the_documented_size(tiny_base, tiny_model):
     assert len(raw) == 20 + 4 * n_chunk * n_ctx + 2 * n_chunk * (n_ctx - 1 - n_ctx // 2) * nv
 
 
+def _patched(tools) -> bool:
+    stamp = tools.bin_dir.parent.parent / STAMP_NAME
+    return stamp.is_file() and setup_llama.LOG_PATCH in json.loads(stamp.read_text()).get("patches", [])
+
+
 def test_kld_cycle_completes_and_orders_quants(llama_tools, tiny_base, tiny_ladder):
-    klds = {}
+    klds, lost = {}, 0
     for qtype in ("Q8_0", "Q4_0", "Q2_K"):
-        proc = run_ppl(llama_tools, "-m", str(tiny_ladder[qtype]), "--kl-divergence-base", str(tiny_base),
-                       "--kl-divergence", "-c", str(CTX), cwd=tiny_base.parent)
-        assert proc.returncode == 0, proc.stderr[-3000:]
-        assert "Same top p:" in proc.stdout, f"{qtype}: no final block\n{proc.stdout[-2000:]}"
+        # Unpatched recent builds can exit 0 before writing their last lines (see setup_llama);
+        # a lost tail is retried here and counted.
+        for _ in range(4):
+            proc = run_ppl(llama_tools, "-m", str(tiny_ladder[qtype]), "--kl-divergence-base", str(tiny_base),
+                           "--kl-divergence", "-c", str(CTX), cwd=tiny_base.parent)
+            assert proc.returncode == 0, proc.stderr[-3000:]
+            if "Same top p:" in proc.stdout:
+                break
+            lost += 1
+        assert "Same top p:" in proc.stdout, f"{qtype}: no final block in 4 runs\n{proc.stdout[-2000:]}"
         klds[qtype] = mean_kld(proc.stdout)
     # Fewer bits, further from the base: true even for random weights.
     assert 0 <= klds["Q8_0"] < klds["Q4_0"], klds
+    if _patched(llama_tools):
+        assert lost == 0, "a qtui-patched build lost the end of its output"
 
 
 def test_ladder_reuses_outputs(llama_tools, tiny_model, tiny_ladder):

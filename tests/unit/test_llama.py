@@ -54,7 +54,8 @@ def make_build(d: Path, tools: tuple[str, ...] = llama.TOOL_NAMES) -> Path:
 def stamped_build(root: Path, name: str, version: str, built_at: str = "2026-01-01T00:00:00") -> Path:
     d = root / "llama" / name
     make_build(d / "build" / "bin")
-    (d / llama.STAMP_NAME).write_text(json.dumps({"version": version, "built_at": built_at}))
+    (d / llama.STAMP_NAME).write_text(json.dumps({"version": version, "built_at": built_at,
+                                                  "recipe": setup_llama.RECIPE}))
     return d
 
 
@@ -221,6 +222,53 @@ def test_killed_build_is_redone_and_missing_cmake_is_explained(env, monkeypatch)
     with pytest.raises(setup_llama.SetupError, match="apt-get install cmake"):
         setup_llama.setup_llama("0.3.36", cuda=False)
     assert not (d / llama.STAMP_NAME).exists()
+
+
+def test_outdated_recipe_is_rebuilt(env, monkeypatch):
+    d = stamped_build(env / "cache", "0.3.36-cpu", "0.3.36")
+    stamp = json.loads((d / llama.STAMP_NAME).read_text())
+    (d / llama.STAMP_NAME).write_text(json.dumps({**stamp, "recipe": setup_llama.RECIPE - 1}))
+    (d / "src").mkdir()
+    (d / "src" / "CMakeLists.txt").write_text("")
+    (d / "src" / "common").mkdir()
+    (d / "src" / "common" / "log.cpp").write_text(LEAKY_LOG)
+    monkeypatch.setattr(setup_llama.shutil, "which", lambda name: None)
+    with pytest.raises(setup_llama.SetupError, match="cmake"):
+        setup_llama.setup_llama("0.3.36", cuda=False)  # patched source -> must rebuild
+    assert setup_llama.LOG_PATCH in setup_llama.apply_patches(d / "src")[0]
+
+
+LEAKY_LOG = """#include <cstdlib>
+struct common_log * common_log_main() {
+    static struct common_log * log;
+    static std::once_flag    init_flag;
+    std::call_once(init_flag, [&]() {
+        log = new common_log;
+        log->set_colors(tty_can_use_colors());
+    });
+    return log;
+}
+"""
+STATIC_LOG = """struct common_log * common_log_main() {
+    static struct common_log log;
+    return &log;
+}
+"""
+
+
+def test_log_patch_applies_once_and_only_to_the_leaky_logger(tmp_path):
+    src = tmp_path / "src"
+    (src / "common").mkdir(parents=True)
+    log_cpp = src / "common" / "log.cpp"
+    log_cpp.write_text(LEAKY_LOG)
+    assert setup_llama.apply_patches(src) == ([setup_llama.LOG_PATCH], True)
+    patched = log_cpp.read_text()
+    assert "std::atexit([]() { log->pause(); });" in patched and "#if !defined(_WIN32)" in patched
+    assert setup_llama.apply_patches(src) == ([setup_llama.LOG_PATCH], False)
+    assert log_cpp.read_text() == patched
+    log_cpp.write_text(STATIC_LOG)
+    assert setup_llama.apply_patches(src) == ([], False)
+    assert log_cpp.read_text() == STATIC_LOG
 
 
 def test_cuda_without_nvcc_is_explained(env, monkeypatch):
