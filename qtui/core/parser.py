@@ -242,8 +242,8 @@ class StreamParser:
             self.warnings.append(message)
             self._emit(Warning(message))
 
-    def _start(self, mode: Mode, n_chunks=None, n_ctx=None, n_batch=None, n_seq=None,
-               inferred: bool = False) -> None:
+    def _start(self, mode: Mode, n_chunks: Optional[int] = None, n_ctx: Optional[int] = None,
+               n_batch: Optional[int] = None, n_seq: Optional[int] = None, inferred: bool = False) -> None:
         """Emit Started once -- or a second time when the real log line (or the
         "saving all logits" line) arrives after one inferred from stdout: the
         two pipes are read independently, so stdout can be seen first."""

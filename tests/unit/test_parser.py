@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from qtui.core.parser import (
-    BaseEstimate, Failed, Finished, Progress, Started, StreamParser, Warning, explain_exit,
+    BaseEstimate, Finished, Progress, Started, StreamParser, Warning, explain_exit,
     parse_transcript,
 )
 
