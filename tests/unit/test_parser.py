@@ -510,3 +510,21 @@ def test_llama_combined_log(meta: Path) -> None:
     assert (r.failed and r.failed.reason) == (ref.failed and ref.failed.reason)
     if r.failed and ref.failed.stderr_tail.strip():  # a combined log's tail: its last lines
         assert r.failed.stderr_tail.strip() and len(r.failed.stderr_tail.splitlines()) <= 40
+
+
+def test_eta_with_hours_and_eta_per_row() -> None:
+    metas = sorted(LLAMA.glob("*/kld-q4_0.json")) if LLAMA.is_dir() else []
+    if not metas:
+        pytest.skip("no kld-q4_0 fixture")
+    out, err, info = load_llama(metas[0])
+    minutes = re.search(rb"(?m)^[\d.]+ minutes$", out).group(0)
+    hours = out.replace(minutes, b"1 hours 5.50 minutes", 1)
+    p = StreamParser()
+    events = p.feed("err", err) + p.feed("out", hours) + p.close(0)
+    assert p.eta_total_s == 3600 + 5.5 * 60
+    spp = float(re.search(rb"([\d.]+) seconds per pass", err).group(1))
+    n_chunks, n_seq = map(int, re.search(rb"computing over (\d+) chunks, .*n_seq=(\d+)", err).groups())
+    rows = [e for e in events if isinstance(e, Progress)]
+    for row in rows:
+        assert row.eta_s == pytest.approx(spp * -(-(n_chunks - row.chunk) // n_seq))
+    assert rows[-1].eta_s == 0
