@@ -86,7 +86,8 @@ class ExportScreen(ModalScreen[Path | None]):
        between mouse down and up, and the click would be lost */
     ExportScreen RadioSet { width: 100%; height: auto; }
     ExportScreen #format-hint { height: 1; }
-    ExportScreen #error { color: $error; height: auto; }
+    ExportScreen #error { color: $error; height: auto; display: none; }
+    ExportScreen #error.-shown { display: block; }
     ExportScreen #error.-warning { color: $warning; }
     ExportScreen #buttons { height: auto; align-horizontal: right; }
     ExportScreen #buttons Button { margin-left: 1; }
@@ -116,16 +117,17 @@ class ExportScreen(ModalScreen[Path | None]):
     def compose(self) -> ComposeResult:
         name = DEFAULT_STEM + self.format.suffix
         prefilled = str(self.default_dir / name) if self.default_dir is not None else f"./{name}"
+        n = len(self.rows)
         with Vertical(id="dialog"):
-            yield Label("Export the leaderboard", id="title")
-            n = len(self.rows)
-            yield Label(f"{n} row{'s' if n != 1 else ''}, in the order shown", classes="hint")
+            # Kept to 19 rows at most, so that at 80x24 an error line is never scrolled away.
+            yield Label(f"Export the leaderboard: {n} row{'s' if n != 1 else ''}, in the order shown", id="title")
             with RadioSet(id="format"):
                 for f in FORMATS:
                     yield RadioButton(f.label, value=f is self.format, id=f"fmt-{f.key}")
             yield Static(self.format.hint, id="format-hint", classes="hint")
-            yield Label("File")
-            yield Input(prefilled, id="path", placeholder="where to write it")
+            path_box = Input(prefilled, id="path", placeholder="where to write it")
+            path_box.border_title = "File"
+            yield path_box
             yield Static("", id="error")
             with Horizontal(id="buttons"):
                 yield Button("Export", variant="primary", id="export")
@@ -218,4 +220,5 @@ class ExportScreen(ModalScreen[Path | None]):
     def _say(self, message: str, warning: bool = False) -> None:
         box = self.query_one("#error", Static)
         box.set_class(warning, "-warning")
+        box.set_class(bool(message), "-shown")
         box.update(message)

@@ -201,13 +201,13 @@ class GpuPanel(Widget):
             "  ", self._temp(g),
             "  ", self._power(g, " W"),
         )
-        mem = f"{gib(g.mem_used)}/{gib(g.mem_total)} GiB"
+        mem = self._na_or(f"{gib(g.mem_used)}/{gib(g.mem_total)} GiB" if g.mem_total else None)
         pct = "" if g.mem_fraction is None else f" {g.mem_fraction:.0%}"
-        bar_width = max(8, min(30, width - 2 - 5 - len(mem) - len(pct) - 28))
-        body = Text.assemble("  ", ("VRAM ", self._style("label")), self._bar(g, bar_width), " ", self._na_or(mem if g.mem_total else None), pct)
         job = self._job(g, job_seen, compact=False)
-        if job is not None:
-            body += Text("   ") + job
+        tail = Text.assemble(" ", mem, pct, *(("   ", job) if job is not None else ()))
+        # the bar takes what the words leave, within reason
+        bar_width = max(8, min(30, width - len("  VRAM ") - tail.cell_len))
+        body = Text.assemble("  ", ("VRAM ", self._style("label")), self._bar(g, bar_width), tail)
         head.truncate(width, overflow="ellipsis")
         body.truncate(width, overflow="ellipsis")
         return Text("\n").join([head, body])

@@ -372,7 +372,8 @@ class Leaderboard(Widget, can_focus=False):
             return
         arrow = DESC if self.sort_reverse else ASC
         n = len(self._rows)
-        text = f"{n} row{'s' if n != 1 else ''} · sorted by {col.title} {arrow} ({col.help}) · o/O: sort"
+        count = "no results yet" if n == 0 else f"{n} row{'s' if n != 1 else ''}"
+        text = f"{count} · sorted by {col.title} {arrow} ({col.help}) · o/O: sort"
         try:
             self.query_one(".leaderboard--caption", Static).update(Text(text))
         except Exception:  # noqa: BLE001 - before compose

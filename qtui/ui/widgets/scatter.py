@@ -163,18 +163,26 @@ class Scatter(Widget, can_focus=True):
         if selected is not None:
             plt.scatter([selected.size_gib], [selected.kld], marker=MARK_SELECTED, color=chosen)
 
+        bounds = self._bounds(pts)
+        x0, x1, y0, y1 = bounds
+        plt.xlim(x0, x1)
         if log:
             plt.yscale("log")
+        # With a log y axis plotext takes its limits as log10 values (found by trying: real
+        # values give an axis around 1.0). Padding keeps edge points off the frame and gives
+        # one point, or equal values, a readable axis instead of a degenerate one.
+        plt.ylim(y0, y1)
         width = self.size.width
         legend = f"{MARK_PARETO} Pareto  {MARK_SELECTED} selected" if width >= 56 else f"{MARK_PARETO}front {MARK_SELECTED}sel"
         plt.title(f"mean KLD{' (log)' if log else ''} vs GiB   {legend}")
-        self._labels(plt, pts, selected, front, chosen, front_colour, self._colour("surface", "#1e1e1e"))
+        self._labels(plt, pts, bounds, selected, front, chosen, front_colour, self._colour("surface", "#1e1e1e"))
         self.query_one(PlotextPlot).refresh()
 
     def _labels(
         self,
         plt: Plot,
         pts: list[Row],
+        bounds: tuple[float, float, float, float],
         selected: Row | None,
         front: list[Row],
         chosen: tuple[int, int, int],
@@ -182,23 +190,29 @@ class Scatter(Widget, can_focus=True):
         canvas: tuple[int, int, int],
     ) -> None:
         """Quant labels where they fit: the selected point first, then the front (wide plots
-        only); a label that would overlap one already placed, or run off the plot, is dropped."""
+        only). A label that would cover a point or another label, or run off the plot, is
+        dropped. Cells are estimated from the axis limits, so the margins allow one cell."""
         width, height = self.size.width - _Y_AXIS_COLS, self.size.height - _X_AXIS_ROWS
         if width < 10 or height < 3:
             return
-        xs = [r.size_gib for r in pts]
-        ys = [self._y(r.kld) for r in pts]  # type: ignore[arg-type]
-        x0, x1, y0, y1 = min(xs), max(xs), min(ys), max(ys)  # type: ignore[type-var]
-        xr = (x1 - x0) or 1.0  # type: ignore[operator]
-        yr = (y1 - y0) or 1.0
+        x0, x1, y0, y1 = bounds
+        xr, yr = x1 - x0, y1 - y0
+
+        def cell(r: Row) -> tuple[int, int]:
+            col = round((r.size_gib - x0) / xr * (width - 1))  # type: ignore[operator]
+            line = round((y1 - self._y(r.kld)) / yr * (height - 1))  # type: ignore[arg-type]
+            return line, col
+
+        taken: list[tuple[int, int, int]] = []  # (row, first col, last col) in plot cells
+        for r in pts:
+            line, col = cell(r)
+            taken.append((line, col - 1, col + 1))
         candidates = ([(selected, chosen)] if selected is not None else []) + (
             [(r, front_colour) for r in front if r is not selected] if width >= _MIN_WIDTH_FOR_FRONT_LABELS else []
         )
-        taken: list[tuple[int, int, int]] = []  # (row, first col, last col) in plot cells
         for row, colour in candidates:
             label = row.quant or row.model
-            col = round((row.size_gib - x0) / xr * (width - 1))  # type: ignore[operator]
-            line = round((y1 - self._y(row.kld)) / yr * (height - 1))  # type: ignore[arg-type]
+            line, col = cell(row)
             if col + 2 + len(label) <= width:
                 first, last, align, dx = col + 2, col + 1 + len(label), "left", 2
             elif col - 1 - len(label) >= 0:
@@ -212,6 +226,21 @@ class Scatter(Widget, can_focus=True):
             # plotext gives text a white box unless told the canvas colour (textual-plotext paints
             # the canvas with the theme's surface)
             plt.text(label, x, row.kld, color=colour, background=canvas, alignment=align)
+
+    def _bounds(self, pts: list[Row]) -> tuple[float, float, float, float]:
+        """Axis limits (y in log10 units on a log axis), padded around the points."""
+        xs = [r.size_gib for r in pts if r.size_gib is not None]
+        ys = [self._y(r.kld) for r in pts if r.kld is not None]
+        x0, x1, y0, y1 = min(xs), max(xs), min(ys), max(ys)
+        px = (x1 - x0) * 0.04 if x1 > x0 else max(0.5, abs(x0) * 0.05)
+        if y1 > y0:
+            py = (y1 - y0) * 0.08
+        else:
+            py = 0.3 if self.log_scale else max(abs(y0) * 0.5, 1e-3)
+        low = y0 - py
+        if not self.log_scale and y0 >= 0:
+            low = max(low, 0.0)  # a KLD is never negative
+        return x0 - px, x1 + px, low, y1 + py
 
     def _y(self, kld: float) -> float:
         return math.log10(kld) if self.log_scale and kld > 0 else kld

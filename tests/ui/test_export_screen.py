@@ -1,0 +1,192 @@
+"""The export dialog writes every format (each read back and parsed), shoots the screen
+behind it, and reports unwritable paths inside the dialog."""
+
+from __future__ import annotations
+
+import csv
+import json
+import time
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Any
+
+import pytest
+from textual.app import App, ComposeResult
+from textual.widgets import Input, Static
+
+from qtui.core.store import load_records
+from qtui.ui.screens.export import ExportScreen, resolve_target, FORMATS, ExportError
+from qtui.ui.widgets.leaderboard import Leaderboard
+from qtui.ui.widgets.scatter import Scatter
+
+ROOT = Path(__file__).resolve().parents[2]
+RECORDS = load_records(ROOT / "sample_results" / "qwen3.5-27b-q4-published.json").records
+
+
+class BoardApp(App[None]):
+    def __init__(self) -> None:
+        super().__init__()
+        self.results: list[Path | None] = []
+
+    def compose(self) -> ComposeResult:
+        yield Leaderboard()
+        yield Scatter()
+
+    def on_mount(self) -> None:
+        board = self.query_one(Leaderboard)
+        board.set_records(RECORDS)
+        board.sort_by("size_gib")
+        self.query_one(Scatter).set_rows(board.rows)
+
+    def open_export(self, default_dir: Path | None, fmt: str = "md") -> ExportScreen:
+        board = self.query_one(Leaderboard)
+        screen = ExportScreen(board.rows, RECORDS, default_dir, fmt=fmt)
+        self.push_screen(screen, self.results.append)
+        return screen
+
+
+async def choose(pilot: Any, key: str) -> None:
+    await pilot.click(f"#fmt-{key}")
+    await pilot.pause()
+
+
+def error_text(screen: ExportScreen) -> str:
+    return str(screen.query_one("#error", Static).render())
+
+
+async def test_prefilled_path_follows_the_format(tmp_path: Path) -> None:
+    app = BoardApp()
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = app.open_export(tmp_path)
+        await pilot.pause()
+        box = screen.query_one("#path", Input)
+        assert box.value == str(tmp_path / "qtui-leaderboard.md")
+        await choose(pilot, "csv")
+        assert box.value == str(tmp_path / "qtui-leaderboard.csv")
+        await choose(pilot, "screenshot")
+        assert box.value == str(tmp_path / "qtui-leaderboard.svg")
+        box.value = str(tmp_path / "mine.txt")
+        await choose(pilot, "json")
+        assert box.value == str(tmp_path / "mine.txt")  # a suffix of the user's own is kept
+        await pilot.press("escape")
+        await pilot.pause()
+        assert app.results == [None] and not isinstance(app.screen, ExportScreen)
+
+
+async def test_default_prefill_is_relative_to_the_working_folder() -> None:
+    app = BoardApp()
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = app.open_export(None)
+        await pilot.pause()
+        assert screen.query_one("#path", Input).value == "./qtui-leaderboard.md"
+
+
+@pytest.mark.parametrize("key", ["csv", "json", "md", "svg"])
+async def test_each_format_is_written_and_reads_back(tmp_path: Path, key: str) -> None:
+    app = BoardApp()
+    async with app.run_test(size=(80, 24)) as pilot:
+        board = app.query_one(Leaderboard)
+        app.open_export(tmp_path)
+        await pilot.pause()
+        await choose(pilot, key)
+        await pilot.click("#export")
+        await pilot.pause()
+        suffix = next(f.suffix for f in FORMATS if f.key == key)
+        target = tmp_path / f"qtui-leaderboard{suffix}"
+        assert app.results == [target] and not isinstance(app.screen, ExportScreen)
+        text = target.read_text(encoding="utf-8")
+        shown = [r.id for r in board.rows]  # sorted by size: the export keeps that order
+        if key == "csv":
+            table = list(csv.reader(text.splitlines()))
+            assert table[0][:4] == ["model", "quantizer", "quant", "size_gib"]
+            assert len(table) == 13
+            sizes = [float(r[3]) for r in table[1:]]
+            assert sizes == sorted(sizes)
+        elif key == "json":
+            data = json.loads(text)
+            assert [r["id"] for r in data["rows"]] == shown
+            assert len(data["records"]) == 12 and data["records"][0]["source"]["type"] == "published"
+        elif key == "md":
+            lines = text.splitlines()
+            assert lines[2].startswith("| # | Model | By | Quant | GiB |")
+            assert lines[3].startswith("|---|")
+            assert sum(1 for line in lines if line.startswith("| ") and line[2].isdigit()) == 12
+        else:
+            root = ET.fromstring(text)
+            assert root.tag.endswith("svg")
+            assert len([e for e in root.iter() if e.tag.endswith("circle")]) == 12
+
+
+async def test_svg_screenshot_is_the_screen_behind_the_dialog(tmp_path: Path) -> None:
+    app = BoardApp()
+    async with app.run_test(size=(80, 24)) as pilot:
+        app.open_export(tmp_path, fmt="screenshot")
+        await pilot.pause()
+        target = tmp_path / "shot.svg"
+        app.screen.query_one("#path", Input).value = str(target)
+        await pilot.press("enter")
+        # the shot is taken after the next refresh: wait for it (a loaded machine is slow)
+        deadline = time.monotonic() + 10
+        while not app.results and time.monotonic() < deadline:
+            await pilot.pause(0.05)
+        assert app.results == [target]
+        svg = target.read_text(encoding="utf-8")
+        ET.fromstring(svg)
+        plain = svg.replace("&#160;", " ")
+        assert "Model" in plain and "mean KLD (log) vs GiB" in plain
+        assert "Export the leaderboard" not in plain  # the dialog is not in the picture
+
+
+async def test_missing_folder_is_reported_in_the_dialog(tmp_path: Path) -> None:
+    app = BoardApp()
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = app.open_export(tmp_path)
+        await pilot.pause()
+        screen.query_one("#path", Input).value = str(tmp_path / "nope" / "x.md")
+        await pilot.click("#export")
+        await pilot.pause()
+        assert isinstance(app.screen, ExportScreen) and app.results == []
+        assert f"The folder {tmp_path / 'nope'} does not exist." in error_text(screen)
+
+
+async def test_write_failure_is_reported_in_the_dialog(tmp_path: Path) -> None:
+    app = BoardApp()
+    async with app.run_test(size=(80, 24)) as pilot:
+        for key in ("md", "screenshot"):
+            screen = app.open_export(tmp_path, fmt=key)
+            await pilot.pause()
+            # /proc takes no new files, even for root (for whom permission bits do not apply)
+            screen.query_one("#path", Input).value = "/proc/qtui-export-test.svg"
+            await pilot.click("#export")
+            await pilot.pause()
+            assert isinstance(app.screen, ExportScreen) and app.results == []
+            assert error_text(screen).startswith("Cannot write /proc/qtui-export-test.svg")
+            await pilot.press("escape")
+            await pilot.pause()
+            app.results.clear()
+
+
+async def test_existing_file_needs_a_second_press(tmp_path: Path) -> None:
+    target = tmp_path / "qtui-leaderboard.md"
+    target.write_text("old\n")
+    app = BoardApp()
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = app.open_export(tmp_path)
+        await pilot.pause()
+        await pilot.click("#export")
+        await pilot.pause()
+        assert "exists. Press Export again to replace it." in error_text(screen)
+        assert target.read_text() == "old\n" and app.results == []
+        await pilot.click("#export")
+        await pilot.pause()
+        assert app.results == [target] and target.read_text().startswith("### KLD leaderboard")
+
+
+def test_resolve_target(tmp_path: Path) -> None:
+    md = FORMATS[0]
+    assert resolve_target(str(tmp_path), md) == tmp_path / "qtui-leaderboard.md"
+    assert resolve_target(f"  {tmp_path}/a.md ", md) == tmp_path / "a.md"
+    with pytest.raises(ExportError, match="Type a file name"):
+        resolve_target("   ", md)
+    with pytest.raises(ExportError, match="does not exist"):
+        resolve_target(str(tmp_path / "x" / "y.md"), md)
