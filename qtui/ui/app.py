@@ -77,7 +77,7 @@ class QtuiApp(App[int]):
         Binding("question_mark", "help", "Help", tooltip="All keys, grouped by where they work"),
         Binding("t", "theme", "Theme", show=False, tooltip="Pick a colour theme (saved in the config)"),
         Binding("comma,f2", "settings", "Settings", show=False,
-                tooltip="Corpus, context, chunks, llama binary and arguments, data dir"),
+                tooltip="Settings: corpus, context, chunks, llama binary and arguments, data dir"),
         Binding("q", "request_quit", "Quit", tooltip="Quit (runs go on in the background)"),
     ]
 

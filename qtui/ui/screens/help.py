@@ -6,6 +6,7 @@ from __future__ import annotations
 from rich.table import Table
 from rich.text import Text
 from textual.binding import Binding, BindingType
+from textual.keys import format_key
 
 from qtui.ui.screens.details import InfoScreen
 
@@ -18,17 +19,20 @@ INTRO = ("qtui ranks quantized GGUF variants by their KL divergence from a base 
 
 
 def key_display(binding: Binding) -> str:
-    names = {"space": "space", "slash": "/", "exclamation_mark": "!", "question_mark": "?", "comma": ",",
-             "delete": "del", "escape": "esc", "enter": "enter"}
-    return binding.key_display or names.get(binding.key, binding.key)
+    """'ctrl+up', '/', '!': the key as a person types it (the footer's ^ is less obvious)."""
+    if binding.key_display:
+        return binding.key_display
+    *mods, key = binding.key.split("+")
+    key = {"space": "space", "delete": "del", "escape": "esc"}.get(key, format_key(key))
+    return "+".join([*mods, key])
 
 
 def keys_table(groups: KeyGroups) -> Table:
     t = Table(box=None, show_header=False, pad_edge=False, expand=True)
-    t.add_column("key", no_wrap=True, style="bold", width=12)
+    t.add_column("key", no_wrap=True, style="bold")
     t.add_column("what", ratio=1)
     for title, bindings in groups:
-        t.add_row(Text(title, style="bold underline"), "")
+        t.add_row(Text(title, style="bold underline", overflow="ignore"), "")
         merged: dict[str, tuple[list[str], str]] = {}
         for b in Binding.make_bindings(bindings):
             keys, text = merged.setdefault(b.action, ([], b.tooltip or b.description))

@@ -14,7 +14,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import Screen
-from textual.widgets import Footer, TabbedContent, TabPane
+from textual.widgets import DataTable, Footer, TabbedContent, TabPane
 
 from qtui.core.jobs import ACTIVE, Job
 from qtui.core.leaderboard import Row
@@ -59,9 +59,16 @@ class BoardPane(Vertical):
         nxt = self.VIEWS[(self.VIEWS.index(current) + 1) % len(self.VIEWS)]
         for v in self.VIEWS:
             self.set_class(v == nxt, f"-{v}")
+        # Keep the keys working: focus must stay inside the pane when a part is hidden.
+        (self.query_one(Scatter) if nxt == "plot" else self.query_one(Leaderboard).table).focus()
 
     def action_details(self) -> None:
         self.screen.show_record(self.query_one(Leaderboard).selected_id)  # type: ignore[attr-defined]
+
+    @on(DataTable.RowSelected)
+    def _row_selected(self, event: DataTable.RowSelected) -> None:
+        event.stop()
+        self.action_details()
 
 
 class MainScreen(Screen[None]):

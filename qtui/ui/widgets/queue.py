@@ -52,7 +52,7 @@ def fmt_value(job: Job, live: LiveRun | None) -> str:
 class QueueView(Vertical):
     BINDINGS = [
         Binding("c", "cancel", "Cancel", tooltip="Cancel the job under the cursor (a running one is stopped)"),
-        Binding("r", "retry", "Retry", tooltip="Queue a failed or cancelled job again"),
+        Binding("r", "retry", "Retry", tooltip="Retry: queue a failed or cancelled job again"),
         Binding("x,delete", "remove", "Remove", tooltip="Remove a finished or waiting job from the queue"),
         Binding("K,ctrl+up", "move(-1)", "Up", tooltip="Move a waiting job earlier in the queue"),
         Binding("J,ctrl+down", "move(1)", "Down", tooltip="Move a waiting job later in the queue"),

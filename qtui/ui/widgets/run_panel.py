@@ -244,3 +244,6 @@ class RunPanel(Vertical):
         if self.show_stderr:
             tail = live.stderr_tail if live and live.stderr_tail else "(no stderr yet)"
             self.query_one("#run-stderr-text", Static).update(Text(tail))
+            # The last lines say what went wrong: keep them in view.
+            scroll = self.query_one("#run-stderr", VerticalScroll)
+            self.call_after_refresh(scroll.scroll_end, animate=False)
