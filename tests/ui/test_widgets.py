@@ -182,6 +182,10 @@ async def test_size_sort_puts_unknown_sizes_last_in_both_directions() -> None:
             order = shown_ids(board)
             assert order[0].endswith("AesSedai-IQ4_XS")
             assert all(board.rows[i].size_gib is None for i in range(1, 5))
+        # the reactive itself re-sorts too (a parent may bind it)
+        board.sort_key = "kld"
+        await pilot.pause()
+        assert shown_ids(board)[0].endswith("unsloth-UD-Q4_K_XL") and board.sort_reverse is True  # worst first
 
 
 async def test_bigger_is_better_columns_start_descending() -> None:
@@ -496,3 +500,15 @@ def test_bar_shapes() -> None:
     assert bar(0.0, 4) == "░░░░" and bar(1.0, 4) == "████" and bar(0.5, 4) == "██░░"
     assert bar(None, 3) == "···" and bar(0.55, 4) == "██▎░"
     assert all(len(bar(f / 100, 7)) == 7 for f in range(101))
+
+
+async def test_header_hover_explains_the_column() -> None:
+    app = BoardApp()
+    async with app.run_test(size=(100, 30)) as pilot:
+        board = app.query_one(Leaderboard)
+        board.set_records(records(Q27))
+        await pilot.pause()
+        await pilot.hover(DataTable, offset=(2, 0))
+        assert board.table.tooltip == "Model: file or model name"
+        await pilot.hover(DataTable, offset=(2, 3))
+        assert board.table.tooltip is None

@@ -250,17 +250,18 @@ class Leaderboard(Widget, can_focus=False):
         for col in self._columns:
             text = format_cell(col, row)
             if col.key == "model":
-                cell = _IdText(justify="left", no_wrap=True)
+                named = _IdText(justify="left", no_wrap=True)
                 if row.status != "done":
                     # A word, not a colour: readable with NO_COLOR and by screen readers.
-                    cell.append(row.status.upper(), failed)
-                    cell.append(" ")
-                cell.append(text, Style(dim=True) if row.status != "done" else Style())
-                cell.row_id = row.id
-            else:
-                cell = Text(text, justify="left" if col.key in TEXT_KEYS else "right", no_wrap=True)
-                if col.key == "pareto" and row.pareto:
-                    cell.stylize(pareto)
+                    named.append(row.status.upper(), failed)
+                    named.append(" ")
+                named.append(text, Style(dim=True) if row.status != "done" else Style())
+                named.row_id = row.id
+                cells.append(named)
+                continue
+            cell = Text(text, justify="left" if col.key in TEXT_KEYS else "right", no_wrap=True)
+            if col.key == "pareto" and row.pareto:
+                cell.stylize(pareto)
             cells.append(cell)
         return cells
 

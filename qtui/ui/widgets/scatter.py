@@ -9,7 +9,7 @@ which, so the plot reads the same under NO_COLOR or a monochrome theme.
 from __future__ import annotations
 
 import math
-from typing import ClassVar, Sequence
+from typing import ClassVar, Literal, Sequence
 
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
@@ -213,6 +213,7 @@ class Scatter(Widget, can_focus=True):
         for row, colour in candidates:
             label = row.quant or row.model
             line, col = cell(row)
+            align: Literal["left", "right"]
             if col + 2 + len(label) <= width:
                 first, last, align, dx = col + 2, col + 1 + len(label), "left", 2
             elif col - 1 - len(label) >= 0:
