@@ -359,8 +359,15 @@ def test_llama_kld_stats_rows_and_start(meta: Path) -> None:
     assert rows and [p.chunk for p in r.progress] == [int(row[0]) for row in rows]
     assert [p.same_top for p in r.progress] == [row[-2] for row in rows]
     m = re.search(r"computing over (\d+) chunks, n_ctx=(\d+), batch_size=(\d+), n_seq=(\d+)", log)
-    assert r.started == Started("kld", *map(int, m.groups()))
+    if m:
+        assert r.started == Started("kld", *map(int, m.groups()))
+    else:  # builds before batched KLD log no such line: inferred, chunk count back-filled
+        assert "computing over" not in log and r.started == Started("kld", r.progress[-1].chunk)
     assert r.progress[-1].chunk == r.started.n_chunks
+    p99 = re.findall(r"(?m)^99\.0%   KLD:\s+(\S+)", text)
+    if len(p99) == 2:  # old builds: the same percentile printed twice (llama.cpp #15999)
+        assert p99[0] == p99[1] and r.stats.kld_p99 == float(p99[0])
+        assert r.stats.kld_p90 is None and r.stats.kld_p95 is None and r.stats.kld_p001 is None
 
 
 @pytest.mark.parametrize("meta", llama_cases())
@@ -513,9 +520,9 @@ def test_llama_combined_log(meta: Path) -> None:
 
 
 def test_eta_with_hours_and_eta_per_row() -> None:
-    metas = sorted(LLAMA.glob("*/kld-q4_0.json")) if LLAMA.is_dir() else []
+    metas = [m for m in sorted(LLAMA.glob("*/kld-q*_0.json")) if b"n_seq=" in m.with_suffix(".err").read_bytes()]
     if not metas:
-        pytest.skip("no kld-q4_0 fixture")
+        pytest.skip("no batched KLD fixture")
     out, err, info = load_llama(metas[0])
     minutes = re.search(rb"(?m)^[\d.]+ minutes$", out).group(0)
     hours = out.replace(minutes, b"1 hours 5.50 minutes", 1)
