@@ -443,7 +443,8 @@ REASONS = {
     "fail-killed-base": lambda o, e: ["SIGKILL", "chunk {} of {}".format(
         _last_chunk(o), *_grab(r"perplexity over (\d+) chunks", e))],
     "fail-ctx-smaller": lambda o, e: ["pass -c {}".format(*_grab(r"has been computed with (\d+)", e))],
-    "ctx-smaller-default-b": lambda o, e: ["-c {}".format(*_grab(r"computing over \d+ chunks, n_ctx=(\d+)", e))],
+    "ctx-smaller-default-b": lambda o, e: ["-c {}".format(*_grab(
+        r"(?:computing over \d+ chunks, n_ctx=|has been computed with )(\d+)", e))],
     "lost-tail-fail-ctx-mismatch": lambda o, e: ["exited 0", "run it again"],
     "lost-tail-fail-no-base-name": lambda o, e: ["exited 0", "run it again"],
 }
