@@ -243,9 +243,12 @@ class Leaderboard(Widget, can_focus=False):
         self._check_selection()
 
     # -- internals -------------------------------------------------------------------------
-    def _cells(self, row: Row) -> list[Text]:
-        failed = self.get_component_rich_style("leaderboard--failed", partial=True)
-        pareto = self.get_component_rich_style("leaderboard--pareto", partial=True)
+    def _styles(self) -> tuple[Style, Style]:
+        return (self.get_component_rich_style("leaderboard--failed", partial=True),
+                self.get_component_rich_style("leaderboard--pareto", partial=True))
+
+    def _cells(self, row: Row, styles: tuple[Style, Style]) -> list[Text]:
+        failed, pareto = styles
         cells: list[Text] = []
         for col in self._columns:
             text = format_cell(col, row)
@@ -270,6 +273,7 @@ class Leaderboard(Widget, can_focus=False):
         table = self.table
         wanted = {r.id: r for r in self._rows}
         first_fill = not self._shown and bool(self._rows)
+        styles = self._styles()
         with self.app.batch_update():
             for gone in [rid for rid in self._shown if rid not in wanted]:
                 table.remove_row(gone)
@@ -277,9 +281,9 @@ class Leaderboard(Widget, can_focus=False):
             for row in self._rows:
                 old = self._shown.get(row.id)
                 if old is None:
-                    table.add_row(*self._cells(row), key=row.id)
+                    table.add_row(*self._cells(row, styles), key=row.id)
                 elif old != row:
-                    for col, cell in zip(self._columns, self._cells(row)):
+                    for col, cell in zip(self._columns, self._cells(row, styles)):
                         table.update_cell(row.id, col.key, cell, update_width=True)
                 self._shown[row.id] = row
             self._apply_order()
@@ -294,9 +298,10 @@ class Leaderboard(Widget, can_focus=False):
         if not self.is_mounted:
             return
         table = self.table
+        styles = self._styles()
         with self.app.batch_update():
             for row in self._rows:
-                for col, cell in zip(self._columns, self._cells(row)):
+                for col, cell in zip(self._columns, self._cells(row, styles)):
                     table.update_cell(row.id, col.key, cell)
 
     def _resort(self) -> None:
