@@ -47,11 +47,25 @@ def judge(job: Job, exit_code: int | None) -> tuple[str, str | None, ParseResult
     return "done", None, parsed
 
 
+MAX_AUTO_RETRIES = 2
+
+
 def finalize_job(queue: JobQueue, job_id: str, exit_code: int | None) -> ResultRecord | None:
+    """Judge, persist, and update the job's state. Returns None when the job was re-queued."""
     job = queue.get(job_id)
     if job is None:
         return None
     status, reason, parsed = judge(job, exit_code)
+    if status == "failed" and parsed.failed is not None and parsed.failed.retryable and job.state.attempts < MAX_AUTO_RETRIES:
+        # llama.cpp 0.3.36 can drop the end of its output at exit (its log thread is never
+        # drained): the measurement is fine, only its printout was lost. Run it again,
+        # at the front of the queue, rather than make the user find and retry it.
+        if job.spec.kind == "base" and job.spec.output:
+            with contextlib.suppress(FileNotFoundError):
+                Path(job.spec.output + ".partial").unlink()
+        queue.update(job.id, status="queued", pid=None, pid_started=None, slot=None, started_at=None,
+                     attempts=job.state.attempts + 1, reason=f"re-run: {reason}")
+        return None
     if job.spec.kind == "base" and job.spec.output:
         partial = Path(job.spec.output + ".partial")
         if status == "done":

@@ -63,6 +63,8 @@ class JobState:
     reason: str | None = None
     result_id: str | None = None
     cancel_requested_at: float | None = None
+    attempts: int = 0
+    """automatic re-runs after llama.cpp lost its output tail (see finalize.MAX_AUTO_RETRIES)"""
 
 
 @dataclass

@@ -7,6 +7,7 @@ parser is incremental) and lands on the same state as a watcher that never left.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import BinaryIO
 
@@ -29,6 +30,10 @@ class JobMonitor:
         stderr first: the ETA line starts on stderr and ends on stdout.
         """
         events: list[Event] = []
+        if self._truncated():
+            # The scheduler re-ran the job (files rewritten from zero): start over.
+            self.close()
+            self.parser = StreamParser()
         for stream in ("err", "out"):
             fh = self._files[stream]
             if fh is None:
@@ -39,6 +44,19 @@ class JobMonitor:
             while data := fh.read(READ_BLOCK):
                 events.extend(self.parser.feed(stream, data))  # type: ignore[arg-type]
         return events
+
+    def _truncated(self) -> bool:
+        """True when a file was replaced (a re-run writes fresh files) or cut shorter."""
+        for stream, fh in self._files.items():
+            if fh is None:
+                continue
+            try:
+                on_disk = os.stat(self._paths[stream])
+            except FileNotFoundError:
+                return True
+            if on_disk.st_ino != os.fstat(fh.fileno()).st_ino or on_disk.st_size < fh.tell():
+                return True
+        return False
 
     def close(self) -> None:
         for key, fh in self._files.items():

@@ -132,6 +132,8 @@ class Failed:
     reason: str
     stderr_tail: str
     exit_code: Optional[int]
+    retryable: bool = False
+    """True when the run itself probably went fine but llama.cpp lost its output tail: run again."""
 
 
 @dataclass
@@ -223,7 +225,8 @@ class StreamParser:
                 self._warn(f"results are complete, but llama-perplexity then {explain_exit(exit_code)}")
             self._emit(Finished(self.stats, mode))
         else:
-            self._emit(Failed(self._failure_reason(mode, exit_code), self.stderr_tail(), exit_code))
+            reason = self._failure_reason(mode, exit_code)
+            self._emit(Failed(reason, self.stderr_tail(), exit_code, retryable=reason.endswith(LOST_TAIL)))
         self._closed_events = list(self._events)
         return self._events
 
@@ -474,8 +477,7 @@ class StreamParser:
                 # Exit 0 with output missing: llama.cpp's log thread is not drained at
                 # exit (the logger is leaked on purpose, llama.cpp #22142/#25504), so
                 # a busy machine loses the tail. Recorded here on a 2-core box.
-                return what + (" although it exited 0: llama.cpp lost the end of its output "
-                               "(a race in its logging at exit, common under CPU load); run it again")
+                return what + LOST_TAIL
             return what
         return f"llama-perplexity {how}; {what}"
 
@@ -488,6 +490,10 @@ class StreamParser:
                         "llama-perplexity prints final statistics from 100 tokens: use a base file with more chunks")
         return (f"all {chunks} chunks ran but no final statistics were printed "
                 "(fewer than 100 scored tokens, or stdout was lost)")
+
+
+LOST_TAIL = (" although it exited 0: llama.cpp lost the end of its output "
+             "(a race in its logging at exit, common under CPU load); run it again")
 
 
 @dataclass

@@ -80,6 +80,8 @@ class Scheduler:
 
     def run_job(self, job: Job, slot: int) -> None:
         out: IO[bytes]
+        for old in (job.stdout_path, job.stderr_path):
+            old.unlink(missing_ok=True)  # fresh files (new inodes): watchers notice a re-run
         try:
             with open(job.stdout_path, "wb") as out, open(job.stderr_path, "wb") as err:
                 proc = subprocess.Popen(

@@ -147,3 +147,41 @@ def test_finalize_twice_keeps_one_state(tmp_path: Path) -> None:
     Scheduler(tmp_path).run()
     rec = finalize_job(q, j.id, 0)
     assert rec is not None and rec.status == "done"
+
+
+LOST_TAIL = Path(__file__).resolve().parents[1] / "fixtures" / "llama" / "b0336" / "lost-tail-fail-ctx-mismatch"
+
+
+def test_lost_output_tail_is_rerun_automatically(tmp_path: Path) -> None:
+    """A REAL run of 0.3.36 that exited 0 but lost its final block is re-run, then reported."""
+    from qtui.core.finalize import MAX_AUTO_RETRIES
+
+    q = JobQueue(tmp_path)
+    s = spec("kld", "ik-tiny-kld-q8_0", tmp_path)
+    s.env["FAKE_LLAMA_CASE"] = str(LOST_TAIL)
+    j = q.add(s)
+    Scheduler(tmp_path).run()
+    got = q.get(j.id)
+    assert got is not None and got.state.status == "failed"
+    assert got.state.attempts == MAX_AUTO_RETRIES
+    assert "lost the end of its output" in (got.state.reason or "")
+    recs = ResultStore(tmp_path).load().records
+    assert len(recs) == 1  # only the final verdict is stored, not each attempt
+
+
+def test_monitor_restarts_when_a_job_is_rerun(tmp_path: Path) -> None:
+    from qtui.core.monitor import JobMonitor
+    from qtui.core.parser import Progress
+
+    q = JobQueue(tmp_path)
+    j = q.add(spec("kld", "ik-tiny-kld-q8_0", tmp_path))
+    Scheduler(tmp_path).run()
+    mon = JobMonitor(q.get(j.id))  # type: ignore[arg-type]
+    first = [e for e in mon.poll() if isinstance(e, Progress)]
+    assert first
+    for p in (j.stdout_path, j.stderr_path):  # what the scheduler does before a re-run
+        data = p.read_bytes()
+        p.unlink()
+        p.write_bytes(data)
+    again = [e for e in mon.poll() if isinstance(e, Progress)]
+    assert [e.chunk for e in again] == [e.chunk for e in first]
