@@ -99,13 +99,18 @@ class QtuiApp(App[int]):
         self._load_themes()
         for p in self.ctx.config_problems:
             self.notify(p, title="config", severity="warning", timeout=10)
-        self._source_pump = self._start_pump(Pump(self.source.poll, self.screen.post_message, self.ctx.poll_interval))
+
+    def start_pumps(self, screen: Screen[Any]) -> None:
+        """Start polling once `screen` has its widgets: every message goes to it."""
+        if self._pumps:
+            return
+        self._source_pump = self._start_pump(Pump(self.source.poll, screen.post_message, self.ctx.poll_interval))
         if not self.ctx.read_only:
             from qtui.core.gpu import Nvml
 
             sampler = self.ctx.gpu or Nvml()
             interval = self.ctx.gpu_interval or self.ctx.cfg.gpu_interval_s
-            self._start_pump(gpu_pump(sampler, self.screen.post_message, interval))
+            self._start_pump(gpu_pump(sampler, screen.post_message, interval))
 
     def _start_pump(self, pump: Pump) -> Pump:
         self._pumps.append(pump)

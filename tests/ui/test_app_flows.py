@@ -101,7 +101,7 @@ async def test_start_runs_and_leaderboard_fills(app_factory, models_dir: Path) -
         await pilot.press("a", "s")
         queue = app.screen.query_one(QueueView)
         await wait_for(pilot, lambda: len(queue.jobs) == 3, what="3 jobs queued")
-        assert app.screen.query_one("#tabs").active == "runs"
+        await wait_for(pilot, lambda: app.screen.query_one("#tabs").active == "runs", 10, "the Runs tab")
         assert [j.spec.kind for j in queue.jobs] == ["base", "kld", "kld"]
         await wait_for(pilot, lambda: all(j.state.status == "done" for j in queue.jobs) and len(board_rows(app)) == 2,
                        what="all runs done and on the leaderboard")
@@ -416,7 +416,7 @@ async def test_no_models_says_so(app_factory, tmp_path: Path) -> None:
     async with app.run_test(size=(80, 24)) as pilot:
         ml = pilot.app.screen.query_one(ModelList)
         await wait_for(pilot, lambda: not ml.scanning, what="the scan")
-        assert "no GGUF files under" in screen_text(app)
+        assert "No GGUF models found under" in screen_text(app) and "qtui demo" in screen_text(app)
         await pilot.press("s")
         await pilot.pause(0.1)
         assert any("base model first" in str(n.message) for n in app._notifications)

@@ -63,16 +63,17 @@ def mix_table(shares: Iterable[TypeShare], total: int, title: str | None = None)
 
 
 def model_details(m: ModelInfo) -> RenderableType:
+    """Header facts in a few dense lines, so the tensor-type table shows at 80x24 without scrolling."""
     imatrix = ", ".join(f"{k}={v}" for k, v in (m.imatrix or {}).items()) or "none recorded"
+    shards = f" ({len(m.shards)} shards)" if len(m.shards) > 1 else ""
     head = _kv([
-        ("path", m.path),
-        ("shards", len(m.shards)),
-        ("arch", m.arch), ("name", m.name), ("quant (label)", m.quant),
-        ("size", f"{human_bytes(m.size_bytes)} ({m.size_bytes:,} bytes)"),
-        ("parameters", f"{m.n_params:,}"), ("bits per weight", f"{m.bpw:.3f}"),
-        ("≥8-bit share", f"{100 * m.share_at_least_bits(8):.1f}% of tensor bytes"),
-        ("vocab", m.n_vocab), ("context (trained)", m.context_length),
-        ("quantized by", m.quantized_by), ("imatrix", imatrix),
+        ("file", f"{m.path}{shards}"),
+        ("model", f"{m.name or '?'} · {m.arch or '?'} · {m.n_params:,} parameters"),
+        ("size", f"{human_bytes(m.size_bytes)} · {m.bpw:.3f} bits/weight · "
+                 f"{100 * m.share_at_least_bits(8):.1f}% of bytes at ≥8 bits"),
+        ("header", f"quant label {m.quant} · vocab {m.n_vocab or '?'} · trained ctx {m.context_length or '?'}"),
+        ("quantized by", m.quantized_by),
+        ("imatrix", imatrix),
         ("base candidate", "yes (all big tensors F32/F16/BF16)" if m.is_base_candidate else "no"),
     ])
     total = m.tensor_bytes
@@ -81,8 +82,8 @@ def model_details(m: ModelInfo) -> RenderableType:
         shares = m.mix_by_group.get(g, ())
         if shares:
             gbytes = sum(s.nbytes for s in shares)
-            parts += [Text(""), mix_table(shares, gbytes, f"{g} ({human_bytes(gbytes)}, "
-                                                      f"{100 * gbytes / total:.1f}% of bytes)" if total else g)]
+            title = f"{g}: {human_bytes(gbytes)}, {100 * gbytes / total:.1f}% of bytes" if total else g
+            parts += [Text(""), mix_table(shares, gbytes, title)]
     return Group(*parts)
 
 

@@ -41,8 +41,9 @@ class BoardPane(Vertical):
 
     BINDINGS = [
         Binding("l", "log_scale", "Log", tooltip="Log-scale KLD axis in the scatter plot"),
-        Binding("v", "view", "View", tooltip="Show table and plot, the table only, or the plot only"),
-        Binding("i", "details", "Info", tooltip="Everything stored about the selected result (also enter)"),
+        Binding("v", "view", "View", tooltip="Show table and plot, the table only, or the plot only", show=False),
+        Binding("i", "details", "Info", tooltip="Everything stored about the selected result (also enter)",
+                show=False),
         Binding("e", "app.export", "Export", tooltip="Export the leaderboard: CSV, JSON, Markdown or SVG"),
     ]
     VIEWS = ("both", "table", "plot")
@@ -117,6 +118,7 @@ class MainScreen(Screen[None]):
             self.query_one("#board").query_one(Leaderboard).table.focus()
         else:
             self.query_one(ModelList).table.focus()
+        self.qapp.start_pumps(self)
 
     def on_resize(self) -> None:
         self.set_class(self.size.width >= WIDE, "-wide")
@@ -172,7 +174,9 @@ class MainScreen(Screen[None]):
     def on_gpu_sampled(self, msg: GpuSampled) -> None:
         self.last_gpu = msg
         pids = {j.state.pid for j in self.jobs if j.state.status == "running" and j.state.pid is not None}
-        self.query_one(GpuPanel).show(msg.snapshot, pids)
+        gpu = self.query_one(GpuPanel)
+        gpu.show(msg.snapshot, pids)
+        gpu.set_class(not msg.snapshot.available, "-unavailable")
 
     def gpu_name(self) -> str | None:
         snap = self.last_gpu.snapshot if self.last_gpu else None
@@ -189,8 +193,7 @@ class MainScreen(Screen[None]):
 
     @on(QueueView.StderrToggled)
     def _toggle_stderr(self) -> None:
-        shown = self.query_one(RunPanel).toggle_stderr()
-        self.notify("stderr tail shown (ctrl+t hides it)" if shown else "stderr tail hidden", timeout=2)
+        self.query_one(RunPanel).toggle_stderr()
 
     @on(QueueView.Edited)
     def _queue_edited(self, msg: QueueView.Edited) -> None:

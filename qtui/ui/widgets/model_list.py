@@ -76,7 +76,8 @@ class ModelList(Vertical):
         Binding("a", "select_all", "All", tooltip="Choose every shown model (except the base) as a variant"),
         Binding("n", "select_none", "None", tooltip="Choose no variants", show=False),
         Binding("slash", "filter", "Filter", tooltip="Filter the model list by name, quant or folder"),
-        Binding("i", "details", "Info", tooltip="Tensor-type breakdown of the model under the cursor (also enter)"),
+        Binding("i", "details", "Info", tooltip="Tensor-type breakdown of the model under the cursor (also enter)",
+                show=False),
         Binding("exclamation_mark", "skipped", "Skipped", tooltip="Files that were skipped, and why", show=False),
         Binding("ctrl+r", "rescan", "Rescan", tooltip="Scan the model folders again", show=False),
     ]
@@ -111,6 +112,7 @@ class ModelList(Vertical):
                           id="model-filter", compact=True)
         table: DataTable[str | Text] = DataTable(id="models", cursor_type="row", zebra_stripes=True)
         yield table
+        yield Static(id="models-empty")
         yield Static(id="models-status")
 
     def on_mount(self) -> None:
@@ -233,9 +235,7 @@ class ModelList(Vertical):
             shown = len(self.visible())
             parts.append(f"{len(self.models)} model(s)" if shown == len(self.models)
                          else f"{shown} of {len(self.models)} shown")
-            if not self.models:
-                where = ", ".join(str(d) for d in self.dirs) or "."
-                parts.append(f"no GGUF files under {where} (qtui -m DIR, or ctrl+r to rescan)")
+
         base = next((m for m in self.models if m.path == self.base), None)
         parts.append(f"base: {base.path.name}" if base else "base: none (b)")
         parts.append(f"{len(self.chosen)} chosen")
@@ -244,6 +244,19 @@ class ModelList(Vertical):
         if self.filter_text:
             parts.append(f"filter: {self.filter_text}")
         self.query_one("#models-status", Static).update(Text(" · ".join(parts)))
+        empty = not self.scanning and not self.models
+        # The table stays (header only) and keeps the focus, so ctrl+r and the other keys still work.
+        self.set_class(empty, "-empty")
+        box = self.query_one("#models-empty", Static)
+        if empty:
+            where = ", ".join(str(d) for d in self.dirs) or "(no folder given)"
+            box.update(Text.assemble(
+                ("No GGUF models found", "bold"), f" under {where}.\n\n",
+                "Start qtui in the folder that holds your models, or name it: ", ("qtui -m ~/models", "bold"),
+                ".\nMore folders can be added in Settings (, or f2); ctrl+r scans again.\n\n",
+                "No model of your own? ", ("qtui demo", "bold"),
+                " runs a whole showdown on Gemma 3 270M, CPU only.",
+            ))
 
     def current_model(self) -> ModelInfo | None:
         table = self.table

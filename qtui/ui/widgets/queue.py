@@ -43,7 +43,7 @@ def fmt_value(job: Job, live: LiveRun | None) -> str:
     if p is None:
         return ""
     if p.kld is not None:
-        return f"{p.kld:.5f}" + (f" ±{p.kld_err:.5f}" if p.kld_err is not None else "")
+        return f"{p.kld:.5f}" + (f" ±{p.kld_err:.2g}" if p.kld_err is not None else "")
     if p.ppl is not None:
         return f"PPL {p.ppl:.4g}"
     return ""
@@ -54,8 +54,8 @@ class QueueView(Vertical):
         Binding("c", "cancel", "Cancel", tooltip="Cancel the job under the cursor (a running one is stopped)"),
         Binding("r", "retry", "Retry", tooltip="Retry: queue a failed or cancelled job again"),
         Binding("x,delete", "remove", "Remove", tooltip="Remove a finished or waiting job from the queue"),
-        Binding("K,ctrl+up", "move(-1)", "Up", tooltip="Move a waiting job earlier in the queue"),
-        Binding("J,ctrl+down", "move(1)", "Down", tooltip="Move a waiting job later in the queue"),
+        Binding("K,ctrl+up", "move(-1)", "Up", tooltip="Move a waiting job earlier in the queue", show=False),
+        Binding("J,ctrl+down", "move(1)", "Down", tooltip="Move a waiting job later in the queue", show=False),
         Binding("ctrl+t", "stderr", "Log", tooltip="Show or hide the job's stderr tail"),
         Binding("X", "clear_finished", "Clear", tooltip="Remove every finished job from the queue", show=False),
     ]

@@ -3,8 +3,8 @@ narrowing as chunks accumulate, same-top-p and PPL, the failure reason in words,
 stderr tail on demand.
 
 The band chart is drawn with plain block characters rather than plotext: it redraws several
-times a second during a run, must stay cheap, and reads the same without colour (█ the value,
-░ the ± band).
+times a second during a run, must stay cheap, and reads the same without colour (▀▄ the
+value, ░ the ± band).
 """
 
 from __future__ import annotations
@@ -45,7 +45,8 @@ def _fmt(v: float) -> str:
 
 
 class BandRenderable:
-    """value (█) with its ± error band (░), one column per chunk, scaled to the panel."""
+    """The value (▀/▄, half a cell high) over its ± error band (░), the whole run's chunks
+    stretched over the panel's width."""
 
     def __init__(self, values: Sequence[float], errs: Sequence[float | None], total: int | None,
                  value_style: Style, band_style: Style, axis_style: Style) -> None:
@@ -69,33 +70,27 @@ class BandRenderable:
         if hi - lo < 1e-12:
             lo, hi = lo - 1e-6, hi + 1e-6
         n_slots = max(len(pts), self.total or 0)
-        cols = min(width, n_slots)
-        # Column c shows the last chunk that falls into it: the latest, most settled value.
-        per_col: list[tuple[float, float] | None] = []
-        for c in range(cols):
-            idx = min(len(pts), (c + 1) * n_slots // cols) - 1
-            first = c * n_slots // cols
-            per_col.append(pts[idx] if idx >= first and idx >= 0 else None)
+        sub_rows = 2 * height  # half blocks: twice the vertical resolution of whole cells
 
-        def row_of(y: float) -> int:
-            return min(height - 1, max(0, int((hi - y) / (hi - lo) * (height - 1) + 0.5)))
+        def sub_of(y: float) -> int:
+            return min(sub_rows - 1, max(0, int((hi - y) / (hi - lo) * (sub_rows - 1) + 0.5)))
 
-        grid = [[" "] * cols for _ in range(height)]
-        for c, pt in enumerate(per_col):
-            if pt is None:
-                continue
-            v, e = pt
-            top, bottom = row_of(v + e), row_of(v - e)
-            for r in range(top, bottom + 1):
+        grid = [[" "] * width for _ in range(height)]
+        for c in range(width):
+            # Stretched over the whole run: the empty right part is the chunks still to come.
+            idx = c * n_slots // width
+            if idx >= len(pts):
+                break
+            v, e = pts[idx]
+            for r in range(sub_of(v + e) // 2, sub_of(v - e) // 2 + 1):
                 grid[r][c] = "░"
-            grid[row_of(v)][c] = "█"
+            k = sub_of(v)
+            grid[k // 2][c] = "▀" if k % 2 == 0 else "▄"
         for r in range(height):
             label = _fmt(hi) if r == 0 else (_fmt(lo) if r == height - 1 else "")
             yield Segment(label.rjust(AXIS - 1) + "│", axis_style)
-            line = "".join(grid[r])
-            for ch, run in _runs(line):
-                yield Segment(run, value_style if ch == "█" else band_style if ch == "░" else None)
-            yield Segment(" " * (width - cols))
+            for ch, run in _runs("".join(grid[r])):
+                yield Segment(run, band_style if ch == "░" else None if ch == " " else value_style)
             yield Segment.line()
 
 

@@ -1,0 +1,162 @@
+"""Snapshot tests of the app's main states, at 80x24 (the smallest supported) and one larger.
+
+Live data comes from a ScriptedSource through the same Message path a real run uses: jobs and
+times are fixed, progress is parsed from the first half of REAL recorded transcripts, records
+are the published figures in sample_results/. The clock is fixed, so ETAs are too.
+Update with: pytest tests/ui/test_snapshots.py --snapshot-update (and look at the SVGs).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+from textual.message import Message
+
+from qtui.core.gpu import GpuProcess, GpuSample, GpuSnapshot
+from qtui.core.jobs import Job, JobSpec, JobState
+from qtui.core.parser import Progress, StreamParser
+from qtui.core.store import load_records
+from qtui.ui.messages import JobsChanged, LiveRun, RecordsChanged, RunProgress
+from qtui.ui.source import ScriptedSource
+from qtui.ui.widgets.model_list import ModelList
+from tests.ui.conftest import FIXTURES, NoGpu
+
+ROOT = Path(__file__).resolve().parents[2]
+SAMPLE = ROOT / "sample_results" / "qwen3.5-27b-q4-published.json"
+T0 = 1_790_000_000.0  # a fixed "now"
+PID = 4242
+
+
+class OneGpu:
+    """An H100 as NVML describes it, with the running job's process on it."""
+
+    permanently_unavailable = False
+
+    def sample(self) -> GpuSnapshot:
+        gib = 1024**3
+        gpu = GpuSample(0, "NVIDIA H100 80GB HBM3", None, int(21.5 * gib), int(79.6 * gib), 97, 41, 63, 412.0, 700.0,
+                        (GpuProcess(PID, int(20.1 * gib)),))
+        return GpuSnapshot(True, None, "570.124.06", (gpu,), T0)
+
+
+def job(label: str, kind: str, status: str, *, started: float | None = None, ended: float | None = None,
+        reason: str | None = None, pid: int | None = None, seq: float = 0.0) -> Job:
+    spec = JobSpec(kind=kind, argv=["llama-perplexity"], label=label, id=f"job-{label}", seq=seq,  # type: ignore[arg-type]
+                   created_at=T0 - 100)
+    state = JobState(status=status, pid=pid, started_at=started, ended_at=ended, reason=reason)  # type: ignore[arg-type]
+    return Job(spec, state, Path("/nonexistent"))
+
+
+def replay(case: str, fraction: float = 1.0) -> LiveRun:
+    """The parser's view of a real transcript, cut after `fraction` of its stdout."""
+    folder = FIXTURES / "llama" / "b0336"
+    out = (folder / f"{case}.out").read_bytes()
+    err = (folder / f"{case}.err").read_bytes()
+    p = StreamParser()
+    events = p.feed("err", err) + p.feed("out", out[: int(len(out) * fraction)])
+    history = tuple(e for e in events if isinstance(e, Progress))
+    return LiveRun("", p.started, history[-1] if history else None, history, p.stderr_tail(), tuple(p.warnings))
+
+
+def live_for(j: Job, live: LiveRun) -> RunProgress:
+    return RunProgress(replace(live, job_id=j.id))
+
+
+def scripted(*messages: Message) -> ScriptedSource:
+    return ScriptedSource([list(messages)])
+
+
+def running_state() -> list[Message]:
+    base = job("base tiny-F16.gguf", "base", "done", started=T0 - 60, ended=T0 - 40, seq=1)
+    q8 = job("tiny-Q8_0.gguf", "kld", "done", started=T0 - 40, ended=T0 - 30, seq=2)
+    q4 = job("tiny-Q4_0.gguf", "kld", "running", started=T0 - 30, pid=PID, seq=3)
+    waiting = job("tiny-IQ4_XS.gguf", "kld", "queued", seq=4)
+    return [JobsChanged([base, q8, q4, waiting]), live_for(base, replay("base")), live_for(q8, replay("kld-q8_0")),
+            live_for(q4, replay("kld-q4_0", 0.55))]
+
+
+def failed_state() -> list[Message]:
+    base = job("base tiny-F16.gguf", "base", "done", started=T0 - 60, ended=T0 - 40, seq=1)
+    bad = job("tiny-Q4_0.gguf", "kld", "failed", started=T0 - 40, ended=T0 - 39, seq=2,
+              reason="the base file ends before chunk 40: it is truncated (probably cut short by a killed run); "
+                     "delete it and generate it again")
+    return [JobsChanged([base, bad]), live_for(base, replay("base")), live_for(bad, replay("fail-truncated-base"))]
+
+
+@pytest.fixture
+def snap_app(app_factory: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Any:
+    monkeypatch.chdir(tmp_path)  # model folders are shown relative: no tmp path in the picture
+
+    def make(messages: list[Message] | None = None, dirs: list[Path] | None = None, **kw: Any) -> Any:
+        kw.setdefault("clock", lambda: T0)
+        return app_factory(dirs or [Path("no-models")], source=scripted(*(messages or [])), **kw)
+
+    return make
+
+
+def scan_done(*then: str) -> Any:
+    async def run_before(pilot: Any) -> None:
+        while not pilot.app.screen.query(ModelList):
+            await pilot.pause(0.05)
+        ml = pilot.app.screen.query_one(ModelList)
+        while ml.scanning:
+            await pilot.pause(0.05)
+        await pilot.pause(0.3)  # the scripted source's first poll and the GPU sample
+        await pilot.press(*then)
+        await pilot.pause(0.1)
+
+    return run_before
+
+
+def test_empty(snap_compare: Any, snap_app: Any) -> None:
+    Path("no-models").mkdir()
+    assert snap_compare(snap_app(), run_before=scan_done(), terminal_size=(80, 24))
+
+
+def test_model_list(snap_compare: Any, snap_app: Any, models_dir: Path) -> None:
+    app = snap_app(dirs=[Path("models")])
+    assert snap_compare(app, run_before=scan_done("down", "space", "space"), terminal_size=(80, 24))
+
+
+def test_model_details(snap_compare: Any, snap_app: Any, models_dir: Path) -> None:
+    app = snap_app(dirs=[Path("models")])
+    assert snap_compare(app, run_before=scan_done("down", "i"), terminal_size=(80, 24))
+
+
+def test_running_mid_run_narrow(snap_compare: Any, snap_app: Any) -> None:
+    app = snap_app(running_state(), gpu=OneGpu())
+    assert snap_compare(app, run_before=scan_done("2"), terminal_size=(80, 24))
+
+
+def test_running_mid_run_wide(snap_compare: Any, snap_app: Any) -> None:
+    app = snap_app(running_state(), gpu=OneGpu())
+    assert snap_compare(app, run_before=scan_done("2"), terminal_size=(160, 40))
+
+
+def test_failed_run(snap_compare: Any, snap_app: Any) -> None:
+    app = snap_app(failed_state(), gpu=NoGpu())
+    assert snap_compare(app, run_before=scan_done("2", "down", "ctrl+t"), terminal_size=(80, 24))
+
+
+def test_finished_leaderboard_narrow(snap_compare: Any, snap_app: Any) -> None:
+    records = load_records(SAMPLE).records
+    app = snap_app([RecordsChanged(records)])
+    assert snap_compare(app, run_before=scan_done("3"), terminal_size=(80, 24))
+
+
+def test_finished_leaderboard_wide(snap_compare: Any, snap_app: Any) -> None:
+    records = load_records(SAMPLE).records
+    app = snap_app([RecordsChanged(records)], gpu=OneGpu())
+    assert snap_compare(app, run_before=scan_done("3"), terminal_size=(160, 40))
+
+
+def test_help_narrow(snap_compare: Any, snap_app: Any) -> None:
+    assert snap_compare(snap_app(), run_before=scan_done("question_mark"), terminal_size=(80, 24))
+
+
+def test_quit_while_running(snap_compare: Any, snap_app: Any) -> None:
+    app = snap_app(running_state(), gpu=NoGpu())
+    assert snap_compare(app, run_before=scan_done("2", "q"), terminal_size=(80, 24))
