@@ -464,6 +464,9 @@ class StreamParser:
             what = "the final statistics were cut off before `Same top p:`"
         elif last is not None and n_chunks is not None and last.chunk < n_chunks:
             what = f"the output stopped after chunk {last.chunk} of {n_chunks}"
+        elif last is not None and exit_code not in (None, 0):
+            # killed or crashed without a known chunk count (older builds don't print it)
+            what = f"the output stopped after chunk {last.chunk}"
         elif last is not None and mode == "kld":
             what = self._too_few_tokens(last.chunk)
         elif last is not None:
