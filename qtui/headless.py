@@ -128,6 +128,7 @@ def follow(queue: JobQueue, ids: Sequence[str], data_dir: Path) -> int:
     except Detached:
         _say_detached()
         return 0
+    console.print()
     records = [r for r in ResultStore(data_dir).load().records if r.job_id in set(ids)]
     print_board(build_rows(records, include_failed=True), title="This run")
     failed = [j for j in jobs if j.state.status != "done"]
