@@ -24,8 +24,10 @@ under <qtui cache>/bench.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import fcntl
 import os
+import shlex
 import statistics
 import struct
 import subprocess
@@ -65,16 +67,22 @@ class Setup:
     ctx: int
     chunks: int
     tools: LlamaTools
+    extra: list[str] = field(default_factory=list)
 
 
 def _say(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-def prepare(model: str, cache: Path, tools: LlamaTools) -> Setup:
-    ctx, chunks = MODELS[model]
-    corpus = factory.stdlib_corpus()
-    if model == "gemma":
+def prepare(model: str, cache: Path, tools: LlamaTools, args: argparse.Namespace) -> Setup:
+    ctx, chunks = MODELS.get(model, MODELS["tiny"])
+    ctx, chunks = args.ctx or ctx, args.chunks or chunks
+    extra = shlex.split(args.llama_args or "")
+    # Absolute paths: the child runs in its job folder (qtui) or a work folder (bare).
+    corpus = Path(args.corpus).resolve() if args.corpus else factory.stdlib_corpus()
+    if model == "custom":
+        base, variant = Path(args.base).resolve(), Path(args.variant).resolve()
+    elif model == "gemma":
         src = factory.gemma_model()
         base = cache / "gemma" / "gemma-3-270m-F16.gguf"
         if not base.is_file():
@@ -82,7 +90,8 @@ def prepare(model: str, cache: Path, tools: LlamaTools) -> Setup:
             factory.quantize(tools, src, base, "F16")
     else:
         base = factory.tiny_model(corpus=corpus)
-    variant = factory.ladder(tools, base, ["Q4_0"], cache / model)[0]
+    if model != "custom":
+        variant = factory.ladder(tools, base, ["Q4_0"], cache / model)[0]
     base_file = cache / model / f"{base.stem}.{corpus.stem}.c{ctx}.n{chunks}.kld"
     try:
         check_base_file(base_file)
@@ -91,13 +100,14 @@ def prepare(model: str, cache: Path, tools: LlamaTools) -> Setup:
         from qtui.core.runs import base_argv
 
         partial = Path(str(base_file) + ".partial")
-        argv = base_argv(tools, base, corpus, ctx, chunks, partial, [])
+        partial.parent.mkdir(parents=True, exist_ok=True)  # llama-perplexity does not create it
+        argv = base_argv(tools, base, corpus, ctx, chunks, partial, extra)
         proc = subprocess.run(argv, env=child_env(tools), capture_output=True, stdin=subprocess.DEVNULL)
         if proc.returncode != 0:
             sys.exit(f"base generation failed ({proc.returncode}):\n{proc.stderr.decode(errors='replace')[-2000:]}")
         check_base_file(partial)
         os.replace(partial, base_file)
-    return Setup(model, base, variant, base_file, ctx, chunks, tools)
+    return Setup(model, base, variant, base_file, ctx, chunks, tools, extra)
 
 
 def kld_spec(s: Setup) -> JobSpec:
@@ -105,7 +115,7 @@ def kld_spec(s: Setup) -> JobSpec:
     from qtui.core.runs import plan_showdown
 
     plan = plan_showdown(base_model=s.base, variants=[s.variant], corpus=None, ctx=s.ctx, chunks=s.chunks,
-                         extra_args=[], tools=s.tools, base_file=s.base_file)
+                         extra_args=s.extra, tools=s.tools, base_file=s.base_file)
     assert plan.base_job is None and len(plan.kld_jobs) == 1
     return plan.kld_jobs[0]
 
@@ -330,6 +340,8 @@ asyncio.run(main())
 
 
 def first_screen(runs: int, models_dir: Path) -> str:
+    if runs < 1:
+        return "skipped (--ui-runs 0)"
     app = REPO / "qtui" / "ui" / "app.py"
     if not app.is_file() or "def make_app" not in app.read_text():
         return "skipped: no UI yet (qtui/ui/app.py with make_app)"
@@ -368,6 +380,14 @@ def other_load(before: dict[int, tuple[str, float]], after: dict[int, tuple[str,
         return "no other process used more than 0.5 CPU s"
     top = ", ".join(f"{n} {c:.0f} s" for n, c in sorted(used.items(), key=lambda kv: -kv[1])[:5])
     return f"other processes used {sum(used.values()):.0f} CPU s ({100 * sum(used.values()) / wall:.0f}% of one core): {top}"
+
+
+def _machine() -> str:
+    cpu = "?"
+    with contextlib.suppress(OSError):
+        cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")), "?")
+    usable = len(psutil.Process().cpu_affinity()) if hasattr(psutil.Process, "cpu_affinity") else psutil.cpu_count()
+    return f"{cpu}, {psutil.cpu_count()} logical CPUs, {usable} usable by this process"
 
 
 # -- report ------------------------------------------------------------------------------------
@@ -420,6 +440,13 @@ def main(argv: list[str] | None = None) -> int:
         return monitor_main(argv[1], argv[2], float(argv[3]))
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", choices=sorted(MODELS), default=None, help="default: gemma when its package is installed")
+    ap.add_argument("--base", help="your own base .gguf (with --variant and --corpus) instead of --model")
+    ap.add_argument("--variant", help="your own quantized .gguf to measure")
+    ap.add_argument("--corpus", help="text for the base log-probs (default: the stdlib corpus)")
+    ap.add_argument("--ctx", type=int, default=None, help="-c (default 128)")
+    ap.add_argument("--chunks", type=int, default=None, help="chunks in the base file (default: gemma 24, tiny 96)")
+    ap.add_argument("--llama-bin", default=None, help="llama.cpp build dir (default: find_tools())")
+    ap.add_argument("--llama-args", default="", help="extra llama-perplexity arguments for both sides, e.g. '-t 2'")
     ap.add_argument("--runs", type=int, default=3, help="measured runs per mode (after one warm-up run)")
     ap.add_argument("--modes", default="bare,cli,monitor", help="comma-separated, from bare,cli,monitor")
     ap.add_argument("--poll", type=float, default=0.25, help="the monitor watcher's poll interval (s)")
@@ -437,22 +464,26 @@ def main(argv: list[str] | None = None) -> int:
 
     import importlib.util
 
-    model = args.model or ("gemma" if importlib.util.find_spec(factory.GEMMA_MODULE) else "tiny")
+    if bool(args.base) != bool(args.variant):
+        ap.error("--base and --variant go together")
+    model = "custom" if args.base else args.model or (
+        "gemma" if importlib.util.find_spec(factory.GEMMA_MODULE) else "tiny")
     cache = paths.cache_dir() / "bench"
-    tools = find_tools()
-    s = prepare(model, cache, tools)
+    tools = find_tools(llama_bin=Path(args.llama_bin).resolve() if args.llama_bin else None)
+    s = prepare(model, cache, tools, args)
     runs_dir = Path(tempfile.mkdtemp(prefix="overhead-", dir=cache))
     os.environ["QTUI_CONFIG_DIR"] = str(runs_dir / "config")  # no user config changes a run
     spec = kld_spec(s)
-    print(f"model {s.variant.name} vs {s.base.name}, -c {s.ctx}, {s.chunks} chunks; {psutil.cpu_count()} cores, "
-          f"{tools.perplexity}")
+    print(f"model {s.variant.name} vs {s.base.name}, -c {s.ctx}, {s.chunks} chunks; {_machine()}; {tools.perplexity}")
     print("argv: " + " ".join(spec.argv))
     _say("warm-up run (page cache) ...")
     run_bare(spec, runs_dir / "warmup")
     before, t_start, load0 = _cpu_by_pid(), time.time(), os.getloadavg()[0]
     results: list[Run] = []
     for i in range(args.runs):
-        for mode in modes:  # alternating, so drifting background load hits every mode alike
+        # Alternating, and rotating who goes first, so that drifting background load and
+        # any first-of-the-round effect hit every mode alike.
+        for mode in modes[i % len(modes):] + modes[:i % len(modes)]:
             _say(f"run {i + 1}/{args.runs}: {mode} ...")
             r = run_bare(spec, runs_dir / f"bare-{i}") if mode == "bare" else run_qtui(mode, s, runs_dir, args.poll)
             _say(f"  wall {r.wall:.2f} s" + (f", watcher {_f(r.cpu.get('watcher'))}%, scheduler {_f(r.cpu.get('scheduler'))}%"
