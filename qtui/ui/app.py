@@ -21,9 +21,7 @@ from textual.worker import Worker, WorkerState
 
 from qtui.core.config import Config, effective_data_dir, effective_llama_bin, load_config, save_config
 from qtui.core.jobs import ACTIVE
-from qtui.core.llama import LlamaNotFound, LlamaTools, find_tools, probe
-from qtui.core.runs import RunRefused, plan_showdown
-from qtui.core.scheduler import ensure_scheduler
+from qtui.core.llama import LlamaTools
 from qtui.ui.commands import QtuiCommands
 from qtui.ui.messages import RunQueued, StartRefused
 from qtui.ui.source import FsSource, GpuSampler, Pump, RecordsSource, Source, gpu_pump
@@ -199,6 +197,10 @@ class QtuiApp(App[int]):
     # -- runs ------------------------------------------------------------------------------
     def plan_and_queue(self, choice: Choice, gpu_name: str | None) -> RunQueued | StartRefused:
         """Blocking (thread worker): find the tools, plan, queue, make sure a scheduler runs."""
+        from qtui.core.llama import LlamaNotFound, find_tools, probe
+        from qtui.core.runs import RunRefused, plan_showdown
+        from qtui.core.scheduler import ensure_scheduler
+
         queue = self.source.queue
         if queue is None or choice.base is None:
             return StartRefused("Read-only", [self.read_only_reason()])
@@ -230,6 +232,8 @@ class QtuiApp(App[int]):
 
     @work(thread=True, group="scheduler", exit_on_error=False, description="starting the scheduler")
     def _ensure_scheduler(self, data_dir: Path, slots: int) -> None:
+        from qtui.core.scheduler import ensure_scheduler
+
         ensure_scheduler(data_dir, slots)
 
     # -- quitting --------------------------------------------------------------------------

@@ -8,7 +8,7 @@ the model's file name:
 
   *Q8_0*  -> kld-q8_0        *Q4*  -> kld-q4_0       no --kl-divergence -> base generation
   *TRUNC* -> fail-truncated-base (a real failure: exit 0, no final block)
-  *SLOW*  -> kld-q4_0 streamed over ~10 s (for cancel / re-attach / quit-while-running)
+  *SLOW*  -> kld-q4_0 streamed over ~20 s (for cancel / re-attach / quit-while-running)
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ else:
     case = "ik/ik-tiny-kld-q4_0" if flavour == "ik" else "llama/b0336/kld-q4_0"
 os.environ["FAKE_LLAMA_CASE"] = os.path.join(fix, case)
 if "SLOW" in model:
-    os.environ["FAKE_LLAMA_DELAY"] = "0.5"
+    os.environ["FAKE_LLAMA_DELAY"] = "1.0"
 os.execv({python!r}, [{python!r}, {fake!r}, *args])
 '''
 
@@ -149,6 +149,12 @@ def app_factory(qtui_dirs: dict[str, Path], corpus: Path, fake_tools: LlamaTools
         return make_app(dirs=dirs or [], data_dir=qtui_dirs["data"], **kw)
 
     return make
+
+
+async def ready(pilot: Any) -> None:
+    """Wait for the first frame's follow-ups (polling started, plot mounted), as a person would."""
+    app = pilot.app
+    await wait_for(pilot, lambda: bool(app._pumps) and bool(app.screen.query("Scatter")), 15, "the app to be ready")
 
 
 async def wait_for(pilot: Any, cond: Callable[[], bool], timeout: float = 30.0, what: str = "condition") -> None:

@@ -11,7 +11,7 @@ from textual.widgets import DataTable
 from qtui.core.jobs import JobQueue
 from qtui.ui.screens.details import InfoScreen
 from qtui.ui.widgets.model_list import ModelList
-from tests.ui.conftest import add_model, rich_text, screen_text, statics_text, wait_for
+from tests.ui.conftest import add_model, ready, rich_text, screen_text, statics_text, wait_for
 
 
 def marks(app) -> dict[str, str]:
@@ -24,9 +24,9 @@ def marks(app) -> dict[str, str]:
 
 
 async def scanned(pilot) -> ModelList:
+    await ready(pilot)
     ml = pilot.app.screen.query_one(ModelList)
-    await wait_for(pilot, lambda: not ml.scanning and ml.table.row_count > 0 or (not ml.scanning and ml.models == []),
-                   what="the model scan")
+    await wait_for(pilot, lambda: not ml.scanning, what="the model scan")
     return ml
 
 
@@ -166,6 +166,7 @@ async def test_reorder_waiting_jobs(app_factory, qtui_dirs) -> None:
     q.add_many([JobSpec(kind="kld", argv=["true"], label=name, seq=i) for i, name in enumerate("ABC")])
     app = app_factory()
     async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot)
         await pilot.press("2")
         await wait_for(pilot, lambda: job_by_label(app, "C") is not None, what="the queue")
         assert "waiting" in screen_text(app)
@@ -232,6 +233,7 @@ async def test_quit_while_running_then_reattach(app_factory, models_dir: Path) -
     # a new qtui on the same data dir shows the run live, with the chunks done so far replayed
     app2 = app_factory([models_dir])
     async with app2.run_test(size=(80, 24)) as pilot:
+        await ready(pilot)
         await pilot.press("2")
         await wait_for(pilot, lambda: job.id in app2.screen.live and app2.screen.live[job.id].history,
                        what="the re-attached run's progress")
@@ -252,6 +254,7 @@ async def test_results_read_only(app_factory) -> None:
     sample = Path(__file__).resolve().parents[2] / "sample_results" / "qwen3.5-27b-q4-published.json"
     app = app_factory(results=sample)
     async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot)
         await wait_for(pilot, lambda: len(board_rows(app)) > 0, what="the sample records")
         assert app.screen.query_one("#tabs").active == "board"
         n = len(board_rows(app))
@@ -271,6 +274,7 @@ async def test_results_read_only(app_factory) -> None:
         key = board.sort_key
         vals = [getattr(r, key) for r in board_rows(app) if getattr(r, key) is not None]
         assert vals == sorted(vals, reverse=board.sort_reverse)
+        await wait_for(pilot, lambda: bool(app.screen.query(Scatter)), 10, "the scatter plot")
         scatter = app.screen.query_one(Scatter)
         log = scatter.log_scale
         await pilot.press("l")
@@ -332,6 +336,7 @@ async def test_theme_is_chosen_and_saved(app_factory, qtui_dirs) -> None:
 
     app = app_factory(theme_dirs=None)  # the shipped TOML themes too
     async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot)
         assert "qtui-mono" in app.available_themes
         await pilot.press("t")
         await pilot.press(*"qtui-mono")
@@ -360,6 +365,7 @@ async def test_settings_are_saved(app_factory, qtui_dirs) -> None:
 
     app = app_factory()
     async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot)
         await pilot.press("comma")
         assert isinstance(app.screen, SettingsScreen)
         screen = app.screen
@@ -414,8 +420,7 @@ async def test_no_models_says_so(app_factory, tmp_path: Path) -> None:
     empty.mkdir()
     app = app_factory([empty])
     async with app.run_test(size=(80, 24)) as pilot:
-        ml = pilot.app.screen.query_one(ModelList)
-        await wait_for(pilot, lambda: not ml.scanning, what="the scan")
+        ml = await scanned(pilot)
         assert "No GGUF models found under" in screen_text(app) and "qtui demo" in screen_text(app)
         await pilot.press("s")
         await pilot.pause(0.1)
@@ -437,6 +442,7 @@ async def test_export_markdown_from_the_board(app_factory, qtui_dirs, tmp_path: 
         store.save(rec)
     app = app_factory()
     async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot)
         await pilot.press("3")
         await wait_for(pilot, lambda: len(board_rows(app)) == len([r for r in records if r.kind == "kld"]),
                        what="the stored records")
@@ -452,3 +458,15 @@ async def test_export_markdown_from_the_board(app_factory, qtui_dirs, tmp_path: 
         lines = [ln.split("|") for ln in text.splitlines() if ln[:3].strip("| ").isdigit()]
         assert [(c[2].strip(), c[3].strip()) for c in lines] == shown
         assert any(f"exported to {target}" in str(n.message) for n in app._notifications)
+
+
+async def test_demo_autostart_chooses_and_runs(app_factory, models_dir: Path) -> None:
+    from qtui.ui.app import Autostart
+
+    auto = Autostart(models_dir / "tiny-F16.gguf", [models_dir / "tiny-Q8_0.gguf"], ctx=128, chunks=4)
+    app = app_factory([models_dir], autostart=auto)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: status_of(app, "tiny-Q8_0.gguf") == "done", what="the demo run")
+        assert marks(app)["tiny-Q8_0.gguf"] == "✓"
+        base_job = next(j for j in JobQueue(app.ctx.data_dir).jobs() if j.spec.kind == "base")
+        assert base_job.spec.chunks == 4 and "--chunks" in base_job.spec.argv

@@ -102,7 +102,7 @@ def scan_done(*then: str) -> Any:
         while not pilot.app.screen.query(ModelList):
             await pilot.pause(0.05)
         ml = pilot.app.screen.query_one(ModelList)
-        while ml.scanning:
+        while ml.scanning or not pilot.app.screen.query("Scatter"):  # the plot is mounted after the first frame
             await pilot.pause(0.05)
         await pilot.pause(0.3)  # the scripted source's first poll and the GPU sample
         await pilot.press(*then)

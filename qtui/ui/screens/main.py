@@ -7,6 +7,7 @@ once, or queue the jobs and make sure a detached scheduler runs them.
 
 from __future__ import annotations
 
+import importlib
 from typing import TYPE_CHECKING
 
 from textual import on, work
@@ -27,17 +28,21 @@ from qtui.ui.widgets.leaderboard import Leaderboard
 from qtui.ui.widgets.model_list import Choice, ModelList
 from qtui.ui.widgets.queue import QueueView
 from qtui.ui.widgets.run_panel import RunPanel
-from qtui.ui.widgets.scatter import Scatter
 
 if TYPE_CHECKING:
     from qtui.ui.app import QtuiApp
+    from qtui.ui.widgets.scatter import Scatter
 
 TABS = ("models", "runs", "board")
 WIDE = 150  # columns from which the Runs and Leaderboard tabs go side by side
 
 
 class BoardPane(Vertical):
-    """Leaderboard over the scatter plot; the keys here act on both."""
+    """Leaderboard over the scatter plot; the keys here act on both.
+
+    The scatter plot (plotext) is mounted after the first screen is drawn: importing plotext
+    costs more than the rest of the first screen, and nothing needs it before a result exists.
+    """
 
     BINDINGS = [
         Binding("l", "log_scale", "Log", tooltip="Log-scale KLD axis in the scatter plot"),
@@ -48,12 +53,43 @@ class BoardPane(Vertical):
     ]
     VIEWS = ("both", "table", "plot")
 
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self._pending: tuple[list[Row], str | None] = ([], None)
+        self._log_pending = False
+
     def compose(self) -> ComposeResult:
         yield Leaderboard(include_failed=True, id="leaderboard")
-        yield Scatter(id="scatter")
+
+    @property
+    def scatter(self) -> Scatter | None:
+        from qtui.ui.widgets.scatter import Scatter
+
+        found = self.query(Scatter)
+        return found.first() if found else None
+
+    async def mount_scatter(self) -> None:
+        if self.scatter is not None:
+            return
+        from qtui.ui.widgets.scatter import Scatter
+
+        scatter = Scatter(id="scatter")
+        await self.mount(scatter)
+        rows, selected = self._pending
+        scatter.set_rows(rows, selected)
+        if self._log_pending:
+            scatter.toggle_log()
+
+    def set_rows(self, rows: list[Row], selected: str | None) -> None:
+        self._pending = (rows, selected)
+        if self.scatter is not None:
+            self.scatter.set_rows(rows, selected)
 
     def action_log_scale(self) -> None:
-        self.query_one(Scatter).toggle_log()
+        if self.scatter is not None:
+            self.scatter.toggle_log()
+        else:
+            self._log_pending = not self._log_pending
 
     def action_view(self) -> None:
         current = next((v for v in self.VIEWS if self.has_class(f"-{v}")), "both")
@@ -61,7 +97,8 @@ class BoardPane(Vertical):
         for v in self.VIEWS:
             self.set_class(v == nxt, f"-{v}")
         # Keep the keys working: focus must stay inside the pane when a part is hidden.
-        (self.query_one(Scatter) if nxt == "plot" else self.query_one(Leaderboard).table).focus()
+        scatter = self.scatter
+        (scatter if nxt == "plot" and scatter is not None else self.query_one(Leaderboard).table).focus()
 
     def action_details(self) -> None:
         self.screen.show_record(self.query_one(Leaderboard).selected_id)  # type: ignore[attr-defined]
@@ -87,6 +124,7 @@ class MainScreen(Screen[None]):
         self.records: list[ResultRecord] = []
         self.selected_job: str | None = None
         self.last_gpu: GpuSampled | None = None
+        self._autostarted = False
 
     @property
     def qapp(self) -> QtuiApp:
@@ -118,7 +156,18 @@ class MainScreen(Screen[None]):
             self.query_one("#board").query_one(Leaderboard).table.focus()
         else:
             self.query_one(ModelList).table.focus()
+        # After the first frame: the first screen must not wait for NVML, plotext or the disk.
+        self.call_after_refresh(self._after_first_frame)
+
+    def _after_first_frame(self) -> None:
         self.qapp.start_pumps(self)
+        self._import_scatter()
+
+    @work(thread=True, group="imports", exit_on_error=False, description="loading the scatter plot")
+    def _import_scatter(self) -> None:
+        importlib.import_module("qtui.ui.widgets.scatter")  # plotext: the slowest import, off the UI thread
+
+        self.app.call_from_thread(self.query_one(BoardPane).mount_scatter)
 
     def on_resize(self) -> None:
         self.set_class(self.size.width >= WIDE, "-wide")
@@ -210,7 +259,7 @@ class MainScreen(Screen[None]):
     def _update_scatter(self) -> None:
         board = self.query_one(Leaderboard)
         rows: list[Row] = [r for r in board.rows if r.status == "done"]
-        self.query_one(Scatter).set_rows(rows, board.selected_id)
+        self.query_one(BoardPane).set_rows(rows, board.selected_id)
 
     def show_record(self, record_id: str | None) -> None:
         rec = next((r for r in self.records if r.id == record_id), None)
@@ -220,6 +269,23 @@ class MainScreen(Screen[None]):
         self.app.push_screen(InfoScreen(f"Result: {rec.model.get('label') or rec.id}", record_details(rec)))
 
     # -- models ----------------------------------------------------------------------------
+    @on(ModelList.Changed)
+    def _models_changed(self) -> None:
+        auto = self.qapp.ctx.autostart
+        ml = self.query_one(ModelList)
+        if auto is None or ml.scanning or self._autostarted:
+            return
+        # qtui demo: the ladder it just made is chosen and started without a key press.
+        self._autostarted = True
+        by_path = {m.path.resolve(): m.path for m in ml.models}
+        base = by_path.get(auto.base.resolve())
+        variants = [by_path[v.resolve()] for v in auto.variants if v.resolve() in by_path]
+        if base is None or not variants:
+            self.notify("the demo models were not found by the scan; choose them by hand", severity="warning")
+            return
+        ml.choose(base, variants)
+        self.action_start()
+
     @on(ModelList.DetailsRequested)
     def _model_details(self, msg: ModelList.DetailsRequested) -> None:
         self.app.push_screen(InfoScreen(f"Model: {msg.model.path.name}", model_details(msg.model)))

@@ -265,6 +265,11 @@ class ModelList(Vertical):
         key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
         return next((m for m in self.models if str(m.path) == key), None)
 
+    def choose(self, base: Path | None, variants: list[Path]) -> None:
+        self.base = base
+        self.chosen = set(variants) - {base}
+        self._refresh_marks()
+
     def choice(self) -> Choice:
         return Choice(self.base, [m.path for m in self.models if m.path in self.chosen])
 
