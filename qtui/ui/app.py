@@ -164,7 +164,9 @@ class QtuiApp(App[int]):
             return
         old = self.ctx.cfg
         self.ctx.cfg = cfg
-        self.notify(f"settings saved to {self.ctx.config_path or 'config.toml'}", timeout=3)
+        from qtui.core.paths import config_file
+
+        self.notify(f"settings saved to {self.ctx.config_path or config_file()}", timeout=3)
         if cfg.data_dir != old.data_dir and self.ctx.source is None and not self.ctx.read_only:
             self.notify("the new data dir is used from the next start of qtui", severity="warning")
 

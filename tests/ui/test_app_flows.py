@@ -3,9 +3,11 @@ of the fake llama-perplexity replaying recorded transcripts (see conftest.py).""
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
+import pytest
 from textual.widgets import DataTable
 
 from qtui.core.jobs import JobQueue
@@ -470,3 +472,42 @@ async def test_demo_autostart_chooses_and_runs(app_factory, models_dir: Path) ->
         assert marks(app)["tiny-Q8_0.gguf"] == "✓"
         base_job = next(j for j in JobQueue(app.ctx.data_dir).jobs() if j.spec.kind == "base")
         assert base_job.spec.chunks == 4 and "--chunks" in base_job.spec.argv
+
+
+@pytest.fixture(scope="session")
+def real_llama():
+    """qtui setup-llama's build, looked up before the tests' own cache dirs are in place."""
+    from qtui.core.llama import LlamaNotFound, find_tools
+
+    try:
+        return find_tools(os.environ.get("QTUI_LLAMA_BIN") or None)
+    except LlamaNotFound as exc:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI=true but no llama.cpp build: {exc}", pytrace=False)
+        pytest.skip(f"no llama.cpp build (run `qtui setup-llama`): {exc}")
+
+
+@pytest.mark.integration
+async def test_real_llama_perplexity_through_the_app(real_llama, qtui_dirs, tmp_path: Path) -> None:
+    """The real binary (qtui setup-llama's build) on the tiny model: keys in, numbers out."""
+    from qtui.core import factory
+    from qtui.core.config import Config, save_config
+    from qtui.ui.app import make_app
+    from tests.ui.conftest import NoGpu
+
+    tools = real_llama
+    models = tmp_path / "models"
+    corpus = factory.stdlib_corpus(tmp_path / "corpus.txt")
+    base = factory.tiny_model(models, corpus=corpus)
+    factory.ladder(tools, base, ["Q8_0", "Q4_0"], models)
+    save_config(Config(corpus=str(corpus), ctx=128, chunks=8))
+    app = make_app(dirs=[models], data_dir=qtui_dirs["data"], tools=tools, gpu=NoGpu(), poll_interval=0.1,
+                   theme_dirs=[])
+    async with app.run_test(size=(80, 24)) as pilot:
+        await scanned(pilot)
+        await pilot.press("a", "s")
+        await wait_for(pilot, lambda: len([r for r in board_rows(app) if r.status == "done"]) == 2, 120,
+                       "both real KLD runs on the leaderboard")
+        rows = {r.quant: r for r in board_rows(app)}
+        assert 0 < rows["Q8_0"].kld < rows["Q4_0"].kld  # fewer bits, further from the base
+        assert rows["Q8_0"].same_top > rows["Q4_0"].same_top

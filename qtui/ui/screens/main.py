@@ -315,7 +315,7 @@ class MainScreen(Screen[None]):
             return
         skipped = len(choice.variants) - len(fresh)
         self.notify(f"checking {len(fresh)} variant(s) and the corpus…"
-                    + (f" ({skipped} already queued, skipped)" if skipped else ""), timeout=3)
+                    + (f" ({skipped} already queued, skipped)" if skipped else ""), timeout=1.5)
         self._plan(Choice(choice.base, fresh))
 
     @work(thread=True, exclusive=True, group="plan", exit_on_error=False, description="planning the showdown")
@@ -325,9 +325,9 @@ class MainScreen(Screen[None]):
     def on_run_queued(self, msg: RunQueued) -> None:
         kld = sum(1 for j in msg.jobs if j.spec.kind == "kld")
         base = any(j.spec.kind == "base" for j in msg.jobs)
-        self.notify(f"queued {kld} KLD run(s)" + (" after the base log-probs" if base else ""), title="Started")
-        for note in msg.notes:
-            self.notify(note, timeout=6)
+        # One toast, not one per note: at 80x24 a stack of them hides the run panel.
+        text = "\n".join([f"queued {kld} KLD run(s)" + (" after the base log-probs" if base else ""), *msg.notes])
+        self.notify(text, title="Started", timeout=5)
         self.qapp.wake_source()
         self.action_tab("runs")
 

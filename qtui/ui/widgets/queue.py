@@ -144,8 +144,8 @@ class QueueView(Vertical):
         job = next((j for j in self.jobs if j.id == live.job_id), None)
         if job is None or live.job_id not in self.table.rows:
             return
-        self.table.update_cell(job.id, "chunks", fmt_progress(job, live))
-        self.table.update_cell(job.id, "value", fmt_value(job, live))
+        self.table.update_cell(job.id, "chunks", fmt_progress(job, live), update_width=True)
+        self.table.update_cell(job.id, "value", fmt_value(job, live), update_width=True)
 
     @on(DataTable.RowHighlighted, "#queue")
     def _highlighted(self, event: DataTable.RowHighlighted) -> None:
