@@ -252,6 +252,10 @@ class QtuiApp(App[int]):
             return
         self.push_screen(QuitScreen(running, waiting), self._quit_chosen)
 
+    async def action_quit(self) -> None:
+        # The palette's built-in Quit too must say that runs go on.
+        self.action_request_quit()
+
     def _quit_chosen(self, choice: str | None) -> None:
         if choice == "quit":
             self.exit(0)

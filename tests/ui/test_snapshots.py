@@ -160,3 +160,10 @@ def test_help_narrow(snap_compare: Any, snap_app: Any) -> None:
 def test_quit_while_running(snap_compare: Any, snap_app: Any) -> None:
     app = snap_app(running_state(), gpu=NoGpu())
     assert snap_compare(app, run_before=scan_done("2", "q"), terminal_size=(80, 24))
+
+
+def test_running_no_color(snap_compare: Any, snap_app: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Under NO_COLOR the states, marks and the chart must still read: words and glyphs, not hues.
+    monkeypatch.setenv("NO_COLOR", "1")
+    app = snap_app(running_state(), gpu=OneGpu())
+    assert snap_compare(app, run_before=scan_done("2"), terminal_size=(80, 24))
