@@ -511,3 +511,16 @@ async def test_real_llama_perplexity_through_the_app(real_llama, qtui_dirs, tmp_
         rows = {r.quant: r for r in board_rows(app)}
         assert 0 < rows["Q8_0"].kld < rows["Q4_0"].kld  # fewer bits, further from the base
         assert rows["Q8_0"].same_top > rows["Q4_0"].same_top
+
+
+def test_board_hides_failures_that_were_retried_with_success() -> None:
+    from qtui.core.store import ResultRecord
+    from qtui.ui.screens.main import board_records
+
+    def rec(i: str, model: str, status: str, ended: float) -> ResultRecord:
+        return ResultRecord(id=i, kind="kld", status=status, model={"path": model}, base={"file": "b.kld"},  # type: ignore[arg-type]
+                            ended_at=ended)
+
+    records = [rec("1", "a.gguf", "cancelled", 1), rec("2", "a.gguf", "done", 2), rec("3", "b.gguf", "failed", 1),
+               rec("4", "b.gguf", "failed", 3), rec("5", "c.gguf", "done", 1)]
+    assert [r.id for r in board_records(records)] == ["2", "4", "5"]

@@ -37,6 +37,26 @@ TABS = ("models", "runs", "board")
 WIDE = 150  # columns from which the Runs and Leaderboard tabs go side by side
 
 
+def board_records(records: list[ResultRecord]) -> list[ResultRecord]:
+    """Every finished run, plus the latest failure of a model that has no finished run yet.
+
+    A failed or cancelled attempt that was later retried with success is history, not news:
+    showing it would fill the board with one FAILED row per retry.
+    """
+    def key(r: ResultRecord) -> tuple[object, object]:
+        return r.model.get("path") or r.model.get("label"), r.base.get("file") or r.base.get("label")
+
+    done = {key(r) for r in records if r.status == "done"}
+    latest_failure: dict[tuple[object, object], ResultRecord] = {}
+    for r in records:
+        if r.status != "done" and key(r) not in done:
+            prev = latest_failure.get(key(r))
+            if prev is None or (r.ended_at or 0) >= (prev.ended_at or 0):
+                latest_failure[key(r)] = r
+    keep = {id(r) for r in latest_failure.values()}
+    return [r for r in records if r.status == "done" or id(r) in keep]
+
+
 class BoardPane(Vertical):
     """Leaderboard over the scatter plot; the keys here act on both.
 
@@ -153,7 +173,8 @@ class MainScreen(Screen[None]):
             tabs = self.query_one(TabbedContent)
             tabs.hide_tab("models")
             tabs.hide_tab("runs")
-            self.query_one("#board").query_one(Leaderboard).table.focus()
+            self.query_one(GpuPanel).display = False  # stored results: this machine's GPU is beside the point
+            self.query_one(Leaderboard).table.focus()
         else:
             self.query_one(ModelList).table.focus()
         # After the first frame: the first screen must not wait for NVML, plotext or the disk.
@@ -213,7 +234,7 @@ class MainScreen(Screen[None]):
     def on_records_changed(self, msg: RecordsChanged) -> None:
         self.records = msg.records
         board = self.query_one(Leaderboard)
-        board.set_records(msg.records)
+        board.set_records(board_records(msg.records))
         self._update_scatter()
         for p in msg.problems[:3]:
             self.notify(p, title="results", severity="warning")
