@@ -130,13 +130,14 @@ def _train_tokenizer(text: str, vocab_size: int) -> tuple[list[str], list[int], 
     return tokens, types, merges
 
 
-def _write_tiny(path: Path, tokens: list[str], types: list[int], merges: list[str], seed: int) -> None:
+def _write_tiny(path: Path, tokens: list[str], types: list[int], merges: list[str], seed: int,
+                dim: int = 128, n_layer: int = 4, n_ff: int = 384) -> None:
     try:
         import gguf
         import numpy as np
     except ImportError as exc:  # pragma: no cover
         raise FactoryError("writing a tiny model needs `gguf` and `numpy`: pip install 'qtui[factory]'") from exc
-    n_vocab, dim, n_layer, n_head, n_ff = len(tokens), 128, 4, 4, 384
+    n_vocab, n_head = len(tokens), max(4, dim // 64)
     rng = np.random.default_rng(seed)
 
     def mat(rows: int, cols: int, std: float) -> "np.ndarray":
@@ -184,7 +185,7 @@ def _write_tiny(path: Path, tokens: list[str], types: list[int], merges: list[st
 
 
 def tiny_model(out_dir: Path | None = None, vocab_size: int = 2048, seed: int = 0,
-               corpus: Path | None = None) -> Path:
+               corpus: Path | None = None, dim: int = 128, n_layer: int = 4, n_ff: int = 384) -> Path:
     """A 4-layer, dim-128 llama with a real byte-level BPE and random F32 weights (~5 MB).
 
     The tokenizer is trained on `corpus` (default: stdlib_corpus()). Cached: the file name
@@ -192,13 +193,15 @@ def tiny_model(out_dir: Path | None = None, vocab_size: int = 2048, seed: int = 
     """
     out_dir = Path(out_dir) if out_dir is not None else models_cache_dir() / "tiny"
     text = Path(corpus or stdlib_corpus()).read_text()
-    key = hashlib.sha256(f"{FACTORY_VERSION}:{vocab_size}:{seed}:".encode() + text.encode()).hexdigest()[:10]
-    path = out_dir / f"tiny-v{vocab_size}-s{seed}-{key}-F32.gguf"
+    shape = "" if (dim, n_layer, n_ff) == (128, 4, 384) else f"{dim}:{n_layer}:{n_ff}:"
+    key = hashlib.sha256(f"{FACTORY_VERSION}:{vocab_size}:{seed}:{shape}".encode() + text.encode()).hexdigest()[:10]
+    name = "tiny" if not shape else f"rand-d{dim}-l{n_layer}"
+    path = out_dir / f"{name}-v{vocab_size}-s{seed}-{key}-F32.gguf"
     if path.is_file():
         return path
     out_dir.mkdir(parents=True, exist_ok=True)
     tokens, types, merges = _train_tokenizer(text, vocab_size)
-    _write_tiny(path, tokens, types, merges, seed)
+    _write_tiny(path, tokens, types, merges, seed, dim, n_layer, n_ff)
     return path
 
 
