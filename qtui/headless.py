@@ -17,7 +17,7 @@ from qtui.core.config import Config, effective_data_dir, effective_llama_bin, lo
 from qtui.core.export import export
 from qtui.core.fsutil import human_bytes
 from qtui.core.jobs import FINISHED, JobQueue
-from qtui.core.leaderboard import COLUMN_KEYS, COLUMNS, Row, build_rows, format_cell, sort_rows
+from qtui.core.leaderboard import COLUMN_KEYS, COLUMNS, Column, Row, build_rows, format_cell, sort_rows
 from qtui.core.store import ResultRecord, ResultStore, load_records
 
 console = Console(highlight=False)
@@ -161,19 +161,47 @@ def _sorted_rows(args: argparse.Namespace, records: list[ResultRecord], include_
     return sort_rows(build_rows(records, include_failed=include_failed), args.sort, args.reverse)
 
 
+# Columns in the order they are given up when the terminal is too narrow to show all of them:
+# a readable table of the essentials beats every column cut to "0.…".
+_PRIORITY = ("model", "quantizer", "quant", "kld", "size_gib", "kld_err", "kld_p99", "bpw", "same_top", "ppl_ratio", "score",
+             "pareto", "ppl_q", "kld_p999", "kld_max", "dp_rms", "duration_s")
+
+
+def fit_columns(rows: Sequence[Row], width: int) -> list[Column]:
+    """The most important columns whose natural widths fit `width` (at least model, quant, KLD)."""
+    def natural(c: Column) -> int:
+        return max([len(c.title)] + [len(format_cell(c, r)) for r in rows]) + 2
+
+    by_key = {c.key: c for c in COLUMNS}
+    chosen: list[str] = []
+    used = 4  # the rank column
+    for key in _PRIORITY:
+        w = natural(by_key[key]) if key != "model" else min(natural(by_key[key]), 44)
+        if used + w > width and len(chosen) >= 3:
+            break  # strictly by priority: no narrow minor column slipping in after a cut
+        chosen.append(key)
+        used += w
+    return [c for c in COLUMNS if c.key in chosen]
+
+
 def print_board(rows: Sequence[Row], title: str = "Leaderboard") -> None:
     if not rows:
         console.print("no results yet: run [bold]qtui run[/] or [bold]qtui demo[/]")
         return
+    cols = fit_columns(rows, console.width)
     t = Table(title=title, box=None, header_style="bold")
     t.add_column("#", justify="right")
-    for c in COLUMNS:
-        t.add_column(c.title, justify="left" if c.key in ("model", "quantizer", "quant") else "right", no_wrap=True)
+    for c in cols:
+        t.add_column(c.title, justify="left" if c.key in ("model", "quantizer", "quant") else "right",
+                     no_wrap=True, max_width=44 if c.key == "model" else None)
     for i, r in enumerate(rows, 1):
         style = "" if r.status == "done" else "red"
         t.add_row(str(i), *[format_cell(c, r) if r.status == "done" or c.key in ("model", "quant", "size_gib", "bpw", "quantizer")
-                            else ("✗ " + r.status if c.key == "kld" else "") for c in COLUMNS], style=style)
+                            else ("✗ " + r.status if c.key == "kld" else "") for c in cols], style=style)
     console.print(t)
+    hidden = len(COLUMNS) - len(cols)
+    if hidden:
+        console.print(f"[dim]{hidden} columns hidden at this width (qtui export -f md shows all)[/]")
 
 
 def cmd_results(args: argparse.Namespace) -> int:
