@@ -3,7 +3,8 @@
 
 FAKE_LLAMA_CASE=/path/to/case  replays case.out / case.err (and exits with case.json's
 exit_code, else 0), writing stdout in slices with FAKE_LLAMA_DELAY seconds between them.
-FAKE_LLAMA_EXIT overrides the exit code. In base mode (--kl-divergence-base without
+FAKE_LLAMA_EXIT overrides the exit code; FAKE_LLAMA_ENV_LOG names a file that gets one line
+per start (pid, CUDA_VISIBLE_DEVICES, time). In base mode (--kl-divergence-base without
 --kl-divergence) it also writes a small but well-formed base file, as the real one would.
 """
 
@@ -31,6 +32,9 @@ def main() -> int:
     err = case.with_suffix(".err").read_bytes() if case.with_suffix(".err").exists() else b""
     meta = json.loads(case.with_suffix(".json").read_text()) if case.with_suffix(".json").exists() else {}
     code = int(os.environ.get("FAKE_LLAMA_EXIT", meta.get("exit_code", 0)))
+    if os.environ.get("FAKE_LLAMA_ENV_LOG"):  # which GPU the scheduler gave this run, and when
+        with open(os.environ["FAKE_LLAMA_ENV_LOG"], "a") as fh:
+            fh.write(f"{os.getpid()} {os.environ.get('CUDA_VISIBLE_DEVICES')} {time.time()}\n")
     sys.stderr.buffer.write(err)
     sys.stderr.flush()
     if "--kl-divergence-base" in argv and "--kl-divergence" not in argv and code == 0:

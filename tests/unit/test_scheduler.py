@@ -185,3 +185,23 @@ def test_monitor_restarts_when_a_job_is_rerun(tmp_path: Path) -> None:
         p.write_bytes(data)
     again = [e for e in mon.poll() if isinstance(e, Progress)]
     assert [e.chunk for e in again] == [e.chunk for e in first]
+
+
+def test_two_slots_run_two_jobs_at_once_one_gpu_each(tmp_path: Path) -> None:
+    log = tmp_path / "starts.log"
+    q = JobQueue(tmp_path)
+    jobs = []
+    for _ in range(4):
+        s = spec("kld", "ik-tiny-kld-q8_0", tmp_path, delay=0.1)
+        s.env["FAKE_LLAMA_ENV_LOG"] = str(log)
+        jobs.append(q.add(s))
+    t0 = time.time()
+    Scheduler(tmp_path, slots=2).run()
+    assert all(q.get(j.id).state.status == "done" for j in jobs)  # type: ignore[union-attr]
+    starts = [line.split() for line in log.read_text().splitlines()]
+    assert sorted({gpu for _, gpu, _ in starts}) == ["0", "1"]
+    slots = {q.get(j.id).state.slot for j in jobs}  # type: ignore[union-attr]
+    assert slots == {0, 1}
+    # the first two started together, not one after the other
+    first_two = sorted(float(t) for _, _, t in starts)[:2]
+    assert first_two[1] - first_two[0] < 1.0 < time.time() - t0
