@@ -223,7 +223,20 @@ class QtuiApp(App[int]):
         except RunRefused as exc:
             return StartRefused("Cannot start the showdown", exc.problems,
                                 "Fix these (Settings: , or f2) and press s again.")
-        jobs = queue.add_many(plan.jobs)
+        specs = plan.jobs
+        if plan.base_job is not None:
+            # Variants added while the same base is still being generated wait for that job
+            # instead of generating the same (possibly huge) base file a second time.
+            key = plan.base_job.base.get("key")
+            pending = next((j for j in queue.jobs() if j.spec.kind == "base" and j.state.status in ACTIVE
+                            and j.spec.base.get("key") == key), None)
+            if pending is not None:
+                for spec in plan.kld_jobs:
+                    spec.depends_on = pending.id
+                specs = plan.kld_jobs
+                plan.notes[:] = [n for n in plan.notes if not n.startswith("generating base")]
+                plan.notes.append(f"waiting for the base log-probs already being made ({pending.spec.label}).")
+        jobs = queue.add_many(specs)
         ensure_scheduler(queue.data_dir, cfg.slots)
         return RunQueued(jobs, plan.notes)
 

@@ -14,7 +14,6 @@ the model's file name:
 from __future__ import annotations
 
 import io
-import os
 import stat
 import sys
 import time

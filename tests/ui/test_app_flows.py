@@ -8,7 +8,6 @@ import time
 from pathlib import Path
 
 import pytest
-from textual.widgets import DataTable
 
 from qtui.core.jobs import JobQueue
 from qtui.ui.screens.details import InfoScreen
@@ -403,7 +402,7 @@ async def test_refused_start_lists_every_problem(app_factory, models_dir: Path) 
         assert "other-vocab-Q4_0.gguf: vocabulary of 96 tokens" in said
         await pilot.press("escape")
         assert JobQueue(app.ctx.data_dir).jobs() == []
-        del ml
+        assert len(ml.choice().variants) == 3  # nothing was lost: fix the problem, press s again
 
 
 async def test_missing_llama_says_how_to_fix(app_factory, models_dir: Path, tmp_path: Path) -> None:
@@ -423,6 +422,7 @@ async def test_no_models_says_so(app_factory, tmp_path: Path) -> None:
     app = app_factory([empty])
     async with app.run_test(size=(80, 24)) as pilot:
         ml = await scanned(pilot)
+        assert ml.models == [] and ml.table.has_focus  # the keys still work on an empty list
         assert "No GGUF models found under" in screen_text(app) and "qtui demo" in screen_text(app)
         await pilot.press("s")
         await pilot.pause(0.1)
@@ -524,3 +524,31 @@ def test_board_hides_failures_that_were_retried_with_success() -> None:
     records = [rec("1", "a.gguf", "cancelled", 1), rec("2", "a.gguf", "done", 2), rec("3", "b.gguf", "failed", 1),
                rec("4", "b.gguf", "failed", 3), rec("5", "c.gguf", "done", 1)]
     assert [r.id for r in board_records(records)] == ["2", "4", "5"]
+
+
+async def test_second_start_reuses_the_pending_base_job(app_factory, tmp_path: Path) -> None:
+    from gguf_builders import F16, dense_tensors, write_model
+
+    from tests.ui.conftest import N_VOCAB
+
+    d = tmp_path / "slow-base"
+    # a base whose generation streams for ~20 s: still pending when the second start comes
+    write_model(d / "tiny-SLOW-F16.gguf", tensors=dense_tensors(n_vocab=N_VOCAB, weight_type=F16, embd_type=F16),
+                n_vocab=N_VOCAB, file_type=1)
+    add_model(d, "tiny-Q4_0.gguf")
+    add_model(d, "tiny-Q8_0.gguf")
+    app = app_factory([d])
+    async with app.run_test(size=(80, 24)) as pilot:
+        ml = await scanned(pilot)
+        names = [m.path.name for m in ml.visible()]
+        ml.table.move_cursor(row=names.index("tiny-Q4_0.gguf"))
+        await pilot.press("space", "s")
+        await wait_for(pilot, lambda: status_of(app, "tiny-Q4_0.gguf") is not None, what="the first start")
+        await pilot.press("1")
+        ml.table.move_cursor(row=names.index("tiny-Q8_0.gguf"))
+        await pilot.press("space", "s")
+        await wait_for(pilot, lambda: status_of(app, "tiny-Q8_0.gguf") is not None, what="the second start")
+        jobs = JobQueue(app.ctx.data_dir).jobs()
+        bases = [j for j in jobs if j.spec.kind == "base"]
+        assert len(bases) == 1 and bases[0].state.status in ("queued", "running")
+        assert job_by_label(app, "tiny-Q8_0.gguf").spec.depends_on == bases[0].id
