@@ -552,3 +552,30 @@ async def test_second_start_reuses_the_pending_base_job(app_factory, tmp_path: P
         bases = [j for j in jobs if j.spec.kind == "base"]
         assert len(bases) == 1 and bases[0].state.status in ("queued", "running")
         assert job_by_label(app, "tiny-Q8_0.gguf").spec.depends_on == bases[0].id
+
+
+def test_job_cache_sees_every_change_jobqueue_makes(tmp_path: Path) -> None:
+    from qtui.core.jobs import JobSpec
+    from qtui.ui.source import JobCache
+
+    q = JobQueue(tmp_path)
+    q.add_many([JobSpec(kind="kld", argv=["x"], label=f"m{i}", seq=i) for i in range(5)])
+    cache = JobCache(q)
+
+    def same() -> bool:
+        def view(jobs: list) -> list:
+            return [(j.id, j.state.status, j.spec.seq) for j in jobs]
+
+        return view(cache.jobs()) == view(q.jobs())
+
+    assert same()
+    jobs = q.jobs()
+    q.update(jobs[1].id, status="running", pid=123)
+    assert same()
+    q.move(jobs[4].id, -1)
+    assert same()
+    q.cancel(jobs[0].id)
+    q.remove(jobs[0].id)
+    assert same() and len(cache.jobs()) == 4
+    q.retry(jobs[0].id)  # gone: nothing to retry, nothing changes
+    assert same()
