@@ -64,8 +64,10 @@ os.execv({python!r}, [{python!r}, {fake!r}, *args])
 
 
 @pytest.fixture(autouse=True)
-def qtui_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Path]]:
-    dirs = {k: tmp_path / k for k in ("config", "data", "cache")}
+def qtui_dirs(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Path]]:
+    # Not under tmp_path: a test may rightly expect its tmp_path to hold only what it wrote.
+    root = tmp_path_factory.mktemp("qtui-dirs")
+    dirs = {k: root / k for k in ("config", "data", "cache")}
     for k, p in dirs.items():
         p.mkdir()
         monkeypatch.setenv(f"QTUI_{k.upper()}_DIR", str(p))
