@@ -101,7 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name, helptext in (("cancel", "stop a queued or running job"), ("retry", "queue a failed or cancelled job again"),
                            ("remove", "delete a finished job from the queue")):
         p = sub.add_parser(name, help=helptext)
-        p.add_argument("job_ids", nargs="+", metavar="JOB", help="job id (or a unique prefix) as shown by qtui jobs")
+        p.add_argument("job_ids", nargs="+", metavar="JOB", help="job id as shown by qtui jobs (any unique part of it)")
         _add_common(p)
 
     p = sub.add_parser("setup-llama", help="build llama.cpp's tools into qtui's cache (CPU, or CUDA when found)")

@@ -263,12 +263,19 @@ def cmd_jobs(args: argparse.Namespace) -> int:
         console.print("no jobs")
         return 0
     t = Table(box=None)
-    for col in ("id", "job", "state", "reason"):
-        t.add_column(col)
+    t.add_column("id", no_wrap=True)  # short and whole: it is what `qtui cancel ID` takes
+    t.add_column("job", no_wrap=True, max_width=48)
+    t.add_column("state", no_wrap=True)
+    t.add_column("reason")
     for j in jobs:
-        t.add_row(j.id, j.spec.label, j.state.status, j.state.reason or "")
+        t.add_row(short_id(j.id), j.spec.label, j.state.status, j.state.reason or "")
     console.print(t)
     return 0
+
+
+def short_id(job_id: str) -> str:
+    """The random part of a job id (ids are time-random): unique in practice, easy to type."""
+    return job_id.rsplit("-", 1)[-1]
 
 
 def _job_action(args: argparse.Namespace, action: Callable[[JobQueue, str], str]) -> int:
@@ -277,7 +284,7 @@ def _job_action(args: argparse.Namespace, action: Callable[[JobQueue, str], str]
     ids = [j.id for j in queue.jobs()]
     status = 0
     for prefix in args.job_ids:
-        matches = [i for i in ids if i.startswith(prefix)]
+        matches = [i for i in ids if prefix in i]
         if len(matches) != 1:
             err_console.print(f"[red]{prefix}[/]: {'no such job' if not matches else 'ambiguous, matches ' + ', '.join(matches)}")
             status = 2
