@@ -215,6 +215,15 @@ class MainScreen(Screen[None]):
 
     # -- data from the source --------------------------------------------------------------
     def on_jobs_changed(self, msg: JobsChanged) -> None:
+        before = {j.id: j.state.status for j in self.jobs}
+        for j in msg.jobs:
+            # Say so when a run ends while this qtui watches (not for history loaded at start).
+            if j.id in before and before[j.id] != j.state.status and j.state.status in ("done", "failed"):
+                if j.state.status == "done":
+                    self.notify(f"✓ {j.spec.label} done", timeout=3)
+                else:
+                    self.notify(f"✗ {j.spec.label} failed: {j.state.reason or 'see the Runs tab'}",
+                                severity="error", timeout=8)
         self.jobs = msg.jobs
         self.query_one(QueueView).set_jobs(msg.jobs)
         running = sum(1 for j in msg.jobs if j.state.status == "running")
