@@ -455,6 +455,30 @@ def _wall_table(results: list[Run], modes: list[str], title: str) -> dict[str, f
     return ratios
 
 
+def contention_fit(results: list[Run], modes: list[str]) -> None:
+    """wall = a[mode] + b * others, one slope for all modes: a[mode] is the wall with no other
+    load, so a[mode] / a[bare] compares the modes with the shared machine's load taken out.
+    Extrapolated, so printed with its standard error; a hint, not a target."""
+    groups = {m: [(r.others, r.wall) for r in results if r.mode == m and r.others is not None] for m in modes}
+    if any(len(g) < 2 for g in groups.values()):
+        return
+    means = {m: (statistics.fmean(x for x, _ in g), statistics.fmean(y for _, y in g)) for m, g in groups.items()}
+    sxx = sum((x - means[m][0]) ** 2 for m, g in groups.items() for x, _ in g)
+    if sxx < 1.0:
+        return  # the load hardly varied: nothing to fit
+    b = sum((x - means[m][0]) * (y - means[m][1]) for m, g in groups.items() for x, y in g) / sxx
+    a = {m: my - b * mx for m, (mx, my) in means.items()}
+    n = sum(len(g) for g in groups.values())
+    dof = n - len(modes) - 1
+    if dof < 1 or a["bare"] <= 0:
+        return
+    s2 = sum((y - a[m] - b * x) ** 2 for m, g in groups.items() for x, y in g) / dof
+    se = {m: (s2 * (1 / len(g) + means[m][0] ** 2 / sxx)) ** 0.5 for m, g in groups.items()}
+    print(f"\nwall with no other load, fitted (wall = a + {b:.3f} s per % of a core used by others):")
+    for m in modes:
+        print(f"  {m:8} {a[m]:6.2f} s ± {se[m]:.2f}   ratio {a[m] / a['bare']:.3f}")
+
+
 def report(results: list[Run], modes: list[str], quiet_pct: float) -> list[str]:
     """Prints the tables; returns the targets missed."""
     missed: list[str] = []
@@ -465,6 +489,7 @@ def report(results: list[Run], modes: list[str], quiet_pct: float) -> list[str]:
         ratios = _wall_table(quiet, modes, f"the same, only runs while other processes used <= {quiet_pct:.0f}% of a core")
     else:
         print(f"\n(too few runs with other processes under {quiet_pct:.0f}% of a core for a quiet-only table: {counts})")
+    contention_fit(results, modes)
     for mode, ratio in ratios.items():
         if mode != "bare" and ratio > WALL_TARGET:
             missed.append(f"{mode}: llama-perplexity wall {ratio:.3f}x bare (target <= {WALL_TARGET})")
