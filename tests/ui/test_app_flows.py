@@ -580,3 +580,18 @@ def test_job_cache_sees_every_change_jobqueue_makes(tmp_path: Path) -> None:
     assert same() and len(cache.jobs()) == 4
     q.retry(jobs[0].id)  # gone: nothing to retry, nothing changes
     assert same()
+
+
+async def test_split_set_is_one_row(app_factory, tmp_path: Path) -> None:
+    from gguf_builders import dense_tensors, write_model
+
+    d = tmp_path / "split"
+    first = write_model(d / "big-Q4_K_M.gguf", tensors=dense_tensors(n_vocab=64), n_vocab=64, file_type=15,
+                        split_max_tensors=8)
+    assert len(list(d.glob("*.gguf"))) > 1
+    app = app_factory([d])
+    async with app.run_test(size=(80, 24)) as pilot:
+        ml = await scanned(pilot)
+        assert [m.path for m in ml.models] == [first] and ml.table.row_count == 1
+        n = len(ml.models[0].shards)
+        assert f"({n} parts)" in str(ml.table.get_cell(str(first), "file"))
