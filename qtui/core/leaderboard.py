@@ -161,16 +161,29 @@ def pareto_front(rows: Sequence[Row]) -> list[bool]:
     return flags
 
 
+def setup_key(rec: ResultRecord) -> tuple[Any, ...]:
+    """What makes two KLD figures comparable: the same base, tokens, context and source.
+
+    KLD against one base means nothing next to KLD against another, so the efficiency score
+    and the Pareto front are computed within each setup, never across them.
+    """
+    base = rec.base.get("label") or rec.base.get("path")
+    return (base, rec.corpus.get("sha256"), rec.ctx, rec.source.get("url"))
+
+
 def build_rows(records: Iterable[ResultRecord], include_failed: bool = False) -> list[Row]:
-    """KLD rows with score and Pareto flag computed over exactly the rows returned."""
-    rows = [
-        row_from_record(r)
-        for r in records
-        if r.kind == "kld" and (include_failed or r.status == "done")
-    ]
-    ranked = [r for r in rows if r.status == "done"]
-    scores = dict(zip((r.id for r in ranked), efficiency_scores(ranked)))
-    front = dict(zip((r.id for r in ranked), pareto_front(ranked)))
+    """KLD rows; score and Pareto flag computed over the returned rows of the same setup."""
+    kept = [r for r in records if r.kind == "kld" and (include_failed or r.status == "done")]
+    rows = [row_from_record(r) for r in kept]
+    groups: dict[tuple[Any, ...], list[Row]] = {}
+    for rec, row in zip(kept, rows):
+        if row.status == "done":
+            groups.setdefault(setup_key(rec), []).append(row)
+    scores: dict[str, float | None] = {}
+    front: dict[str, bool] = {}
+    for ranked in groups.values():
+        scores.update(zip((r.id for r in ranked), efficiency_scores(ranked)))
+        front.update(zip((r.id for r in ranked), pareto_front(ranked)))
     return [replace(r, score=scores.get(r.id), pareto=front.get(r.id, False)) for r in rows]
 
 

@@ -174,11 +174,22 @@ async def test_existing_file_needs_a_second_press(tmp_path: Path) -> None:
         screen = app.open_export(tmp_path)
         await pilot.pause()
         await pilot.click("#export")
-        await pilot.pause()
+        for _ in range(50):
+            if "exists" in error_text(screen):
+                break
+            await pilot.pause(0.05)
         assert "exists. Press Export again to replace it." in error_text(screen)
         assert target.read_text() == "old\n" and app.results == []
+        button = screen.query_one("#export")
+        for _ in range(50):  # a Button ignores clicks during its 0.2 s press effect: a person's second press comes later
+            if not button.has_class("-active"):
+                break
+            await pilot.pause(0.05)
         await pilot.click("#export")
-        await pilot.pause()
+        for _ in range(50):  # the dialog dismisses after its callback chain; wait for it, not a fixed time
+            if app.results:
+                break
+            await pilot.pause(0.05)
         assert app.results == [target] and target.read_text().startswith("### KLD leaderboard")
 
 

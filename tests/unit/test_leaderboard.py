@@ -82,3 +82,16 @@ def test_efficiency_constant_axes() -> None:
     r = [Row(id="x", model="x", quantizer=None, quant=None, size_gib=1.0, bpw=None, ppl_q=None, ppl_ratio=None, kld=0.1,
              kld_err=None, kld_p99=None, kld_p999=None, kld_max=None, dp_rms=None, same_top=None, duration_s=None, status="done")]
     assert efficiency_scores(r) == [0.0] and pareto_front(r) == [True]
+
+
+def test_scores_never_mix_setups() -> None:
+    """Two showdowns against different bases are ranked each in its own set."""
+    a = [rec("a1", 1, 0.1), rec("a2", 2, 0.05)]
+    b = [rec("b1", 10, 0.9), rec("b2", 20, 0.5)]
+    for r in a:
+        r.base = {"label": "model-A-BF16"}
+    for r in b:
+        r.base = {"label": "model-B-BF16"}
+    together = {r.id: (r.score, r.pareto) for r in build_rows(a + b)}
+    apart = {r.id: (r.score, r.pareto) for r in build_rows(a) + build_rows(b)}
+    assert together == apart

@@ -113,6 +113,7 @@ class ExportScreen(ModalScreen[Path | None]):
         self.default_dir = default_dir
         self.format = next((f for f in FORMATS if f.key == fmt), FORMATS[0])
         self._confirm_overwrite: Path | None = None
+        self._confirm_text = ""
 
     def compose(self) -> ComposeResult:
         name = DEFAULT_STEM + self.format.suffix
@@ -150,8 +151,11 @@ class ExportScreen(ModalScreen[Path | None]):
         self._say("")
 
     @on(Input.Changed, "#path")
-    def _path_changed(self) -> None:
-        self._confirm_overwrite = None
+    def _path_changed(self, event: Input.Changed) -> None:
+        # Only a real edit withdraws the overwrite confirmation: Input also reports its initial
+        # value, and that message can arrive after the first press.
+        if self._confirm_overwrite is not None and event.value.strip() != self._confirm_text:
+            self._confirm_overwrite = None
 
     @on(Input.Submitted, "#path")
     @on(Button.Pressed, "#export")
@@ -173,6 +177,7 @@ class ExportScreen(ModalScreen[Path | None]):
             return
         if path.exists() and self._confirm_overwrite != path:
             self._confirm_overwrite = path
+            self._confirm_text = self.query_one("#path", Input).value.strip()
             self._say(f"{path} exists. Press Export again to replace it.", warning=True)
             return
         if fmt.key == "screenshot":
