@@ -7,6 +7,7 @@ is a bug.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -133,9 +134,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.llama_args = llama_args
     if llama_args and args.command != "run":
         ap.error("arguments after -- are passed to llama-perplexity and only make sense with `qtui run`")
-    from qtui import headless  # late: `qtui --help` stays instant
-
+    if getattr(args, "data_dir", None):
+        os.environ["QTUI_DATA_DIR"] = str(args.data_dir)  # the scheduler and the app see the same store
     try:
+        if args.command is None:
+            # The app: straight to Textual, without the headless commands' imports (startup time).
+            from qtui.ui.app import run_app
+
+            return run_app(args)
+        from qtui import headless  # late: `qtui --help` stays instant
+
         return headless.dispatch(args)
     except KeyboardInterrupt:
         return 130

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Callable, Sequence
@@ -341,16 +340,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(args)
 
 
-def cmd_app(args: argparse.Namespace) -> int:
-    try:
-        from qtui.ui.app import run_app
-    except ImportError as exc:  # pragma: no cover - the UI ships with the package
-        raise UserError(f"the app is unavailable ({exc}); the headless commands still work: qtui --help") from None
-    return run_app(args)
-
-
-COMMANDS: dict[str | None, Callable[[argparse.Namespace], int]] = {
-    None: cmd_app,
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "scan": cmd_scan,
     "run": cmd_run,
     "results": cmd_results,
@@ -367,8 +357,6 @@ COMMANDS: dict[str | None, Callable[[argparse.Namespace], int]] = {
 
 
 def dispatch(args: argparse.Namespace) -> int:
-    if getattr(args, "data_dir", None):
-        os.environ["QTUI_DATA_DIR"] = str(args.data_dir)  # the scheduler and the app see the same store
     try:
         return COMMANDS[args.command](args)
     except UserError as exc:

@@ -33,7 +33,7 @@ import time
 from pathlib import Path
 from typing import Callable, Iterator
 
-from qtui.core.llama import STAMP_NAME, TOOL_NAMES, LlamaTools, check_runnable, child_env
+from qtui.core.llama import STAMP_NAME, TOOL_NAMES, LlamaTools, check_runnable
 from qtui.core.paths import downloads_dir, llama_cache_dir
 
 STAGES = ("download", "unpack", "configure", "build", "verify")

@@ -4,7 +4,6 @@ transcripts (tests/fixtures/ik): ordering, dependencies, persistence, cancel, ad
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
