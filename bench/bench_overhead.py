@@ -43,13 +43,13 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run from a checkout without installing
 
-import psutil  # noqa: E402
+import psutil
 
-from qtui.core import factory, paths  # noqa: E402
-from qtui.core.basefile import BaseFileError, check_base_file  # noqa: E402
-from qtui.core.jobs import FINISHED, JobQueue, JobSpec  # noqa: E402
-from qtui.core.llama import LlamaTools, child_env, find_tools  # noqa: E402
-from qtui.core.parser import Progress, parse_transcript  # noqa: E402
+from qtui.core import factory, paths
+from qtui.core.basefile import BaseFileError, check_base_file
+from qtui.core.jobs import FINISHED, JobQueue, JobSpec
+from qtui.core.llama import LlamaTools, child_env, find_tools
+from qtui.core.parser import Progress, parse_transcript
 
 WALL_TARGET = 1.03
 CPU_TARGET_PCT = 5.0
@@ -103,7 +103,7 @@ def prepare(model: str, cache: Path, tools: LlamaTools, args: argparse.Namespace
         partial = Path(str(base_file) + ".partial")
         partial.parent.mkdir(parents=True, exist_ok=True)  # llama-perplexity does not create it
         argv = base_argv(tools, base, corpus, ctx, chunks, partial, extra)
-        proc = subprocess.run(argv, env=child_env(tools), capture_output=True, stdin=subprocess.DEVNULL)
+        proc = subprocess.run(argv, env=child_env(tools), capture_output=True, stdin=subprocess.DEVNULL, check=False)
         if proc.returncode != 0:
             sys.exit(f"base generation failed ({proc.returncode}):\n{proc.stderr.decode(errors='replace')[-2000:]}")
         check_base_file(partial)
@@ -381,7 +381,8 @@ def first_screen(runs: int, models_dir: Path) -> str:
     times: list[float] = []
     screen = "?"
     for _ in range(runs):
-        proc = subprocess.run([sys.executable, "-c", FIRST_SCREEN, str(models_dir)], cwd=REPO, capture_output=True, text=True, timeout=120,
+        proc = subprocess.run([sys.executable, "-c", FIRST_SCREEN, str(models_dir)], cwd=REPO, capture_output=True,
+                              text=True, timeout=120, check=False,
                               env={**os.environ, "QTUI_DATA_DIR": tempfile.mkdtemp(prefix="qtui-bench-ui-")})
         if proc.returncode != 0:
             return "failed: " + (proc.stderr.strip().splitlines() or ["?"])[-1]
@@ -390,34 +391,11 @@ def first_screen(runs: int, models_dir: Path) -> str:
     return f"{statistics.median(times):.2f} s median of {runs} (process start to {screen} mounted, headless)"
 
 
-# -- the machine's other load ----------------------------------------------------------------
-def _cpu_by_pid() -> dict[int, tuple[str, float]]:
-    out = {}
-    for p in psutil.process_iter(["name", "cpu_times"]):
-        ct = p.info["cpu_times"]
-        if ct is not None:
-            out[p.pid] = (p.info["name"] or "?", ct.user + ct.system)
-    return out
-
-
-def other_load(before: dict[int, tuple[str, float]], after: dict[int, tuple[str, float]], wall: float) -> str:
-    mine = {os.getpid()} | {p.pid for p in psutil.Process().children(recursive=True)}
-    used: dict[str, float] = {}
-    for pid, (name, cpu) in after.items():
-        if pid in mine:
-            continue
-        d = cpu - before.get(pid, (name, 0.0))[1]
-        if d > 0.5:
-            used[name] = used.get(name, 0.0) + d
-    if not used:
-        return "none used more than 0.5 CPU s"
-    return ", ".join(f"{n} {c:.0f} CPU s" for n, c in sorted(used.items(), key=lambda kv: -kv[1])[:5])
-
-
+# -- the machine ----------------------------------------------------------------------------
 def _machine() -> str:
     cpu = "?"
-    with contextlib.suppress(OSError):
-        cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")), "?")
+    with contextlib.suppress(OSError), open("/proc/cpuinfo") as fh:
+        cpu = next((ln.split(":", 1)[1].strip() for ln in fh if ln.startswith("model name")), "?")
     usable = len(psutil.Process().cpu_affinity()) if hasattr(psutil.Process, "cpu_affinity") else psutil.cpu_count()
     return f"{cpu}, {psutil.cpu_count()} logical CPUs, {usable} usable by this process"
 
@@ -455,30 +433,6 @@ def _wall_table(results: list[Run], modes: list[str], title: str) -> dict[str, f
     return ratios
 
 
-def contention_fit(results: list[Run], modes: list[str]) -> None:
-    """wall = a[mode] + b * others, one slope for all modes: a[mode] is the wall with no other
-    load, so a[mode] / a[bare] compares the modes with the shared machine's load taken out.
-    Extrapolated, so printed with its standard error; a hint, not a target."""
-    groups = {m: [(r.others, r.wall) for r in results if r.mode == m and r.others is not None] for m in modes}
-    if any(len(g) < 2 for g in groups.values()):
-        return
-    means = {m: (statistics.fmean(x for x, _ in g), statistics.fmean(y for _, y in g)) for m, g in groups.items()}
-    sxx = sum((x - means[m][0]) ** 2 for m, g in groups.items() for x, _ in g)
-    if sxx < 1.0:
-        return  # the load hardly varied: nothing to fit
-    b = sum((x - means[m][0]) * (y - means[m][1]) for m, g in groups.items() for x, y in g) / sxx
-    a = {m: my - b * mx for m, (mx, my) in means.items()}
-    n = sum(len(g) for g in groups.values())
-    dof = n - len(modes) - 1
-    if dof < 1 or a["bare"] <= 0:
-        return
-    s2 = sum((y - a[m] - b * x) ** 2 for m, g in groups.items() for x, y in g) / dof
-    se = {m: (s2 * (1 / len(g) + means[m][0] ** 2 / sxx)) ** 0.5 for m, g in groups.items()}
-    print(f"\nwall with no other load, fitted (wall = a + {b:.3f} s per % of a core used by others):")
-    for m in modes:
-        print(f"  {m:8} {a[m]:6.2f} s ± {se[m]:.2f}   ratio {a[m] / a['bare']:.3f}")
-
-
 def report(results: list[Run], modes: list[str], quiet_pct: float) -> list[str]:
     """Prints the tables; returns the targets missed."""
     missed: list[str] = []
@@ -489,12 +443,11 @@ def report(results: list[Run], modes: list[str], quiet_pct: float) -> list[str]:
         ratios = _wall_table(quiet, modes, f"the same, only runs while other processes used <= {quiet_pct:.0f}% of a core")
     else:
         print(f"\n(too few runs with other processes under {quiet_pct:.0f}% of a core for a quiet-only table: {counts})")
-    contention_fit(results, modes)
     for mode, ratio in ratios.items():
         if mode != "bare" and ratio > WALL_TARGET:
             missed.append(f"{mode}: llama-perplexity wall {ratio:.3f}x bare (target <= {WALL_TARGET})")
 
-    print(f"\nqtui's own CPU, % of one core: while the run streams (whole run incl. start-up)")
+    print("\nqtui's own CPU, % of one core: while the run streams (whole run incl. start-up)")
     print(f"{'mode':8} {'watcher':>16} {'scheduler':>16} {'qtui total':>11} {'llama-perplexity':>17}")
     for mode in modes:
         rs = [r for r in results if r.mode == mode]
@@ -566,7 +519,7 @@ def main(argv: list[str] | None = None) -> int:
     print("argv: " + " ".join(spec.argv))
     _say("warm-up run (page cache) ...")
     run_bare(spec, runs_dir / "warmup")
-    before, load0, whole = _cpu_by_pid(), os.getloadavg()[0], Contention()
+    load0, whole = os.getloadavg()[0], Contention()
     results: list[Run] = []
     for i in range(args.runs):
         # Alternating, and rotating who goes first, so that drifting background load and
@@ -588,8 +541,7 @@ def main(argv: list[str] | None = None) -> int:
 
         args.json.write_text(json.dumps({"model": s.model, "argv": spec.argv, "runs": [asdict(r) for r in results]}, indent=1))
     print(f"\nload: over the {wall:.0f} s of runs, other processes used {_f(overall.others, '.0f')}% of one core"
-          f" (steal {_f(overall.steal, '.1f')}%); 1-min load average {load0:.2f} before, {os.getloadavg()[0]:.2f} after;"
-          f"\n  of the processes alive at both ends: {other_load(before, _cpu_by_pid(), wall)}")
+          f" (steal {_f(overall.steal, '.1f')}%); 1-min load average {load0:.2f} before, {os.getloadavg()[0]:.2f} after")
     print(f"startup to first screen: {first_screen(args.ui_runs, s.variant.parent)}")
     print("\nratio = median wall / median bare wall; paired = median of run i / bare run i (robust to drifting load);"
           "\nwall = llama-perplexity from Popen to exit (bare) / from the scheduler's claim to the job finalized (qtui);"
