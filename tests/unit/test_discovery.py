@@ -119,13 +119,38 @@ def test_mutual_symlink_loop(tmp_path: Path, model_bytes: bytes) -> None:
     assert len(res.models) == 1
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root can read anything")
-def test_unreadable(tmp_path: Path, model_bytes: bytes) -> None:
+def _deny_as_if_not_root(monkeypatch: pytest.MonkeyPatch, *denied: Path) -> None:
+    """Root reads through chmod 0, so make the OS calls fail as they would for anyone else."""
+    import builtins
+
+    import qtui.core.discovery as discovery
+
+    real_open, real_scandir = builtins.open, os.scandir
+
+    def guard(path: object) -> None:
+        if Path(str(path)) in denied:
+            raise PermissionError(13, "Permission denied", str(path))
+
+    def fake_open(file, *a, **kw):  # type: ignore[no-untyped-def]
+        guard(file)
+        return real_open(file, *a, **kw)
+
+    def fake_scandir(path=".", *a, **kw):  # type: ignore[no-untyped-def]
+        guard(path)
+        return real_scandir(path, *a, **kw)
+
+    monkeypatch.setattr(builtins, "open", fake_open)
+    monkeypatch.setattr(discovery.os, "scandir", fake_scandir)
+
+
+def test_unreadable(tmp_path: Path, model_bytes: bytes, monkeypatch: pytest.MonkeyPatch) -> None:
     p = _model(tmp_path / "locked.gguf", model_bytes)
     d = tmp_path / "closed"
     d.mkdir()
     p.chmod(0)
     d.chmod(0)
+    if os.geteuid() == 0:
+        _deny_as_if_not_root(monkeypatch, p, d)
     try:
         r = _reasons(scan([tmp_path]).skipped, tmp_path)
     finally:
