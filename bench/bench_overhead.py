@@ -29,6 +29,7 @@ import fcntl
 import os
 import resource
 import shlex
+import shutil
 import statistics
 import struct
 import subprocess
@@ -381,9 +382,9 @@ def first_screen(runs: int, models_dir: Path) -> str:
     times: list[float] = []
     screen = "?"
     for _ in range(runs):
-        proc = subprocess.run([sys.executable, "-c", FIRST_SCREEN, str(models_dir)], cwd=REPO, capture_output=True,
-                              text=True, timeout=120, check=False,
-                              env={**os.environ, "QTUI_DATA_DIR": tempfile.mkdtemp(prefix="qtui-bench-ui-")})
+        with tempfile.TemporaryDirectory(prefix="qtui-bench-ui-") as data:
+            proc = subprocess.run([sys.executable, "-c", FIRST_SCREEN, str(models_dir)], cwd=REPO, capture_output=True,
+                                  text=True, timeout=120, check=False, env={**os.environ, "QTUI_DATA_DIR": data})
         if proc.returncode != 0:
             return "failed: " + (proc.stderr.strip().splitlines() or ["?"])[-1]
         secs, screen = proc.stdout.split()[-2:]
@@ -494,6 +495,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--ui-only", action="store_true", help="only measure startup to the first screen")
     ap.add_argument("--quiet", type=float, default=10.0, metavar="PCT",
                     help="runs while other processes used at most PCT%% of a core form the quiet-only table")
+    ap.add_argument("--keep", action="store_true", help="keep the runs' job folders and outputs")
     ap.add_argument("--check", action="store_true", help="exit 1 if a target is missed")
     args = ap.parse_args(argv)
     if args.ui_only:
@@ -513,6 +515,15 @@ def main(argv: list[str] | None = None) -> int:
     tools = find_tools(llama_bin=Path(args.llama_bin).resolve() if args.llama_bin else None)
     s = prepare(model, cache, tools, args)
     runs_dir = Path(tempfile.mkdtemp(prefix="overhead-", dir=cache))
+    try:
+        return measure(args, s, runs_dir, modes)
+    finally:
+        if not args.keep:
+            shutil.rmtree(runs_dir, ignore_errors=True)
+
+
+def measure(args: argparse.Namespace, s: Setup, runs_dir: Path, modes: list[str]) -> int:
+    tools = s.tools
     os.environ["QTUI_CONFIG_DIR"] = str(runs_dir / "config")  # no user config changes a run
     spec = kld_spec(s)
     print(f"model {s.variant.name} vs {s.base.name}, -c {s.ctx}, {s.chunks} chunks; {_machine()}; {tools.perplexity}")
