@@ -180,7 +180,10 @@ class QtuiApp(App[int]):
         from qtui.ui.screens.export import ExportScreen
         from qtui.ui.widgets.leaderboard import Leaderboard
 
-        board = self.screen.query_one(Leaderboard)
+        found = self.screen.query(Leaderboard)
+        if not found:
+            return  # not on the main screen, or pressed before its tabs were mounted
+        board = found.first()
         rows = [r for r in board.rows if r.status == "done"]
         if not rows:
             self.notify("nothing to export yet: no finished KLD runs", severity="warning")
