@@ -180,10 +180,7 @@ class QtuiApp(App[int]):
         from qtui.ui.screens.export import ExportScreen
         from qtui.ui.widgets.leaderboard import Leaderboard
 
-        found = self.screen.query(Leaderboard)
-        if not found:
-            return  # not on the main screen, or pressed before its tabs were mounted
-        board = found.first()
+        board = self.screen.query_one(Leaderboard)
         rows = [r for r in board.rows if r.status == "done"]
         if not rows:
             self.notify("nothing to export yet: no finished KLD runs", severity="warning")

@@ -160,16 +160,8 @@ async def ready(pilot: Any) -> None:
 
 async def wait_for(pilot: Any, cond: Callable[[], bool], timeout: float = 30.0, what: str = "condition") -> None:
     """Let the app run until cond() holds (runs are real processes: no fixed sleeps)."""
-    from textual.css.query import NoMatches
-
-    def holds() -> bool:
-        try:
-            return cond()
-        except NoMatches:
-            return False  # the Runs and Leaderboard tabs are mounted just after the first frame
-
     deadline = time.monotonic() + timeout
-    while not holds():
+    while not cond():
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
         await pilot.pause(0.05)

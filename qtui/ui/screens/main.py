@@ -145,12 +145,6 @@ class MainScreen(Screen[None]):
         self.selected_job: str | None = None
         self.last_gpu: GpuSampled | None = None
         self._autostarted = False
-        self.ready = False
-        """True once the Runs and Leaderboard tabs are mounted (just after the first frame)."""
-
-    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        # Keys pressed in the few ms before the deferred tabs exist wait (None: shown, disabled).
-        return True if self.ready else None
 
     @property
     def qapp(self) -> QtuiApp:
@@ -161,19 +155,21 @@ class MainScreen(Screen[None]):
         with TabbedContent(id="tabs", initial="board" if ctx.read_only else "models"):
             with TabPane("Models", id="models"):
                 yield ModelList(ctx.dirs, id="model-list")
-            # The tabs not shown first are filled right after the first frame: styling and
-            # laying out their tables is a third of the startup time (bench/bench_startup.py).
             with TabPane("Runs", id="runs"):
-                pass
+                with Vertical(id="runs-pane"):
+                    yield QueueView(id="queue-view")
+                    yield RunPanel(clock=ctx.clock, id="run-panel")
             with TabPane("Leaderboard", id="board"):
-                if ctx.read_only:
-                    yield BoardPane(id="board-pane")
+                yield BoardPane(id="board-pane")
         yield GpuPanel(id="gpu")
         yield Footer()
 
     def on_mount(self) -> None:
         ctx = self.qapp.ctx
+        queue = self.query_one(QueueView)
+        queue.queue = self.qapp.source.queue
         if ctx.read_only:
+            queue.read_only_reason = self.qapp.read_only_reason()
             tabs = self.query_one(TabbedContent)
             tabs.hide_tab("models")
             tabs.hide_tab("runs")
@@ -184,22 +180,9 @@ class MainScreen(Screen[None]):
         # After the first frame: the first screen must not wait for NVML, plotext or the disk.
         self.call_after_refresh(self._after_first_frame)
 
-    async def _after_first_frame(self) -> None:
-        await self._mount_deferred()
-        self.qapp.start_pumps(self)  # data flows only once every widget it updates exists
+    def _after_first_frame(self) -> None:
+        self.qapp.start_pumps(self)
         self._import_scatter()
-
-    async def _mount_deferred(self) -> None:
-        ctx = self.qapp.ctx
-        await self.query_one("#runs", TabPane).mount(
-            Vertical(QueueView(id="queue-view"), RunPanel(clock=ctx.clock, id="run-panel"), id="runs-pane"))
-        if not ctx.read_only:
-            await self.query_one("#board", TabPane).mount(BoardPane(id="board-pane"))
-        queue = self.query_one(QueueView)
-        queue.queue = self.qapp.source.queue
-        if ctx.read_only:
-            queue.read_only_reason = self.qapp.read_only_reason()
-        self.ready = True
 
     @work(thread=True, group="imports", exit_on_error=False, description="loading the scatter plot")
     def _import_scatter(self) -> None:
@@ -212,8 +195,6 @@ class MainScreen(Screen[None]):
 
     # -- tabs ------------------------------------------------------------------------------
     def action_tab(self, tab: str) -> None:
-        if not self.ready:
-            return  # a key pressed within the first frame: the tab's contents are being mounted
         if self.qapp.ctx.read_only and tab != "board":
             self.notify(self.qapp.read_only_reason(), severity="warning")
             return
