@@ -41,6 +41,8 @@ class Autostart:
     corpus: Path | None = None
     ctx: int | None = None
     chunks: int | None = None
+    llama_args: tuple[str, ...] = ()
+    """appended to the configured llama arguments (the demo asks for finer progress)"""
 
 
 @dataclass
@@ -218,7 +220,8 @@ class QtuiApp(App[int]):
                 base_model=choice.base, variants=choice.variants, corpus=corpus,
                 ctx=(auto.ctx if auto and auto.ctx else None) or cfg.ctx,
                 chunks=(auto.chunks if auto and auto.chunks else None) or cfg.chunks,
-                extra_args=cfg.llama_args, tools=tools, build=build, gpu_name=gpu_name,
+                extra_args=[*cfg.llama_args, *(auto.llama_args if auto else ())], tools=tools, build=build,
+                gpu_name=gpu_name,
             )
         except RunRefused as exc:
             return StartRefused("Cannot start the showdown", exc.problems,
@@ -313,7 +316,8 @@ def run_app(args: argparse.Namespace) -> int:
     overrides: dict[str, Any] = {}
     demo = getattr(args, "demo", None)
     if demo is not None:
-        overrides["autostart"] = Autostart(demo.base, list(demo.variants), demo.corpus, demo.ctx, demo.chunks)
+        overrides["autostart"] = Autostart(demo.base, list(demo.variants), demo.corpus, demo.ctx, demo.chunks,
+                                           tuple(demo.llama_args))
         if getattr(demo, "llama_bin", None):
             llama_bin = str(demo.llama_bin)
             args.llama_bin = args.llama_bin or llama_bin

@@ -466,13 +466,16 @@ async def test_export_markdown_from_the_board(app_factory, qtui_dirs, tmp_path: 
 async def test_demo_autostart_chooses_and_runs(app_factory, models_dir: Path) -> None:
     from qtui.ui.app import Autostart
 
-    auto = Autostart(models_dir / "tiny-F16.gguf", [models_dir / "tiny-Q8_0.gguf"], ctx=128, chunks=4)
+    auto = Autostart(models_dir / "tiny-F16.gguf", [models_dir / "tiny-Q8_0.gguf"], ctx=128, chunks=4,
+                     llama_args=("-b", "128"))
     app = app_factory([models_dir], autostart=auto)
     async with app.run_test(size=(80, 24)) as pilot:
         await wait_for(pilot, lambda: status_of(app, "tiny-Q8_0.gguf") == "done", what="the demo run")
         assert marks(app)["tiny-Q8_0.gguf"] == "✓"
         base_job = next(j for j in JobQueue(app.ctx.data_dir).jobs() if j.spec.kind == "base")
         assert base_job.spec.chunks == 4 and "--chunks" in base_job.spec.argv
+        kld_job = next(j for j in JobQueue(app.ctx.data_dir).jobs() if j.spec.kind == "kld")
+        assert kld_job.spec.argv[-2:] == ["-b", "128"]  # the demo's own llama arguments reach the run
 
 
 @pytest.fixture(scope="session")
