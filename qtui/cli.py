@@ -138,6 +138,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.environ["QTUI_DATA_DIR"] = str(args.data_dir)  # the scheduler and the app see the same store
     try:
         if args.command is None:
+            if args.results is not None and not args.results.exists():
+                ap.error(f"--results {args.results}: no such file or folder")
+            if not (sys.stdin.isatty() and sys.stdout.isatty()):
+                # Without a terminal the app cannot draw or read keys (and would spin): say so.
+                ap.error("the app needs a terminal; from scripts use the headless commands "
+                         "(qtui run / results / export / jobs; see qtui --help)")
             # The app: straight to Textual, without the headless commands' imports (startup time).
             from qtui.ui.app import run_app
 
