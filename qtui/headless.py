@@ -16,7 +16,7 @@ from qtui.core.config import Config, effective_data_dir, effective_llama_bin, lo
 from qtui.core.export import export
 from qtui.core.fsutil import human_bytes
 from qtui.core.jobs import FINISHED, JobQueue
-from qtui.core.leaderboard import COLUMN_KEYS, COLUMNS, Column, Row, build_rows, format_cell, sort_rows
+from qtui.core.leaderboard import COLUMNS, Column, Row, build_rows, format_cell, sort_rows
 from qtui.core.store import ResultRecord, ResultStore, load_records
 
 console = Console(highlight=False)
@@ -79,7 +79,11 @@ def _common_root(dirs: Sequence[Path], p: Path) -> Path:
 def first_gpu_name() -> str | None:
     from qtui.core.gpu import Nvml
 
-    snap = Nvml().sample()
+    nvml = Nvml()
+    try:
+        snap = nvml.sample()
+    finally:
+        nvml.shutdown()
     return snap.gpus[0].name if snap.available and snap.gpus else None
 
 
@@ -155,9 +159,10 @@ def _records(args: argparse.Namespace) -> list[ResultRecord]:
 
 
 def _sorted_rows(args: argparse.Namespace, records: list[ResultRecord], include_failed: bool = False) -> list[Row]:
-    if args.sort not in COLUMN_KEYS:
-        raise UserError(f"unknown column {args.sort!r}; choose one of: {', '.join(COLUMN_KEYS)}")
-    return sort_rows(build_rows(records, include_failed=include_failed), args.sort, args.reverse)
+    try:
+        return sort_rows(build_rows(records, include_failed=include_failed), args.sort, args.reverse)
+    except ValueError as exc:  # an unknown column: sort_rows says which ones exist
+        raise UserError(str(exc)) from None
 
 
 # Columns in the order they are given up when the terminal is too narrow to show all of them:

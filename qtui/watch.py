@@ -31,15 +31,19 @@ class Detached(Exception):
 class _View:
     job: Job
     monitor: JobMonitor
-    started: Started | None = None
-    latest: Progress | None = None
+
+    # The parser already keeps the run's state; reading it (not copies) stays right after the
+    # monitor starts over on a re-run.
+    @property
+    def started(self) -> Started | None:
+        return self.monitor.parser.started
+
+    @property
+    def latest(self) -> Progress | None:
+        return self.monitor.parser.latest
 
     def poll(self) -> None:
-        for ev in self.monitor.poll():
-            if isinstance(ev, Started):
-                self.started = ev
-            elif isinstance(ev, Progress):
-                self.latest = ev
+        self.monitor.poll()
 
 
 def _fmt_eta(s: float | None) -> str:
