@@ -154,6 +154,11 @@ def plan_showdown(
     gpu_name: str | None = None,
     hash_models: bool = False,
 ) -> RunPlan:
+    # Jobs run later, from their own folder: every path in their argv must be absolute.
+    base_model = Path(base_model).absolute()
+    variants = [Path(v).absolute() for v in variants]
+    corpus = Path(corpus).absolute() if corpus is not None else None
+    base_file = Path(base_file).absolute() if base_file is not None else None
     problems: list[str] = []
     notes: list[str] = []
     if ctx < 16:

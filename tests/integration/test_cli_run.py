@@ -129,3 +129,14 @@ def test_sighup_to_the_cli_does_not_lose_the_run(env, tiny_model, tiny_ladder, c
     recs = [r for r in ResultStore(data).load().records if r.kind == "kld"]
     assert len(recs) == 1 and recs[0].status == "done", [r.failure for r in recs]
     assert recs[0].stats["kld_mean"] is not None
+
+
+def test_relative_paths_work_from_the_jobs_folder(env, tiny_model, tiny_ladder, corpus, tmp_path) -> None:
+    """Jobs run from their own folder, later: paths typed relative to the shell's cwd must still work."""
+    rel = [os.path.relpath(p, tmp_path) for p in (tiny_model, corpus, tiny_ladder["Q8_0"])]
+    res = subprocess.run([sys.executable, "-m", "qtui.cli", "run", "--base", rel[0], "--corpus", rel[1], "-c", "128",
+                          "--chunks", "4", rel[2]], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                         stdin=subprocess.DEVNULL)
+    assert res.returncode == 0, res.stdout + res.stderr
+    recs = [r for r in ResultStore(tmp_path / "data").load().records if r.kind == "kld"]
+    assert len(recs) == 1 and recs[0].status == "done"
