@@ -44,6 +44,7 @@ FORMATS: tuple[Format, ...] = (
     Format("screenshot", "SVG screenshot", ".svg", "the screen behind this dialog, as you see it"),
 )
 _SUFFIXES = {f.suffix for f in FORMATS}
+_SHOT_TRIES = 50  # refreshes to wait for the dialog to leave the picture
 
 
 class ExportError(Exception):
@@ -91,9 +92,6 @@ class ExportScreen(ModalScreen[Path | None]):
     ExportScreen #error.-warning { color: $warning; }
     ExportScreen #buttons { height: auto; align-horizontal: right; }
     ExportScreen #buttons Button { margin-left: 1; }
-    /* while shooting the screen behind, the dialog and its dimming get out of the picture */
-    ExportScreen.-shooting { background: transparent; }
-    ExportScreen.-shooting #dialog { display: none; }
     """
 
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -206,14 +204,23 @@ class ExportScreen(ModalScreen[Path | None]):
         finally:
             if not existed and path.exists() and path.stat().st_size == 0:
                 path.unlink()
-        self.add_class("-shooting")
-        self.call_after_refresh(self._shoot_now, path)
+        # Inline styles, not a CSS class: they take effect at once, where a class waits for
+        # the next stylesheet pass (on a loaded machine that came after the shot).
+        self.styles.background = "transparent"
+        self.query_one("#dialog").display = False
+        self.call_after_refresh(self._shoot_now, path, _SHOT_TRIES)
 
-    def _shoot_now(self, path: Path) -> None:
+    def _shoot_now(self, path: Path, tries: int) -> None:
+        # The dialog must be out of the compositor's map before the shot; a refresh can still
+        # be pending on a slow machine, so wait for it a few more times.
+        if self.query_one("#dialog").region and tries > 0:
+            self.call_after_refresh(self._shoot_now, path, tries - 1)
+            return
         try:
             self.app.save_screenshot(filename=path.name, path=str(path.parent))
         except OSError as exc:
-            self.remove_class("-shooting")
+            self.styles.clear_rule("background")
+            self.query_one("#dialog").display = True
             self._say(f"Cannot write {path}: {exc.strerror or exc}")
             return
         self._done(path, "screenshot")
