@@ -19,7 +19,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import IO
+from typing import IO, Mapping
 
 import psutil
 
@@ -73,9 +73,7 @@ class Scheduler:
         env = {k: v for k, v in os.environ.items() if not k.startswith("LLAMA_ARG_")}
         env.update(job.spec.env)
         if self.slots > 1 and "CUDA_VISIBLE_DEVICES" not in job.spec.env:
-            # One job per GPU: NVML and CUDA agree on numbering with PCI_BUS_ID order.
-            env["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"
-            env["CUDA_VISIBLE_DEVICES"] = str(slot)
+            env.update(slot_gpu_env(slot, os.environ))
         return env
 
     def run_job(self, job: Job, slot: int) -> None:
@@ -201,6 +199,20 @@ def serve(data_dir: Path, slots: int) -> int:
             fcntl.flock(fh, fcntl.LOCK_UN)
             fh.close()
             return 0
+
+
+def slot_gpu_env(slot: int, parent: Mapping[str, str]) -> dict[str, str]:
+    """The GPU a slot's job sees: the slot-th of the GPUs qtui itself was given.
+
+    With CUDA_VISIBLE_DEVICES already set (a shared box where a person was handed GPUs 2,3),
+    slot 0 gets the first of those, slot 1 the second: never a GPU outside the list. Without
+    it, slot i is GPU i in PCI bus order, the order NVML and nvidia-smi number them in, so the
+    GPU panel and the job agree on which card is which."""
+    if "CUDA_VISIBLE_DEVICES" in parent:
+        visible = [d.strip() for d in parent["CUDA_VISIBLE_DEVICES"].split(",") if d.strip()]
+        # More slots than GPUs given: jobs share them round-robin. None given: keep it so.
+        return {"CUDA_VISIBLE_DEVICES": visible[slot % len(visible)]} if visible else {}
+    return {"CUDA_DEVICE_ORDER": "PCI_BUS_ID", "CUDA_VISIBLE_DEVICES": str(slot)}
 
 
 def ensure_scheduler(data_dir: Path, slots: int = 1) -> None:

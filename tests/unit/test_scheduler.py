@@ -13,7 +13,7 @@ import pytest
 
 from qtui.core.finalize import finalize_job
 from qtui.core.jobs import JobQueue, JobSpec
-from qtui.core.scheduler import Scheduler, ensure_scheduler, scheduler_running
+from qtui.core.scheduler import Scheduler, ensure_scheduler, scheduler_running, slot_gpu_env
 from qtui.core.store import ResultStore
 
 FIX = Path(__file__).resolve().parents[1] / "fixtures" / "ik"
@@ -186,7 +186,8 @@ def test_monitor_restarts_when_a_job_is_rerun(tmp_path: Path) -> None:
     assert [e.chunk for e in again] == [e.chunk for e in first]
 
 
-def test_two_slots_run_two_jobs_at_once_one_gpu_each(tmp_path: Path) -> None:
+def test_two_slots_run_two_jobs_at_once_one_gpu_each(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     log = tmp_path / "starts.log"
     q = JobQueue(tmp_path)
     jobs = []
@@ -204,3 +205,17 @@ def test_two_slots_run_two_jobs_at_once_one_gpu_each(tmp_path: Path) -> None:
     # the first two started together, not one after the other
     first_two = sorted(float(t) for _, _, t in starts)[:2]
     assert first_two[1] - first_two[0] < 1.0 < time.time() - t0
+
+
+@pytest.mark.parametrize(
+    ("parent", "slot", "expected"),
+    [
+        ({}, 1, {"CUDA_DEVICE_ORDER": "PCI_BUS_ID", "CUDA_VISIBLE_DEVICES": "1"}),
+        ({"CUDA_VISIBLE_DEVICES": "2,3"}, 0, {"CUDA_VISIBLE_DEVICES": "2"}),
+        ({"CUDA_VISIBLE_DEVICES": "2, 3"}, 1, {"CUDA_VISIBLE_DEVICES": "3"}),
+        ({"CUDA_VISIBLE_DEVICES": "GPU-aa,GPU-bb"}, 2, {"CUDA_VISIBLE_DEVICES": "GPU-aa"}),  # more slots than GPUs
+        ({"CUDA_VISIBLE_DEVICES": ""}, 1, {}),  # no GPU given: stays so
+    ],
+)
+def test_slot_gets_one_of_the_gpus_qtui_was_given(parent: dict[str, str], slot: int, expected: dict[str, str]) -> None:
+    assert slot_gpu_env(slot, parent) == expected
