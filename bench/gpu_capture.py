@@ -3,7 +3,9 @@
 Opens the real app (make_app) headless on DATA_DIR, samples for SECONDS, and writes every
 panel text capture plus SVG screenshots of the Runs and Leaderboard tabs into OUT.
 
-    python bench/gpu_capture.py MODELS_DIR DATA_DIR OUT [SECONDS]
+    python bench/gpu_capture.py MODELS_DIR DATA_DIR OUT [SECONDS] [RUNNING]
+
+The Runs tab screenshot is taken once RUNNING jobs (default 1) run at once, 6 s in.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from qtui.ui.app import make_app
 from qtui.ui.widgets.gpu_panel import GpuPanel
 
 
-async def capture(models: Path, data: Path, out: Path, seconds: float) -> None:
+async def capture(models: Path, data: Path, out: Path, seconds: float, want: int) -> None:
     app = make_app(dirs=[models], data_dir=data)
     texts: list[str] = []
     async with app.run_test(size=(120, 40)) as pilot:
@@ -29,9 +31,9 @@ async def capture(models: Path, data: Path, out: Path, seconds: float) -> None:
             await pilot.pause(1.0)
             running = [j for j in JobQueue(data).jobs() if j.state.status == "running"]
             panel = app.query_one(GpuPanel)
-            label = running[0].spec.label if running else "(no job running)"
+            label = ", ".join(f"{j.spec.label} (slot {j.state.slot})" for j in running) or "(no job running)"
             texts.append(f"--- t={time.time() - t0:5.1f}s  job: {label}\n{panel.as_text(compact=False)}")
-            if running and not shot and time.time() - t0 > 6:
+            if len(running) >= want and not shot and time.time() - t0 > 6:
                 app.save_screenshot(filename="runs-tab.svg", path=str(out))
                 shot = True
             jobs = JobQueue(data).jobs()
@@ -47,4 +49,5 @@ async def capture(models: Path, data: Path, out: Path, seconds: float) -> None:
 if __name__ == "__main__":
     models, data, out = map(Path, sys.argv[1:4])
     out.mkdir(parents=True, exist_ok=True)
-    asyncio.run(capture(models, data, out, float(sys.argv[4]) if len(sys.argv) > 4 else 120))
+    seconds = float(sys.argv[4]) if len(sys.argv) > 4 else 120
+    asyncio.run(capture(models, data, out, seconds, int(sys.argv[5]) if len(sys.argv) > 5 else 1))

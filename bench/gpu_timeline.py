@@ -1,0 +1,75 @@
+"""Which GPU each job really ran on, and when: proof that slots spread jobs over GPUs.
+
+Joins the queue's job states (slot, pid, start, end) with what nvidia-smi saw while they ran
+(`nvidia-smi --query-compute-apps=pid,gpu_bus_id,used_memory` sampled in a loop, each sample
+after a line holding the time) and the bus id to index map from `--query-gpu=index,pci.bus_id`.
+
+    python bench/gpu_timeline.py DATA_DIR SMI_APPS.txt SMI_GPUS.txt
+
+Prints one line per job and exits 1 unless every job ran where its slot says (slot i on the
+i-th GPU) and at least two ran at the same time on different GPUs.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+from qtui.core.jobs import JobQueue
+
+
+def bus_to_index(text: str) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for line in text.splitlines():
+        parts = [p.strip() for p in line.split(",")]
+        if len(parts) >= 2 and parts[0].isdigit():
+            out[parts[1].lower()] = int(parts[0])
+    return out
+
+
+def seen_on(text: str, buses: dict[str, int]) -> dict[int, dict[int, int]]:
+    """pid -> {gpu index: peak MiB} from the sampled compute-apps lines."""
+    seen: dict[int, dict[int, int]] = defaultdict(dict)
+    for line in text.splitlines():
+        parts = [p.strip() for p in line.split(",")]
+        if len(parts) != 3 or not parts[0].isdigit():
+            continue
+        gpu = buses.get(parts[1].lower())
+        mib = int(parts[2].split()[0]) if parts[2].split()[0].isdigit() else 0
+        if gpu is not None:
+            seen[int(parts[0])][gpu] = max(seen[int(parts[0])].get(gpu, 0), mib)
+    return seen
+
+
+def main(data: Path, apps: Path, gpus: Path) -> int:
+    buses = bus_to_index(gpus.read_text())
+    seen = seen_on(apps.read_text(), buses)
+    jobs = sorted(JobQueue(data).jobs(), key=lambda j: j.state.started_at or 0)
+    t0 = min((j.state.started_at for j in jobs if j.state.started_at), default=0.0)
+    ok = True
+    print(f"{'job':28} {'kind':4} {'status':7} slot  start    end   nvidia-smi saw")
+    for j in jobs:
+        s = j.state
+        where = seen.get(s.pid or -1, {})
+        saw = ", ".join(f"GPU {g} {mib} MiB" for g, mib in sorted(where.items())) or "nothing"
+        print(f"{j.spec.label[:28]:28} {j.spec.kind:4} {s.status:7} {s.slot!s:>4} "
+              f"{(s.started_at or t0) - t0:6.1f} {(s.ended_at or t0) - t0:6.1f}   {saw}")
+        ok &= s.status == "done" and set(where) == {s.slot}
+    overlaps = [
+        (a.spec.label, b.spec.label)
+        for i, a in enumerate(jobs) for b in jobs[i + 1:]
+        if a.state.slot != b.state.slot and a.state.started_at and b.state.started_at
+        and a.state.ended_at and b.state.ended_at
+        and a.state.started_at < b.state.ended_at and b.state.started_at < a.state.ended_at
+    ]
+    print(f"pairs that ran at the same time on different GPUs: {len(overlaps)}")
+    ok &= bool(overlaps)
+    print("OK: every job on its slot's GPU, jobs in parallel" if ok else "NOT OK")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 4:
+        raise SystemExit(__doc__)
+    raise SystemExit(main(*map(Path, sys.argv[1:4])))
