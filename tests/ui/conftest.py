@@ -168,6 +168,13 @@ async def wait_for(pilot: Any, cond: Callable[[], bool], timeout: float = 30.0, 
 
 
 
+async def notified(pilot: Any, text: str, timeout: float = 10.0) -> None:
+    """Wait for a notification containing text (notify() posts a message: it lands later)."""
+    app = pilot.app
+    await wait_for(pilot, lambda: any(text in str(n.message) for n in app._notifications), timeout,
+                   f"a notification saying {text!r}")
+
+
 def rich_text(renderable: Any, width: int = 100) -> str:
     """A Rich renderable as plain text."""
     from rich.console import Console

@@ -12,7 +12,7 @@ import pytest
 from qtui.core.jobs import JobQueue
 from qtui.ui.screens.details import InfoScreen
 from qtui.ui.widgets.model_list import ModelList
-from tests.ui.conftest import add_model, ready, rich_text, screen_text, statics_text, wait_for
+from tests.ui.conftest import add_model, notified, ready, rich_text, screen_text, statics_text, wait_for
 
 
 def marks(app) -> dict[str, str]:
@@ -194,7 +194,7 @@ async def test_failed_run_shows_reason_and_stderr(app_factory, models_dir: Path)
         ml.table.move_cursor(row=[m.path.name for m in ml.visible()].index("tiny-TRUNC-Q4_0.gguf"))
         await pilot.press("space", "s")
         await wait_for(pilot, lambda: status_of(app, "tiny-TRUNC-Q4_0.gguf") == "failed", what="the failure")
-        assert any("✗ tiny-TRUNC-Q4_0.gguf failed: " in str(n.message) for n in app._notifications)
+        await notified(pilot, "✗ tiny-TRUNC-Q4_0.gguf failed: ")
         await focus_job(pilot, "tiny-TRUNC-Q4_0.gguf")
         await pilot.pause(0.2)
         text = screen_text(app)
@@ -208,6 +208,25 @@ async def test_failed_run_shows_reason_and_stderr(app_factory, models_dir: Path)
         await pilot.press("3")
         await wait_for(pilot, lambda: any(r.status == "failed" for r in board_rows(app)), what="the failed row")
         assert "FAILED" in screen_text(app)
+
+
+async def test_a_run_that_ended_before_qtui_looked_is_still_announced(app_factory, qtui_dirs) -> None:
+    """History is not announced; a job that appears already failed after start is (a run that
+    fails at once on a busy machine can end between two looks at the queue)."""
+    from qtui.core.jobs import JobSpec
+
+    q = JobQueue(qtui_dirs["data"])
+    old = q.add(JobSpec(kind="kld", argv=["true"], label="OLD"))
+    q.update(old.id, status="failed", reason="old news")
+    app = app_factory()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot)
+        await pilot.press("2")
+        await wait_for(pilot, lambda: status_of(app, "OLD") == "failed", what="the history")
+        new = q.add(JobSpec(kind="kld", argv=["true"], label="NEW"))
+        q.update(new.id, status="failed", reason="the model file is truncated")
+        await notified(pilot, "✗ NEW failed: the model file is truncated")
+        assert not any("OLD" in str(n.message) for n in app._notifications)
 
 
 async def test_quit_while_running_then_reattach(app_factory, models_dir: Path) -> None:
@@ -262,7 +281,7 @@ async def test_results_read_only(app_factory) -> None:
         n = len(board_rows(app))
         await pilot.press("s")
         await pilot.pause(0.1)
-        assert any("read-only" in str(n.message) for n in app._notifications)
+        await notified(pilot, "read-only")
         await pilot.press("1")  # the Models tab is not there in read-only mode
         assert app.screen.query_one("#tabs").active == "board"
         from qtui.ui.widgets.leaderboard import Leaderboard
@@ -355,7 +374,7 @@ async def test_bad_theme_file_is_a_notification(app_factory, qtui_dirs, tmp_path
     app = app_factory(theme_dirs=[themes])
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.pause(0.1)
-        assert any("broken.toml" in str(n.message) for n in app._notifications)
+        await notified(pilot, "broken.toml")
         assert app.theme == "textual-dark"
 
 
@@ -395,7 +414,7 @@ async def test_refused_start_lists_every_problem(app_factory, models_dir: Path) 
         ml = await scanned(pilot)
         await pilot.press("s")  # no variants yet: says what to do
         await pilot.pause(0.1)
-        assert any("space toggles" in str(n.message) for n in app._notifications)
+        await notified(pilot, "space toggles")
         await pilot.press("a", "s")
         await wait_for(pilot, lambda: isinstance(app.screen, InfoScreen), 20, "the refusal")
         assert app.screen.title_text == "Cannot start the showdown"
@@ -427,7 +446,7 @@ async def test_no_models_says_so(app_factory, tmp_path: Path) -> None:
         assert "No GGUF models found under" in screen_text(app) and "qtui demo" in screen_text(app)
         await pilot.press("s")
         await pilot.pause(0.1)
-        assert any("base model first" in str(n.message) for n in app._notifications)
+        await notified(pilot, "base model first")
 
 
 SAMPLE = Path(__file__).resolve().parents[2] / "sample_results" / "qwen3.5-27b-q4-published.json"
@@ -460,7 +479,7 @@ async def test_export_markdown_from_the_board(app_factory, qtui_dirs, tmp_path: 
         shown = [(r.model, r.quantizer) for r in board_rows(app) if r.status == "done"]
         lines = [ln.split("|") for ln in text.splitlines() if ln[:3].strip("| ").isdigit()]
         assert [(c[2].strip(), c[3].strip()) for c in lines] == shown
-        assert any(f"exported to {target}" in str(n.message) for n in app._notifications)
+        await notified(pilot, f"exported to {target}")
 
 
 async def test_demo_autostart_chooses_and_runs(app_factory, models_dir: Path) -> None:

@@ -140,6 +140,7 @@ class MainScreen(Screen[None]):
     def __init__(self) -> None:
         super().__init__(id="main")
         self.jobs: list[Job] = []
+        self._jobs_seen = False  # the first JobsChanged is history: no toasts for it
         self.live: dict[str, LiveRun] = {}
         self.records: list[ResultRecord] = []
         self.selected_job: str | None = None
@@ -216,9 +217,12 @@ class MainScreen(Screen[None]):
     # -- data from the source --------------------------------------------------------------
     def on_jobs_changed(self, msg: JobsChanged) -> None:
         before = {j.id: j.state.status for j in self.jobs}
+        history, self._jobs_seen = not self._jobs_seen, True
         for j in msg.jobs:
-            # Say so when a run ends while this qtui watches (not for history loaded at start).
-            if j.id in before and before[j.id] != j.state.status and j.state.status in ("done", "failed"):
+            # Say so when a run ends while this qtui watches, not for history loaded at start.
+            # A job first seen already ended counts too: on a busy machine a run that fails at
+            # once can end before this qtui's next look at the queue.
+            if not history and before.get(j.id) != j.state.status and j.state.status in ("done", "failed"):
                 if j.state.status == "done":
                     self.notify(f"✓ {j.spec.label} done", timeout=3)
                 else:
