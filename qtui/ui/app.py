@@ -171,6 +171,14 @@ class QtuiApp(App[int]):
         self.notify(f"settings saved to {self.ctx.config_path or config_file()}", timeout=3)
         if cfg.data_dir != old.data_dir and self.ctx.source is None and not self.ctx.read_only:
             self.notify("the new data dir is used from the next start of qtui", severity="warning")
+        queue = self.source.queue
+        if cfg.slots != old.slots and queue is not None:
+            from qtui.core.scheduler import scheduler_running
+
+            # The scheduler took its slot count when it started and keeps it while work is queued.
+            if scheduler_running(queue.data_dir):
+                self.notify(f"parallel runs: {old.slots} until the queue is empty, then {cfg.slots} "
+                            "(the scheduler keeps its count while it has work)", severity="warning")
 
     def action_help(self) -> None:
         from qtui.ui.commands import key_groups

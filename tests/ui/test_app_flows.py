@@ -407,6 +407,25 @@ async def test_settings_are_saved(app_factory, qtui_dirs) -> None:
         assert load_config()[0].ctx == 256
 
 
+async def test_changing_parallel_runs_while_a_scheduler_works_says_when_it_applies(app_factory, qtui_dirs) -> None:
+    import fcntl
+
+    from textual.widgets import Input
+
+    lock = Path(qtui_dirs["data"]) / "jobs" / ".scheduler.lock"
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    app = app_factory()
+    with open(lock, "a+") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # a scheduler at work, as far as qtui can tell
+        async with app.run_test(size=(80, 24)) as pilot:
+            await ready(pilot)
+            await pilot.press("comma")
+            app.screen.query_one("#set-slots", Input).value = "2"
+            await pilot.press("ctrl+s")
+            await notified(pilot, "parallel runs: 1 until the queue is empty, then 2")
+            assert app.ctx.cfg.slots == 2
+
+
 async def test_refused_start_lists_every_problem(app_factory, models_dir: Path) -> None:
     add_model(models_dir, "other-vocab-Q4_0.gguf", n_vocab=96)
     app = app_factory([models_dir])
