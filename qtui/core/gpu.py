@@ -322,6 +322,8 @@ class PeakTracker:
         self.current_total: int | None = None
         self.peak_total: int | None = None
         self.peak_card_used: dict[int, int] = {}
+        self.owners: dict[int, frozenset[int]] = {}
+        """the job pids last seen on each GPU"""
 
     def update(self, snapshot: GpuSnapshot, pids: Iterable[int]) -> None:
         wanted = set(pids)
@@ -329,6 +331,12 @@ class PeakTracker:
         for g in snapshot.gpus:
             if g.mem_used is not None:
                 self.peak_card_used[g.index] = max(self.peak_card_used.get(g.index, 0), g.mem_used)
+            here = frozenset(p.pid for p in g.processes if p.pid in wanted)
+            if here and not here & self.owners.get(g.index, frozenset()):
+                # With one job per GPU (slots), another job took this card: its peak starts afresh.
+                self.peak.pop(g.index, None)
+            if here:
+                self.owners[g.index] = here
             used = g.process_memory(wanted)
             if used is None:
                 continue

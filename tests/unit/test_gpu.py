@@ -351,6 +351,16 @@ def test_peak_tracker_per_gpu_and_total() -> None:
     assert t.peak == {} and t.peak_total is None
 
 
+def test_peak_starts_afresh_when_another_job_takes_a_gpu() -> None:
+    """Two slots: jobs 7 (GPU 0) and 8 (GPU 1) run; 7 ends and 9 takes GPU 0 while 8 goes on."""
+    t = PeakTracker()
+    t.update(_snap(_gpu(0, 9 * GIB, GpuProcess(7, 8 * GIB)), _gpu(1, 5 * GIB, GpuProcess(8, 4 * GIB))), {7, 8})
+    t.update(_snap(_gpu(0, 3 * GIB, GpuProcess(9, 2 * GIB)), _gpu(1, 6 * GIB, GpuProcess(8, 5 * GIB))), {8, 9})
+    assert t.peak == {0: 2 * GIB, 1: 5 * GIB}  # job 9's own peak, not job 7's; job 8's kept
+    t.update(_snap(_gpu(0, 2 * GIB, GpuProcess(9, GIB)), _gpu(1, 6 * GIB, GpuProcess(8, 3 * GIB))), {8, 9})
+    assert t.peak == {0: 2 * GIB, 1: 5 * GIB} and t.current == {0: GIB, 1: 3 * GIB}
+
+
 def test_collector_samples_and_stops_promptly() -> None:
     got: list[GpuSnapshot] = []
     enough = threading.Event()
