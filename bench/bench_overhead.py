@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import fcntl
+import math
 import os
 import resource
 import shlex
@@ -411,6 +412,16 @@ def _f(x: float | None, spec: str = ".2f", unit: str = "") -> str:
     return "n/a" if x is None else f"{x:{spec}}{unit}"
 
 
+def _paired_ci(walls: list[float], bares: list[float]) -> tuple[float, float] | None:
+    """95 % interval of the qtui/bare wall ratio from the pairs (run i of a mode, bare run i):
+    geometric mean of the ratios, normal approximation on their logs. Needs 3 pairs."""
+    logs = [math.log(q / b) for q, b in zip(walls, bares) if q > 0 and b > 0]
+    if len(logs) < 3:
+        return None
+    centre, half = statistics.mean(logs), 1.96 * statistics.stdev(logs) / math.sqrt(len(logs))
+    return math.exp(centre - half), math.exp(centre + half)
+
+
 def _wall_table(results: list[Run], modes: list[str], title: str) -> dict[str, float]:
     """Median walls and ratios per mode; returns {mode: ratio}."""
     bare = _med([r.wall for r in results if r.mode == "bare"])
@@ -418,7 +429,7 @@ def _wall_table(results: list[Run], modes: list[str], title: str) -> dict[str, f
         return {}
     bares = [r.wall for r in results if r.mode == "bare"]
     print(f"\n{title}\n{'mode':8} {'runs':>4} {'median wall':>12} {'min-max':>14} {'ratio':>6} {'paired':>7} "
-          f"{'e2e':>7} {'others':>7} {'steal':>6}")
+          f"{'e2e':>7} {'others':>7} {'steal':>6}  paired 95% CI")
     ratios: dict[str, float] = {}
     for mode in modes:
         rs = [r for r in results if r.mode == mode]
@@ -430,7 +441,8 @@ def _wall_table(results: list[Run], modes: list[str], title: str) -> dict[str, f
         walls = [r.wall for r in rs]
         print(f"{mode:8} {len(rs):4d} {wall:11.2f}s {min(walls):6.2f}-{max(walls):6.2f}s {ratios[mode]:6.3f} "
               f"{_f(paired, '7.3f') if paired else '':>7} {_f(_med([r.e2e for r in rs]), '6.2f', 's') if mode != 'bare' else '':>7} "
-              f"{_f(_med([r.others for r in rs]), '6.1f', '%')} {_f(_med([r.steal for r in rs]), '5.1f', '%')}")
+              f"{_f(_med([r.others for r in rs]), '6.1f', '%')} {_f(_med([r.steal for r in rs]), '5.1f', '%')}"
+              + (f"  {ci[0]:.3f}-{ci[1]:.3f}" if mode != "bare" and (ci := _paired_ci(walls, bares)) else ""))
     return ratios
 
 
@@ -555,6 +567,7 @@ def measure(args: argparse.Namespace, s: Setup, runs_dir: Path, modes: list[str]
           f" (steal {_f(overall.steal, '.1f')}%); 1-min load average {load0:.2f} before, {os.getloadavg()[0]:.2f} after")
     print(f"startup to first screen: {first_screen(args.ui_runs, s.variant.parent)}")
     print("\nratio = median wall / median bare wall; paired = median of run i / bare run i (robust to drifting load);"
+          "\npaired 95% CI = interval of the geometric mean of those pairs' ratios (normal approximation on logs);"
           "\nwall = llama-perplexity from Popen to exit (bare) / from the scheduler's claim to the job finalized (qtui);"
           "\ne2e = job added to the watcher having seen it end; watcher/sched/qtui % = CPU of those processes as % of"
           f"\none core while the run streams (from {SETTLE_S:.0f} s after start); whole run = over e2e incl. start-up;"
