@@ -64,10 +64,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(p)
 
     p = sub.add_parser("run", help="measure variants against a base, with live progress",
-                       description="Generate (or reuse) the base log-probs, then run every variant's KLD, one job at a time. "
+                       description="Generate (or reuse) the base log-probs, then run every variant's KLD, one job at a time (or one per GPU with slots = N in the config). "
                        "Arguments after -- go to llama-perplexity unchanged (e.g. -- -ngl 99 -fa on).")
     p.add_argument("--base", type=Path, required=True, metavar="BASE.gguf", help="the reference model (BF16/F16/F32, or any model to compare against)")
-    p.add_argument("--corpus", type=Path, metavar="FILE", help="text to evaluate on (e.g. wiki.test.raw); not needed with --base-file")
+    p.add_argument("--corpus", metavar="FILE", help="text to evaluate on (e.g. wiki.test.raw; 'builtin': qtui's own "
+                   "Python-docstring text, no download); not needed with --base-file")
     p.add_argument("--ctx", "-c", type=int, default=None, metavar="N", help="context size per chunk (default 512, or the config)")
     p.add_argument("--chunks", type=int, default=None, metavar="N", help="use only the first N chunks of the corpus (quicker, less precise)")
     p.add_argument("--base-file", type=Path, metavar="FILE", help="an existing --kl-divergence-base file to use (or where to write one)")

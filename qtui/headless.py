@@ -89,7 +89,7 @@ def first_gpu_name() -> str | None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from qtui.core.llama import LlamaNotFound, check_runnable, find_tools, probe
-    from qtui.core.runs import RunRefused, plan_showdown
+    from qtui.core.runs import RunRefused, plan_showdown, resolve_corpus
     from qtui.core.scheduler import ensure_scheduler
 
     cfg, data_dir = settings(args)
@@ -99,7 +99,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         build = probe(tools)
     except LlamaNotFound as exc:
         raise UserError(str(exc)) from None
-    corpus = args.corpus or (Path(cfg.corpus).expanduser() if cfg.corpus else None)
+    corpus = resolve_corpus(args.corpus or cfg.corpus)
     try:
         plan = plan_showdown(base_model=args.base, variants=args.variants, corpus=corpus, ctx=args.ctx or cfg.ctx,
                              chunks=args.chunks if args.chunks is not None else cfg.chunks,

@@ -85,6 +85,24 @@ def file_sha256(path: Path, block: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+BUILTIN_CORPUS = "builtin"
+
+
+def resolve_corpus(value: str | Path | None) -> Path | None:
+    """The corpus file a setting names. `builtin` is qtui's own text, Python's standard-library
+    docstrings (about 240 kB, written once into the cache): a showdown needs no download. Its
+    figures compare quants with each other, not with published wikitext-2 numbers. A file
+    really named `builtin` in the working folder wins."""
+    if value is None or str(value).strip() == "":
+        return None
+    path = Path(value).expanduser()
+    if str(value).strip() == BUILTIN_CORPUS and not path.exists():
+        from qtui.core.factory import stdlib_corpus
+
+        return stdlib_corpus()
+    return path
+
+
 def corpus_info(path: Path) -> dict[str, Any]:
     st = path.stat()
     return {"path": str(path.resolve()), "bytes": st.st_size, "sha256": file_sha256(path)}
@@ -198,7 +216,8 @@ def plan_showdown(
             problems.append(str(exc))
     elif base is not None:
         if corpus is None:
-            problems.append("no corpus: pass --corpus FILE (e.g. wiki.test.raw) or set one with qtui's settings.")
+            problems.append("no corpus: pass --corpus FILE (e.g. wiki.test.raw) or set one in qtui's settings; "
+                            f"'{BUILTIN_CORPUS}' uses qtui's own text (Python docstrings, no download).")
         elif not corpus.is_file():
             problems.append(f"corpus {corpus} does not exist or is not a file.")
         else:

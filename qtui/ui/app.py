@@ -210,7 +210,7 @@ class QtuiApp(App[int]):
     def plan_and_queue(self, choice: Choice, gpu_name: str | None) -> RunQueued | StartRefused:
         """Blocking (thread worker): find the tools, plan, queue, make sure a scheduler runs."""
         from qtui.core.llama import LlamaNotFound, find_tools, probe
-        from qtui.core.runs import RunRefused, plan_showdown
+        from qtui.core.runs import RunRefused, plan_showdown, resolve_corpus
         from qtui.core.scheduler import ensure_scheduler
 
         queue = self.source.queue
@@ -222,7 +222,7 @@ class QtuiApp(App[int]):
             build = probe(tools)
         except LlamaNotFound as exc:
             return StartRefused("llama-perplexity is not available", [str(exc)], LLAMA_FIX)
-        corpus = (auto.corpus if auto and auto.corpus else None) or (Path(cfg.corpus).expanduser() if cfg.corpus else None)
+        corpus = (auto.corpus if auto and auto.corpus else None) or resolve_corpus(cfg.corpus)
         try:
             plan = plan_showdown(
                 base_model=choice.base, variants=choice.variants, corpus=corpus,

@@ -41,9 +41,9 @@ def assert_board_matches_llama(printed: str, data: Path, ctx: int) -> None:
         assert rec.ctx == ctx and rec.model["quant"] in printed
 
 
-def qtui(env: dict[str, str], *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+def qtui(env: dict[str, str], *args: str, timeout: float = 300, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "qtui.cli", *args], env=env, capture_output=True, text=True,
-                          timeout=timeout, stdin=subprocess.DEVNULL)
+                          timeout=timeout, stdin=subprocess.DEVNULL, cwd=cwd)
 
 
 @pytest.fixture()
@@ -140,3 +140,16 @@ def test_relative_paths_work_from_the_jobs_folder(env, tiny_model, tiny_ladder, 
     assert res.returncode == 0, res.stdout + res.stderr
     recs = [r for r in ResultStore(tmp_path / "data").load().records if r.kind == "kld"]
     assert len(recs) == 1 and recs[0].status == "done"
+
+
+def test_builtin_corpus_needs_no_file(env, tiny_model, tiny_ladder, corpus, tmp_path) -> None:
+    """`--corpus builtin` writes qtui's own text into the cache and measures on it."""
+    from qtui.core.runs import file_sha256
+
+    res = qtui(env, "run", "--base", str(tiny_model), "--corpus", "builtin", "-c", "128", "--chunks", "4",
+               str(tiny_ladder["Q8_0"]), cwd=tmp_path)
+    assert res.returncode == 0, res.stdout + res.stderr
+    rec = next(r for r in ResultStore(tmp_path / "data").load().records if r.kind == "kld")
+    assert rec.status == "done" and rec.chunks == 4
+    assert rec.corpus["path"].startswith(str(tmp_path / "cache"))
+    assert rec.corpus["sha256"] == file_sha256(corpus)  # the same stdlib text the fixtures use

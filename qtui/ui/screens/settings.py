@@ -19,10 +19,11 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Static
 
 from qtui.core.config import Config, ConfigError, save_config
+from qtui.core.runs import BUILTIN_CORPUS
 
 # field id, label, hint shown as the placeholder
 FIELDS: tuple[tuple[str, str, str], ...] = (
-    ("corpus", "Corpus", "text file to evaluate on, e.g. ~/wiki.test.raw"),
+    ("corpus", "Corpus", "text file to evaluate on, e.g. ~/wiki.test.raw, or builtin"),
     ("ctx", "Context (-c)", "tokens per chunk, 512 is usual"),
     ("chunks", "Chunks", "empty: every chunk of the corpus"),
     ("llama_bin", "llama bin", "empty: PATH, then qtui setup-llama's build"),
@@ -67,7 +68,7 @@ def parse_values(cfg: Config, values: dict[str, str]) -> tuple[Config, list[str]
         problems.append(f"llama args cannot be split into arguments: {exc}")
         args = cfg.llama_args
     corpus = values["corpus"].strip()
-    if corpus and not Path(corpus).expanduser().is_file():
+    if corpus and corpus != BUILTIN_CORPUS and not Path(corpus).expanduser().is_file():
         problems.append(f"corpus {corpus} does not exist or is not a file")
     new = replace(
         cfg, corpus=corpus or None, ctx=ctx or cfg.ctx, chunks=chunks, llama_bin=values["llama_bin"].strip() or None,
