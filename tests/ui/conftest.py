@@ -167,7 +167,6 @@ async def wait_for(pilot: Any, cond: Callable[[], bool], timeout: float = 30.0, 
         await pilot.pause(0.05)
 
 
-
 async def notified(pilot: Any, text: str, timeout: float = 10.0) -> None:
     """Wait for a notification containing text (notify() posts a message: it lands later)."""
     app = pilot.app

@@ -426,6 +426,21 @@ async def test_changing_parallel_runs_while_a_scheduler_works_says_when_it_appli
             assert app.ctx.cfg.slots == 2
 
 
+async def test_builtin_corpus_from_the_settings(app_factory, models_dir: Path, qtui_dirs) -> None:
+    from qtui.core.config import Config
+    from qtui.ui.widgets.queue import QueueView
+
+    app = app_factory([models_dir], cfg=Config(corpus="builtin", ctx=128))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await scanned(pilot)
+        await pilot.press("a", "s")
+        queue = app.screen.query_one(QueueView)
+        await wait_for(pilot, lambda: len(queue.jobs) == 3, what="3 jobs queued")
+        argv = queue.jobs[0].spec.argv
+        corpus = Path(argv[argv.index("-f") + 1])
+        assert corpus.is_relative_to(qtui_dirs["cache"]) and corpus.stat().st_size > 200_000
+
+
 async def test_refused_start_lists_every_problem(app_factory, models_dir: Path) -> None:
     add_model(models_dir, "other-vocab-Q4_0.gguf", n_vocab=96)
     app = app_factory([models_dir])
