@@ -137,6 +137,26 @@ async def test_svg_screenshot_is_the_screen_behind_the_dialog(tmp_path: Path) ->
         assert "Export the leaderboard" not in plain  # the dialog is not in the picture
 
 
+async def test_a_failed_screenshot_brings_the_dialog_back(tmp_path: Path) -> None:
+    app = BoardApp()
+
+    def full_disk(**_: Any) -> None:
+        raise OSError(28, "No space left on device")
+
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = app.open_export(tmp_path, fmt="screenshot")
+        await pilot.pause()
+        app.save_screenshot = full_disk  # type: ignore[method-assign]
+        await pilot.press("enter")
+        deadline = time.monotonic() + 10
+        while "No space left" not in error_text(screen) and time.monotonic() < deadline:
+            await pilot.pause(0.05)
+        assert "Cannot write" in error_text(screen) and "No space left on device" in error_text(screen)
+        assert app.screen is screen and app.results == []
+        await pilot.pause()
+        assert screen.query_one("#dialog").region  # the dialog is shown again, with the reason
+
+
 async def test_missing_folder_is_reported_in_the_dialog(tmp_path: Path) -> None:
     app = BoardApp()
     async with app.run_test(size=(80, 24)) as pilot:
