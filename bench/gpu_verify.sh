@@ -5,7 +5,9 @@
 #   .whl/llama-src.tar.gz a trimmed llama.cpp source tree (see test-bench.md).
 # SLOTS=2 on a 2-GPU box runs one job per GPU and checks, from nvidia-smi's view of the
 # processes, that each job ran on its slot's GPU and that jobs overlapped (gpu_timeline.py).
-# Writes what it saw under $OUT (or ./gpu-verify).
+# Writes what it saw under $OUT (or ./gpu-verify): about 12 files. Where only a few files come
+# back (the lent device: 8), set OUT to a scratch folder and tar it into the real one.
+# Budget ~6 min of CUDA build on 16 cores (-j), ~2 min of models and runs.
 set -euo pipefail
 OUT="${OUT:-$PWD/gpu-verify}"; mkdir -p "$OUT"
 SLOTS="${SLOTS:-1}"; JOBS="${JOBS:-16}"
