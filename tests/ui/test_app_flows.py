@@ -31,6 +31,13 @@ async def scanned(pilot) -> ModelList:
     return ml
 
 
+async def start_one(pilot, name: str) -> None:
+    """Scan, put the cursor on the file called name, choose it (space) and start (s)."""
+    ml = await scanned(pilot)
+    ml.table.move_cursor(row=[m.path.name for m in ml.visible()].index(name))
+    await pilot.press("space", "s")
+
+
 async def test_choose_base_toggle_all_none(app_factory, models_dir: Path) -> None:
     app = app_factory([models_dir])
     async with app.run_test(size=(80, 24)) as pilot:
@@ -141,9 +148,7 @@ async def test_cancel_retry_remove(app_factory, models_dir: Path) -> None:
     add_model(models_dir, "tiny-SLOW-Q4_0.gguf")
     app = app_factory([models_dir])
     async with app.run_test(size=(80, 24)) as pilot:
-        ml = await scanned(pilot)
-        ml.table.move_cursor(row=[m.path.name for m in ml.visible()].index("tiny-SLOW-Q4_0.gguf"))
-        await pilot.press("space", "s")
+        await start_one(pilot, "tiny-SLOW-Q4_0.gguf")
         await wait_for(pilot, lambda: status_of(app, "tiny-SLOW-Q4_0.gguf") == "running", what="the slow run to start")
         await focus_job(pilot, "tiny-SLOW-Q4_0.gguf")
         await pilot.press("c")
@@ -190,9 +195,7 @@ async def test_failed_run_shows_reason_and_stderr(app_factory, models_dir: Path)
     add_model(models_dir, "tiny-TRUNC-Q4_0.gguf")
     app = app_factory([models_dir])
     async with app.run_test(size=(80, 24)) as pilot:
-        ml = await scanned(pilot)
-        ml.table.move_cursor(row=[m.path.name for m in ml.visible()].index("tiny-TRUNC-Q4_0.gguf"))
-        await pilot.press("space", "s")
+        await start_one(pilot, "tiny-TRUNC-Q4_0.gguf")
         await wait_for(pilot, lambda: status_of(app, "tiny-TRUNC-Q4_0.gguf") == "failed", what="the failure")
         await notified(pilot, "✗ tiny-TRUNC-Q4_0.gguf failed: ")
         await focus_job(pilot, "tiny-TRUNC-Q4_0.gguf")
@@ -235,9 +238,7 @@ async def test_quit_while_running_then_reattach(app_factory, models_dir: Path) -
     add_model(models_dir, "tiny-SLOW-Q4_0.gguf")
     app = app_factory([models_dir])
     async with app.run_test(size=(80, 24)) as pilot:
-        ml = await scanned(pilot)
-        ml.table.move_cursor(row=[m.path.name for m in ml.visible()].index("tiny-SLOW-Q4_0.gguf"))
-        await pilot.press("space", "s")
+        await start_one(pilot, "tiny-SLOW-Q4_0.gguf")
         await wait_for(pilot, lambda: status_of(app, "tiny-SLOW-Q4_0.gguf") == "running", what="the slow run")
         await pilot.press("q")
         assert isinstance(app.screen, QuitScreen)
