@@ -5,7 +5,7 @@ One run alternates the same KLD command (same argv, same environment, same base 
            the child's CPU time every SAMPLE_S, as it does the qtui processes below);
   cli      a job in a fresh JobQueue, run by the detached scheduler (ensure_scheduler), while
            the real `qtui jobs --watch` follows it in a pseudo-terminal (rich Live at 4 fps);
-  monitor  the same job, watched by a bare JobMonitor loop polling every --poll seconds:
+  monitor  the same job, watched by a bare JobTail loop polling every --poll seconds:
            the data path of the TUI without its drawing.
 It prints median walls, the qtui/bare ratios and the CPU used by the watching process and by
 the scheduler, as % of one core, while the run streams (and over the whole run).
@@ -47,11 +47,12 @@ sys.path.insert(0, str(REPO))  # run from a checkout without installing
 
 import psutil
 
-from qtui.core import factory, paths
-from qtui.core.basefile import BaseFileError, check_base_file
-from qtui.core.jobs import FINISHED, JobQueue, JobSpec
-from qtui.core.llama import LlamaTools, child_env, find_tools
-from qtui.core.parser import Progress, parse_transcript
+from qtui.core import paths
+from qtui.core.jobs.queue import FINISHED, JobQueue, JobSpec
+from qtui.core.llama import assets
+from qtui.core.llama.basefile import BaseFileError, check_base_file
+from qtui.core.llama.parser import Progress, parse_transcript
+from qtui.core.llama.tools import LlamaTools, child_env, find_tools
 
 WALL_TARGET = 1.03
 CPU_TARGET_PCT = 5.0
@@ -82,25 +83,25 @@ def prepare(model: str, cache: Path, tools: LlamaTools, args: argparse.Namespace
     ctx, chunks = args.ctx or ctx, args.chunks or chunks
     extra = shlex.split(args.llama_args or "")
     # Absolute paths: the child runs in its job folder (qtui) or a work folder (bare).
-    corpus = Path(args.corpus).resolve() if args.corpus else factory.stdlib_corpus()
+    corpus = Path(args.corpus).resolve() if args.corpus else assets.stdlib_corpus()
     if model == "custom":
         base, variant = Path(args.base).resolve(), Path(args.variant).resolve()
     elif model == "gemma":
-        src = factory.gemma_model()
+        src = assets.gemma_model()
         base = cache / "gemma" / "gemma-3-270m-F16.gguf"
         if not base.is_file():
             _say("quantizing Gemma 3 270M to the F16 base ...")
-            factory.quantize(tools, src, base, "F16")
+            assets.quantize(tools, src, base, "F16")
     else:
-        base = factory.tiny_model(corpus=corpus)
+        base = assets.tiny_model(corpus=corpus)
     if model != "custom":
-        variant = factory.ladder(tools, base, ["Q4_0"], cache / model)[0]
+        variant = assets.ladder(tools, base, ["Q4_0"], cache / model)[0]
     base_file = cache / model / f"{base.stem}.{corpus.stem}.c{ctx}.n{chunks}.kld"
     try:
         check_base_file(base_file)
     except (BaseFileError, OSError):
         _say(f"generating the base log-probs {base_file.name} ...")
-        from qtui.core.runs import base_argv
+        from qtui.core.showdown.plan import base_argv
 
         partial = Path(str(base_file) + ".partial")
         partial.parent.mkdir(parents=True, exist_ok=True)  # llama-perplexity does not create it
@@ -115,7 +116,7 @@ def prepare(model: str, cache: Path, tools: LlamaTools, args: argparse.Namespace
 
 def kld_spec(s: Setup) -> JobSpec:
     """The job exactly as `qtui run` plans it (argv, env, bookkeeping)."""
-    from qtui.core.runs import plan_showdown
+    from qtui.core.showdown.plan import plan_showdown
 
     plan = plan_showdown(base_model=s.base, variants=[s.variant], corpus=None, ctx=s.ctx, chunks=s.chunks,
                          extra_args=s.extra, tools=s.tools, base_file=s.base_file)
@@ -281,14 +282,14 @@ def _find_scheduler(data: Path, timeout: float = 10.0) -> psutil.Process | None:
                 cmd = p.cmdline()
             except psutil.Error:
                 continue
-            if "qtui.core.scheduler" in cmd and str(data) in cmd:
+            if "qtui.core.jobs.scheduler" in cmd and str(data) in cmd:
                 return p
         time.sleep(0.02)
     return None
 
 
 def run_qtui(mode: str, s: Setup, runs_dir: Path, poll: float) -> Run:
-    from qtui.core.scheduler import ensure_scheduler
+    from qtui.core.jobs.scheduler import ensure_scheduler
 
     data = Path(tempfile.mkdtemp(prefix=f"{mode}-", dir=runs_dir))
     env = {**os.environ, "QTUI_DATA_DIR": str(data)}
@@ -337,15 +338,15 @@ def run_qtui(mode: str, s: Setup, runs_dir: Path, poll: float) -> Run:
 
 
 def monitor_main(data: str, job_id: str, poll: float) -> int:
-    """The TUI's data path without its drawing: job state + JobMonitor.poll() every `poll` s."""
-    from qtui.core.monitor import JobMonitor
+    """The TUI's data path without its drawing: job state + JobTail.poll() every `poll` s."""
+    from qtui.core.jobs.tail import JobTail
 
     queue = JobQueue(Path(data))
     job = queue.get(job_id)
     if job is None:
         return 2
     latest: Progress | None = None
-    with JobMonitor(job) as mon:
+    with JobTail(job) as mon:
         while True:
             job = queue.get(job_id)
             if job is None:
@@ -522,7 +523,7 @@ def main(argv: list[str] | None = None) -> int:
     if bool(args.base) != bool(args.variant):
         ap.error("--base and --variant go together")
     model = "custom" if args.base else args.model or (
-        "gemma" if importlib.util.find_spec(factory.GEMMA_MODULE) else "tiny")
+        "gemma" if importlib.util.find_spec(assets.GEMMA_MODULE) else "tiny")
     cache = paths.cache_dir() / "bench"
     tools = find_tools(llama_bin=Path(args.llama_bin).resolve() if args.llama_bin else None)
     s = prepare(model, cache, tools, args)

@@ -25,7 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from qtui.core.parser import StreamParser  # noqa: E402
+from qtui.core.llama.parser import StreamParser  # noqa: E402
 
 FIX = ROOT / "tests" / "fixtures"
 

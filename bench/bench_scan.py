@@ -52,7 +52,7 @@ def make_file(path: Path) -> Path:
     w.add_token_types([1] * N_VOCAB)
     w.add_chat_template("{% for m in messages %}{{ m.content }}{% endfor %}" * 50)
 
-    def q8(rows: int, cols: int) -> "np.ndarray":  # cols = ne0
+    def q8(rows: int, cols: int) -> np.ndarray:  # cols = ne0
         return np.zeros((rows, cols // 32 * 34), dtype=np.uint8)
 
     w.add_tensor("token_embd.weight", q8(N_VOCAB, n_embd), raw_dtype=GGMLQuantizationType.Q8_0)
@@ -88,8 +88,8 @@ def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     from gguf import GGUFReader
 
-    from qtui.core.gguf import read_header
-    from qtui.core.models import model_info
+    from qtui.core.gguf.model_info import model_info
+    from qtui.core.gguf.reader import read_header
     from qtui.core.paths import cache_dir
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-from qtui.core.jobs import JobQueue
+from qtui.core.jobs.queue import JobQueue
 from qtui.ui.app import make_app
 from qtui.ui.widgets.gpu_panel import GpuPanel
 

@@ -16,7 +16,7 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
-from qtui.core.jobs import JobQueue
+from qtui.core.jobs.queue import JobQueue
 
 
 def bus_to_index(text: str) -> dict[str, int]:

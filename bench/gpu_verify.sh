@@ -25,8 +25,8 @@ echo "setup-llama: $(( $(date +%s) - t0 )) s" | tee -a "$OUT/setup.txt"
 M=/tmp/models; mkdir -p $M
 python3 - <<'PY' | tee "$OUT/models.txt"
 from pathlib import Path
-from qtui.core import factory
-from qtui.core.llama import find_tools
+from qtui.core.llama import assets as factory
+from qtui.core.llama.tools import find_tools
 tools = find_tools()
 corpus = factory.stdlib_corpus(Path("/tmp/models/corpus.txt"))
 base = factory.tiny_model(Path("/tmp/models"), corpus=corpus, dim=2048, n_layer=12, n_ff=5632)

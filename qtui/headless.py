@@ -5,19 +5,19 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 from rich.console import Console
 from rich.table import Table
 
 from qtui.core import paths
 from qtui.core.config import Config, effective_data_dir, effective_llama_bin, load_config
-from qtui.core.export import export
 from qtui.core.fsutil import human_bytes
-from qtui.core.jobs import FINISHED, JobQueue
-from qtui.core.leaderboard import COLUMNS, Column, Row, build_rows, format_cell, sort_rows
-from qtui.core.store import ResultRecord, ResultStore, load_records
+from qtui.core.jobs.queue import FINISHED, JobQueue
+from qtui.core.results.export import export
+from qtui.core.results.leaderboard import COLUMNS, Column, Row, build_rows, format_cell, sort_rows
+from qtui.core.results.store import ResultRecord, ResultStore, load_records
 
 console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)
@@ -37,7 +37,7 @@ def settings(args: argparse.Namespace) -> tuple[Config, Path]:
 
 # -- scan ----------------------------------------------------------------------------------
 def cmd_scan(args: argparse.Namespace) -> int:
-    from qtui.core.discovery import scan
+    from qtui.core.gguf.discovery import scan
 
     dirs = args.dirs or [Path.cwd()]
     for d in dirs:
@@ -88,9 +88,9 @@ def first_gpu_name() -> str | None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from qtui.core.llama import LlamaNotFound, check_runnable, find_tools, probe
-    from qtui.core.runs import RunRefused, plan_showdown, resolve_corpus
-    from qtui.core.scheduler import ensure_scheduler
+    from qtui.core.jobs.scheduler import ensure_scheduler
+    from qtui.core.llama.tools import LlamaNotFound, check_runnable, find_tools, probe
+    from qtui.core.showdown.plan import RunRefused, plan_showdown, resolve_corpus
 
     cfg, data_dir = settings(args)
     try:
@@ -229,7 +229,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 # -- import --------------------------------------------------------------------------------
 def cmd_import(args: argparse.Namespace) -> int:
-    from qtui.core.logimport import import_log
+    from qtui.core.results.log_import import import_log
 
     _, data_dir = settings(args)
     store = ResultStore(data_dir)
@@ -298,7 +298,7 @@ def _job_action(args: argparse.Namespace, action: Callable[[JobQueue, str], str]
 
 
 def cmd_retry(args: argparse.Namespace) -> int:
-    from qtui.core.scheduler import ensure_scheduler
+    from qtui.core.jobs.scheduler import ensure_scheduler
 
     cfg, data_dir = settings(args)
     status = _job_action(args, JobQueue.retry)
@@ -321,7 +321,7 @@ def progress_printer() -> Callable[[str, float | None], None]:
 
 
 def cmd_setup_llama(args: argparse.Namespace) -> int:
-    from qtui.core.setup_llama import DEFAULT_VERSION, SetupError, setup_llama
+    from qtui.core.llama.build import DEFAULT_VERSION, SetupError, setup_llama
 
     try:
         bin_dir = setup_llama(version=args.llama_version or DEFAULT_VERSION, cuda=args.cuda, cuda_arch=args.cuda_arch,

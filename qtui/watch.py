@@ -7,18 +7,18 @@ from __future__ import annotations
 
 import signal
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from types import FrameType
-from typing import Sequence
 
 from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from qtui.core.jobs import FINISHED, Job, JobQueue
-from qtui.core.monitor import JobMonitor
-from qtui.core.parser import Progress, Started
+from qtui.core.jobs.queue import FINISHED, Job, JobQueue
+from qtui.core.jobs.tail import JobTail
+from qtui.core.llama.parser import Progress, Started
 
 REFRESH_S = 0.5
 
@@ -30,7 +30,7 @@ class Detached(Exception):
 @dataclass
 class _View:
     job: Job
-    monitor: JobMonitor
+    monitor: JobTail
 
     # The parser already keeps the run's state; reading it (not copies) stays right after the
     # monitor starts over on a re-run.
@@ -96,7 +96,7 @@ def watch(queue: JobQueue, job_ids: Sequence[str], console: Console) -> list[Job
                 for job in jobs:
                     v = views.get(job.id)
                     if v is None:
-                        v = views[job.id] = _View(job, JobMonitor(job))
+                        v = views[job.id] = _View(job, JobTail(job))
                     v.job = job
                     if job.state.status != "queued":
                         v.poll()

@@ -17,9 +17,10 @@ import os
 import re
 import shlex
 import sys
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import tomli_w
 

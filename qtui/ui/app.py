@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from textual import work
 from textual.app import App
@@ -20,8 +21,8 @@ from textual.screen import Screen
 from textual.worker import Worker, WorkerState
 
 from qtui.core.config import Config, effective_data_dir, effective_llama_bin, load_config, save_config
-from qtui.core.jobs import ACTIVE
-from qtui.core.llama import LlamaTools
+from qtui.core.jobs.queue import ACTIVE
+from qtui.core.llama.tools import LlamaTools
 from qtui.ui.commands import QtuiCommands
 from qtui.ui.messages import RunQueued, StartRefused
 from qtui.ui.source import FsSource, GpuSampler, Pump, RecordsSource, Source, gpu_pump
@@ -173,7 +174,7 @@ class QtuiApp(App[int]):
             self.notify("the new data dir is used from the next start of qtui", severity="warning")
         queue = self.source.queue
         if cfg.slots != old.slots and queue is not None:
-            from qtui.core.scheduler import scheduler_running
+            from qtui.core.jobs.scheduler import scheduler_running
 
             # The scheduler took its slot count when it started and keeps it while work is queued.
             if scheduler_running(queue.data_dir):
@@ -209,9 +210,9 @@ class QtuiApp(App[int]):
     # -- runs ------------------------------------------------------------------------------
     def plan_and_queue(self, choice: Choice, gpu_name: str | None) -> RunQueued | StartRefused:
         """Blocking (thread worker): find the tools, plan, queue, make sure a scheduler runs."""
-        from qtui.core.llama import LlamaNotFound, find_tools, probe
-        from qtui.core.runs import RunRefused, plan_showdown, resolve_corpus
-        from qtui.core.scheduler import ensure_scheduler
+        from qtui.core.jobs.scheduler import ensure_scheduler
+        from qtui.core.llama.tools import LlamaNotFound, find_tools, probe
+        from qtui.core.showdown.plan import RunRefused, plan_showdown, resolve_corpus
 
         queue = self.source.queue
         if queue is None or choice.base is None:
@@ -258,7 +259,7 @@ class QtuiApp(App[int]):
 
     @work(thread=True, group="scheduler", exit_on_error=False, description="starting the scheduler")
     def _ensure_scheduler(self, data_dir: Path, slots: int) -> None:
-        from qtui.core.scheduler import ensure_scheduler
+        from qtui.core.jobs.scheduler import ensure_scheduler
 
         ensure_scheduler(data_dir, slots)
 

@@ -13,11 +13,11 @@ from pathlib import Path
 
 from textual.message import Message
 
-from qtui.core.discovery import ScanResult
+from qtui.core.gguf.discovery import ScanResult
 from qtui.core.gpu import GpuSnapshot
-from qtui.core.jobs import Job
-from qtui.core.parser import Progress, Started
-from qtui.core.store import ResultRecord
+from qtui.core.jobs.queue import Job
+from qtui.core.llama.parser import Progress, Started
+from qtui.core.results.store import ResultRecord
 
 
 @dataclass(frozen=True)

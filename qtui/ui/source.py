@@ -11,18 +11,19 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Protocol
 
 from textual.message import Message
 
 from qtui.core.gpu import GpuSnapshot
-from qtui.core.jobs import FINISHED, Job, JobQueue
-from qtui.core.monitor import JobMonitor
-from qtui.core.parser import Progress, Started
-from qtui.core.parser import Warning as ParserWarning
-from qtui.core.store import ResultStore, load_records
+from qtui.core.jobs.queue import FINISHED, Job, JobQueue
+from qtui.core.jobs.tail import JobTail
+from qtui.core.llama.parser import Progress, Started
+from qtui.core.llama.parser import Warning as ParserWarning
+from qtui.core.results.store import ResultStore, load_records
 from qtui.ui.messages import GpuSampled, JobsChanged, LiveRun, RecordsChanged, RunProgress
 
 log = logging.getLogger(__name__)
@@ -41,7 +42,7 @@ class Source(Protocol):
 
 @dataclass
 class _Watch:
-    monitor: JobMonitor
+    monitor: JobTail
     started: Started | None = None
     history: list[Progress] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
@@ -104,7 +105,7 @@ class JobCache:
 
 
 class FsSource:
-    """The queue and results under a data dir. Re-attaching is free: a new JobMonitor replays
+    """The queue and results under a data dir. Re-attaching is free: a new JobTail replays
     the job's files, so a qtui opened mid-run shows the whole curve so far."""
 
     def __init__(self, data_dir: Path, replay_per_poll: int = 4) -> None:
@@ -149,7 +150,7 @@ class FsSource:
                     if replays >= self._replay_per_poll:
                         continue
                     replays += 1
-                w = self._watches[job.id] = _Watch(JobMonitor(job))
+                w = self._watches[job.id] = _Watch(JobTail(job))
                 changed = True
             elif w.closed:
                 continue

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from qtui.core import factory
-from qtui.core.llama import LlamaNotFound, LlamaTools, check_runnable, find_tools
+from qtui.core.llama import assets
+from qtui.core.llama.tools import LlamaNotFound, LlamaTools, check_runnable, find_tools
 
 IN_CI = bool(os.environ.get("CI"))
 HERE = Path(__file__).resolve().parent
@@ -32,7 +32,7 @@ def llama_tools() -> LlamaTools:
         tools = find_tools(llama_bin=os.environ.get("QTUI_LLAMA_BIN") or None)
     except LlamaNotFound as exc:
         if os.environ.get("QTUI_TEST_BUILD_LLAMA") == "1":
-            from qtui.core.setup_llama import setup_llama
+            from qtui.core.llama.build import setup_llama
 
             tools = find_tools(llama_bin=setup_llama())
         elif IN_CI:
@@ -51,7 +51,7 @@ def llama_tools() -> LlamaTools:
 
 @pytest.fixture(scope="session")
 def corpus(tmp_path_factory) -> Path:
-    return factory.stdlib_corpus(tmp_path_factory.mktemp("corpus") / "corpus.txt")
+    return assets.stdlib_corpus(tmp_path_factory.mktemp("corpus") / "corpus.txt")
 
 
 @pytest.fixture(scope="session")
@@ -59,12 +59,12 @@ def tiny_model(tmp_path_factory, corpus) -> Path:
     """The 2048-token tiny llama, F32 (made in a session temp dir: no user cache touched)."""
     pytest.importorskip("gguf")
     pytest.importorskip("tokenizers")
-    return factory.tiny_model(tmp_path_factory.mktemp("tiny"), corpus=corpus)
+    return assets.tiny_model(tmp_path_factory.mktemp("tiny"), corpus=corpus)
 
 
 @pytest.fixture(scope="session")
 def tiny_ladder(llama_tools, tiny_model, tmp_path_factory) -> dict[str, Path]:
     """{"Q8_0": path, "Q4_0": path, "Q2_K": path}, quantized by the build under test."""
     types = ("Q8_0", "Q4_0", "Q2_K")
-    paths = factory.ladder(llama_tools, tiny_model, types, tmp_path_factory.mktemp("ladder"))
+    paths = assets.ladder(llama_tools, tiny_model, types, tmp_path_factory.mktemp("ladder"))
     return dict(zip(types, paths))

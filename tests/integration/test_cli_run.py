@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from qtui.core.jobs import JobQueue
-from qtui.core.store import ResultStore
+from qtui.core.jobs.queue import JobQueue
+from qtui.core.results.store import ResultStore
 
 MEAN_KLD = re.compile(rb"Mean\s+KLD:\s+([-\d.]+)")
 SAME_TOP = re.compile(rb"Same top p:\s+([-\d.]+)")
@@ -96,9 +96,9 @@ def test_truncated_base_file_is_refused(env, tiny_model, tiny_ladder, corpus, tm
 
 
 def test_vocab_mismatch_and_bad_files_are_refused_with_reasons(env, tiny_model, corpus, tmp_path) -> None:
-    from qtui.core import factory
+    from qtui.core.llama import assets
 
-    other = factory.tiny_model(tmp_path / "other", vocab_size=1024, corpus=corpus)
+    other = assets.tiny_model(tmp_path / "other", vocab_size=1024, corpus=corpus)
     junk = tmp_path / "junk.gguf"
     junk.write_bytes(os.urandom(4096))
     res = qtui(env, "run", "--base", str(tiny_model), "--corpus", str(corpus), str(other), str(junk), str(tmp_path / "missing.gguf"))
@@ -144,7 +144,7 @@ def test_relative_paths_work_from_the_jobs_folder(env, tiny_model, tiny_ladder, 
 
 def test_builtin_corpus_needs_no_file(env, tiny_model, tiny_ladder, corpus, tmp_path) -> None:
     """`--corpus builtin` writes qtui's own text into the cache and measures on it."""
-    from qtui.core.runs import file_sha256
+    from qtui.core.showdown.plan import file_sha256
 
     res = qtui(env, "run", "--base", str(tiny_model), "--corpus", "builtin", "-c", "128", "--chunks", "4",
                str(tiny_ladder["Q8_0"]), cwd=tmp_path)

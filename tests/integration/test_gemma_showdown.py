@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from qtui.core import factory
+from qtui.core.llama import assets
 from tests.integration.conftest import IN_CI
 from tests.integration.test_cli_run import assert_board_matches_llama, env, qtui  # noqa: F401  (fixture)
 
@@ -15,14 +15,14 @@ LADDER = ("Q8_0", "Q4_0", "Q2_K")
 @pytest.fixture(scope="session")
 def gemma_ladder(llama_tools, tmp_path_factory):
     try:
-        source = factory.gemma_model()
-    except factory.FactoryError as exc:
+        source = assets.gemma_model()
+    except assets.AssetError as exc:
         if IN_CI:
             pytest.fail(f"CI must have the demo extra installed: {exc}", pytrace=False)
         pytest.skip(str(exc))
     out = tmp_path_factory.mktemp("gemma")
-    base = factory.quantize(llama_tools, source, out / "gemma-3-270m-F16.gguf", "F16")
-    return base, factory.ladder(llama_tools, base, LADDER, out)
+    base = assets.quantize(llama_tools, source, out / "gemma-3-270m-F16.gguf", "F16")
+    return base, assets.ladder(llama_tools, base, LADDER, out)
 
 
 def test_gemma_ladder_board_equals_llama_output(env, gemma_ladder, corpus, tmp_path) -> None:  # noqa: F811
@@ -31,7 +31,7 @@ def test_gemma_ladder_board_equals_llama_output(env, gemma_ladder, corpus, tmp_p
                *map(str, variants), timeout=900)
     assert res.returncode == 0, res.stdout + res.stderr
     assert_board_matches_llama(res.stdout, tmp_path / "data", ctx=128)
-    from qtui.core.store import ResultStore
+    from qtui.core.results.store import ResultStore
 
     kld = {r.model["quant"]: r.stats["kld_mean"] for r in ResultStore(tmp_path / "data").load().records if r.kind == "kld"}
     # a real model: fewer bits, further from the base (test-bench.md: Q8_0 0.0036 < Q4_0 0.40 < Q2_K 0.59)

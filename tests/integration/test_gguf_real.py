@@ -22,11 +22,11 @@ from typing import Any
 
 import pytest
 
-from qtui.core import factory
-from qtui.core.discovery import scan
-from qtui.core.gguf import MAX_KEPT_ARRAY, ArrayInfo, SkippedString, read_header
-from qtui.core.llama import LlamaTools
-from qtui.core.models import ModelInfo, model_info
+from qtui.core.gguf.discovery import scan
+from qtui.core.gguf.model_info import ModelInfo, model_info
+from qtui.core.gguf.reader import MAX_KEPT_ARRAY, ArrayInfo, SkippedString, read_header
+from qtui.core.llama import assets
+from qtui.core.llama.tools import LlamaTools
 
 gguf = pytest.importorskip("gguf")
 
@@ -128,12 +128,12 @@ def assert_model_info_consistent(m: ModelInfo, ref: dict[str, Any]) -> None:
 # -- files -----------------------------------------------------------------------------------
 @pytest.fixture(scope="session")
 def gemma() -> Path:
-    if importlib.util.find_spec(factory.GEMMA_MODULE) is None:
-        msg = f"the `{factory.GEMMA_PACKAGE}` package is not installed (pip install 'qtui[demo]')"
+    if importlib.util.find_spec(assets.GEMMA_MODULE) is None:
+        msg = f"the `{assets.GEMMA_PACKAGE}` package is not installed (pip install 'qtui[demo]')"
         if IN_CI:
             pytest.fail(f"CI=true: {msg}", pytrace=False)
         pytest.skip(msg)
-    return factory.gemma_model()
+    return assets.gemma_model()
 
 
 @pytest.fixture(scope="session")
@@ -160,7 +160,7 @@ def gemma_ref(gemma_reader: subprocess.Popen[str]) -> dict[str, Any]:
 def extra_ladder(llama_tools: LlamaTools, tiny_model: Path,
                  tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     out = tmp_path_factory.mktemp("ladder-extra")
-    return dict(zip(EXTRA_TYPES, factory.ladder(llama_tools, tiny_model, EXTRA_TYPES, out)))
+    return dict(zip(EXTRA_TYPES, assets.ladder(llama_tools, tiny_model, EXTRA_TYPES, out)))
 
 
 @pytest.fixture(scope="session")

@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from qtui.core import factory, setup_llama
-from qtui.core.llama import STAMP_NAME, TOOL_NAMES, child_env, probe
+from qtui.core.llama import assets
+from qtui.core.llama import build as setup_llama
+from qtui.core.llama.tools import STAMP_NAME, TOOL_NAMES, child_env, probe
 
 CTX = 128
 
@@ -98,7 +99,7 @@ def test_kld_cycle_completes_and_orders_quants(llama_tools, tiny_base, tiny_ladd
 
 def test_ladder_reuses_outputs(llama_tools, tiny_model, tiny_ladder):
     before = {q: p.stat().st_mtime_ns for q, p in tiny_ladder.items()}
-    again = factory.ladder(llama_tools, tiny_model, list(tiny_ladder), tiny_ladder["Q8_0"].parent)
+    again = assets.ladder(llama_tools, tiny_model, list(tiny_ladder), tiny_ladder["Q8_0"].parent)
     assert [p.stat().st_mtime_ns for p in again] == list(before.values())
 
 

@@ -17,14 +17,15 @@ import io
 import stat
 import sys
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pytest
 
-from qtui.core.jobs import ACTIVE, JobQueue
-from qtui.core.llama import LlamaTools
-from qtui.core.scheduler import scheduler_running
+from qtui.core.jobs.queue import ACTIVE, JobQueue
+from qtui.core.jobs.scheduler import scheduler_running
+from qtui.core.llama.tools import LlamaTools
 from qtui.ui.app import QtuiApp, make_app
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from qtui.core.jobs import JobQueue
+from qtui.core.jobs.queue import JobQueue
 from qtui.ui.screens.details import InfoScreen
 from qtui.ui.widgets.model_list import ModelList
 from tests.ui.conftest import add_model, notified, ready, rich_text, screen_text, statics_text, wait_for
@@ -165,7 +165,7 @@ async def test_cancel_retry_remove(app_factory, models_dir: Path) -> None:
 
 
 async def test_reorder_waiting_jobs(app_factory, qtui_dirs) -> None:
-    from qtui.core.jobs import JobSpec
+    from qtui.core.jobs.queue import JobSpec
 
     q = JobQueue(qtui_dirs["data"])
     # queued by hand and no scheduler started: they stay waiting while the keys reorder them
@@ -216,7 +216,7 @@ async def test_failed_run_shows_reason_and_stderr(app_factory, models_dir: Path)
 async def test_a_run_that_ended_before_qtui_looked_is_still_announced(app_factory, qtui_dirs) -> None:
     """History is not announced; a job that appears already failed after start is (a run that
     fails at once on a busy machine can end between two looks at the queue)."""
-    from qtui.core.jobs import JobSpec
+    from qtui.core.jobs.queue import JobSpec
 
     q = JobQueue(qtui_dirs["data"])
     old = q.add(JobSpec(kind="kld", argv=["true"], label="OLD"))
@@ -490,7 +490,7 @@ SAMPLE = Path(__file__).resolve().parents[2] / "sample_results" / "qwen3.5-27b-q
 async def test_export_markdown_from_the_board(app_factory, qtui_dirs, tmp_path: Path) -> None:
     from textual.widgets import Input
 
-    from qtui.core.store import ResultStore, load_records
+    from qtui.core.results.store import ResultStore, load_records
     from qtui.ui.screens.export import ExportScreen
 
     store = ResultStore(qtui_dirs["data"])
@@ -535,7 +535,7 @@ async def test_demo_autostart_chooses_and_runs(app_factory, models_dir: Path) ->
 @pytest.fixture(scope="session")
 def real_llama():
     """qtui setup-llama's build, looked up before the tests' own cache dirs are in place."""
-    from qtui.core.llama import LlamaNotFound, find_tools
+    from qtui.core.llama.tools import LlamaNotFound, find_tools
 
     try:
         return find_tools(os.environ.get("QTUI_LLAMA_BIN") or None)
@@ -548,16 +548,16 @@ def real_llama():
 @pytest.mark.integration
 async def test_real_llama_perplexity_through_the_app(real_llama, qtui_dirs, tmp_path: Path) -> None:
     """The real binary (qtui setup-llama's build) on the tiny model: keys in, numbers out."""
-    from qtui.core import factory
     from qtui.core.config import Config, save_config
+    from qtui.core.llama import assets
     from qtui.ui.app import make_app
     from tests.ui.conftest import NoGpu
 
     tools = real_llama
     models = tmp_path / "models"
-    corpus = factory.stdlib_corpus(tmp_path / "corpus.txt")
-    base = factory.tiny_model(models, corpus=corpus)
-    factory.ladder(tools, base, ["Q8_0", "Q4_0"], models)
+    corpus = assets.stdlib_corpus(tmp_path / "corpus.txt")
+    base = assets.tiny_model(models, corpus=corpus)
+    assets.ladder(tools, base, ["Q8_0", "Q4_0"], models)
     save_config(Config(corpus=str(corpus), ctx=128, chunks=8))
     app = make_app(dirs=[models], data_dir=qtui_dirs["data"], tools=tools, gpu=NoGpu(), poll_interval=0.1,
                    theme_dirs=[])
@@ -572,7 +572,7 @@ async def test_real_llama_perplexity_through_the_app(real_llama, qtui_dirs, tmp_
 
 
 def test_board_hides_failures_that_were_retried_with_success() -> None:
-    from qtui.core.store import ResultRecord
+    from qtui.core.results.store import ResultRecord
     from qtui.ui.screens.main import board_records
 
     def rec(i: str, model: str, status: str, ended: float) -> ResultRecord:
@@ -613,7 +613,7 @@ async def test_second_start_reuses_the_pending_base_job(app_factory, tmp_path: P
 
 
 def test_job_cache_sees_every_change_jobqueue_makes(tmp_path: Path) -> None:
-    from qtui.core.jobs import JobSpec
+    from qtui.core.jobs.queue import JobSpec
     from qtui.ui.source import JobCache
 
     q = JobQueue(tmp_path)

@@ -14,8 +14,8 @@ import pytest
 from textual.app import App, ComposeResult
 from textual.widgets import Input, Static
 
-from qtui.core.store import load_records
-from qtui.ui.screens.export import ExportScreen, resolve_target, FORMATS, ExportError
+from qtui.core.results.store import load_records
+from qtui.ui.screens.export import FORMATS, ExportError, ExportScreen, resolve_target
 from qtui.ui.widgets.leaderboard import Leaderboard
 from qtui.ui.widgets.scatter import Scatter
 

@@ -16,9 +16,9 @@ import pytest
 from textual.message import Message
 
 from qtui.core.gpu import GpuProcess, GpuSample, GpuSnapshot
-from qtui.core.jobs import Job, JobSpec, JobState
-from qtui.core.parser import Progress, StreamParser
-from qtui.core.store import load_records
+from qtui.core.jobs.queue import Job, JobSpec, JobState
+from qtui.core.llama.parser import Progress, StreamParser
+from qtui.core.results.store import load_records
 from qtui.ui.messages import JobsChanged, LiveRun, RecordsChanged, RunProgress
 from qtui.ui.source import ScriptedSource
 from qtui.ui.widgets.model_list import ModelList

@@ -10,7 +10,7 @@ from textual.app import App, ComposeResult
 from textual.color import Color
 
 from qtui.core import paths
-from qtui.core.store import load_records
+from qtui.core.results.store import load_records
 from qtui.ui.themes import COLOUR_KEYS, SHIPPED_THEMES_DIR, load_theme_file, load_themes, theme_dirs
 from qtui.ui.widgets.gpu_panel import GpuPanel
 from qtui.ui.widgets.leaderboard import Leaderboard

@@ -13,7 +13,7 @@ from textual.app import App, ComposeResult
 from textual.widgets import Footer
 
 from qtui.core.gpu import GpuProcess, GpuSample, GpuSnapshot
-from qtui.core.store import load_records
+from qtui.core.results.store import load_records
 from qtui.ui.screens.export import ExportScreen
 from qtui.ui.widgets.gpu_panel import GpuPanel
 from qtui.ui.widgets.leaderboard import Leaderboard

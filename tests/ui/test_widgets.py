@@ -12,8 +12,8 @@ from textual.widgets import DataTable
 from textual_plotext import PlotextPlot
 
 from qtui.core.gpu import GpuProcess, GpuSample, GpuSnapshot
-from qtui.core.leaderboard import COLUMN_KEYS, build_rows, efficiency_scores
-from qtui.core.store import ResultRecord, load_records
+from qtui.core.results.leaderboard import COLUMN_KEYS, build_rows, efficiency_scores
+from qtui.core.results.store import ResultRecord, load_records
 from qtui.ui.widgets.gpu_panel import GpuPanel, bar
 from qtui.ui.widgets.leaderboard import ASC, DESC, Leaderboard
 from qtui.ui.widgets.scatter import MARK_OTHER, MARK_PARETO, MARK_SELECTED, Scatter

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from gguf import GGMLQuantizationType, GGUFValueType, GGUFWriter
 
-from qtui.core.ggml import GGML_TYPES
+from qtui.core.gguf.ggml_types import GGML_TYPES
 
 TensorSpec = tuple[str, tuple[int, ...], int]  # name, dims (ne0 first), ggml type id
 

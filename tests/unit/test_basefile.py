@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from qtui.core import basefile as bf
-from qtui.core.basefile import BaseFileError
+from qtui.core.llama import basefile as bf
+from qtui.core.llama.basefile import BaseFileError
 
 
 def _make(tmp_path: Path, name: str, n_ctx: int = 16, n_vocab: int = 33, n_chunk: int = 5, **kw) -> Path:
@@ -155,8 +155,8 @@ def real_run(tmp_path_factory):
     """Tiny model + a 3-chunk base file written by the real llama-perplexity (-c 128)."""
     import subprocess
 
-    from qtui.core import factory
-    from qtui.core.llama import LlamaNotFound, check_runnable, child_env, find_tools
+    from qtui.core.llama import assets
+    from qtui.core.llama.tools import LlamaNotFound, check_runnable, child_env, find_tools
 
     pytest.importorskip("gguf")
     pytest.importorskip("tokenizers")
@@ -166,8 +166,8 @@ def real_run(tmp_path_factory):
     except LlamaNotFound as exc:
         pytest.skip(f"no llama.cpp build: {exc}")
     work = tmp_path_factory.mktemp("realbase")
-    corpus = factory.stdlib_corpus(work / "corpus.txt")
-    model = factory.tiny_model(work, corpus=corpus)
+    corpus = assets.stdlib_corpus(work / "corpus.txt")
+    model = assets.tiny_model(work, corpus=corpus)
     env = child_env(tools)
 
     def run(*args: str) -> subprocess.CompletedProcess[bytes]:
@@ -194,7 +194,7 @@ def test_real_base_file_matches_the_formula(real_run) -> None:
 def test_cut_real_base_file_is_accepted_by_llama_perplexity(real_run) -> None:
     """KLD of the model against itself over the cut file: llama-perplexity reads it,
     runs exactly the kept chunks, and its first rows equal those over the full file."""
-    from qtui.core.parser import parse_transcript
+    from qtui.core.llama.parser import parse_transcript
 
     work, run = real_run
     bf.cut_base_file(work / "base.kld", work / "cut.kld", 2)
@@ -219,7 +219,7 @@ def test_cut_real_base_file_is_accepted_by_llama_perplexity(real_run) -> None:
 def test_one_chunk_at_c128_scores_too_few_tokens(real_run) -> None:
     """63 scored tokens < 100: llama-perplexity prints rows but no final statistics,
     and the parser says why instead of calling it a crash."""
-    from qtui.core.parser import parse_transcript
+    from qtui.core.llama.parser import parse_transcript
 
     work, run = real_run
     bf.cut_base_file(work / "base.kld", work / "one.kld", 1)

@@ -6,11 +6,11 @@ import sys
 
 import qtui.core
 
-CORE_MODULES = sorted(m.name for m in pkgutil.iter_modules(qtui.core.__path__, "qtui.core."))
+CORE_MODULES = sorted(m.name for m in pkgutil.walk_packages(qtui.core.__path__, "qtui.core."))
 
 
 def test_core_has_modules() -> None:
-    assert "qtui.core.parser" in CORE_MODULES and "qtui.core.gguf" in CORE_MODULES
+    assert "qtui.core.llama.parser" in CORE_MODULES and "qtui.core.gguf.reader" in CORE_MODULES
 
 
 def test_no_ui_imports_in_a_fresh_interpreter() -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from qtui.core.discovery import Skipped, scan
+from qtui.core.gguf.discovery import Skipped, scan
 from tests.unit.gguf_builders import dense_tensors, write_model
 
 
@@ -123,7 +123,7 @@ def _deny_as_if_not_root(monkeypatch: pytest.MonkeyPatch, *denied: Path) -> None
     """Root reads through chmod 0, so make the OS calls fail as they would for anyone else."""
     import builtins
 
-    import qtui.core.discovery as discovery
+    import qtui.core.gguf.discovery as discovery
 
     real_open, real_scandir = builtins.open, os.scandir
 

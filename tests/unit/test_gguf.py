@@ -10,12 +10,21 @@ from pathlib import Path
 import gguf
 import pytest
 
-import qtui.core.gguf as G
-from qtui.core.ggml import GGML_TYPES, file_type_name, tensor_nbytes, type_name
-from qtui.core.gguf import ArrayInfo, GGUFError, SkippedString, read_header
+import qtui.core.gguf.reader as G
+from qtui.core.gguf.ggml_types import GGML_TYPES, file_type_name, tensor_nbytes, type_name
+from qtui.core.gguf.reader import ArrayInfo, GGUFError, SkippedString, read_header
 from tests.unit.gguf_builders import (
-    F16, Q4_K, dense_tensors, gstr, header_bytes, kv, moe_tensors, patch_tensor_type,
-    set_version, tensor_info_offset, write_model,
+    F16,
+    Q4_K,
+    dense_tensors,
+    gstr,
+    header_bytes,
+    kv,
+    moe_tensors,
+    patch_tensor_type,
+    set_version,
+    tensor_info_offset,
+    write_model,
 )
 
 

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from qtui.core.gguf import GGUFError, GGUFHeader, read_header
+from qtui.core.gguf.reader import GGUFError, GGUFHeader, read_header
 from tests.unit.gguf_builders import moe_tensors, write_model
 
 MAX_PEAK = 8 * 1024 * 1024  # the reader buffers 1 MiB at a time; anything near 8 MiB is a leak

@@ -2,8 +2,8 @@ import math
 
 import pytest
 
-from qtui.core.leaderboard import COLUMN_KEYS, Row, build_rows, efficiency_scores, pareto_front, sort_rows
-from qtui.core.store import ResultRecord
+from qtui.core.results.leaderboard import COLUMN_KEYS, Row, build_rows, efficiency_scores, pareto_front, sort_rows
+from qtui.core.results.store import ResultRecord
 
 
 def rec(i: str, size_gib: float | None, kld: float | None, status: str = "done", **stats: float) -> ResultRecord:

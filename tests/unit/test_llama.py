@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from qtui.core import llama, setup_llama
-from qtui.core.llama import LlamaNotFound, LlamaTools, child_env, find_tools, parse_help_flags, probe
+from qtui.core.llama import build as setup_llama
+from qtui.core.llama import tools as llama
+from qtui.core.llama.tools import LlamaNotFound, LlamaTools, child_env, find_tools, parse_help_flags, probe
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="fake tools are shell scripts")
 

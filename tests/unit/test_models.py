@@ -9,11 +9,20 @@ from pathlib import Path
 import gguf
 import pytest
 
-from qtui.core.ggml import GGML_TYPES
-from qtui.core.gguf import GGUFError
-from qtui.core.models import GROUPS, ModelInfo, NotAModel, model_info, tensor_group
+from qtui.core.gguf.ggml_types import GGML_TYPES
+from qtui.core.gguf.model_info import GROUPS, ModelInfo, NotAModel, model_info, tensor_group
+from qtui.core.gguf.reader import GGUFError
 from tests.unit.gguf_builders import (
-    BF16, F16, F32, Q4_K, Q6_K, Q8_0, dense_tensors, moe_tensors, patch_tensor_type, write_model,
+    BF16,
+    F16,
+    F32,
+    Q4_K,
+    Q6_K,
+    Q8_0,
+    dense_tensors,
+    moe_tensors,
+    patch_tensor_type,
+    write_model,
 )
 
 

@@ -12,8 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from qtui.core.parser import (
-    BaseEstimate, Finished, Progress, Started, StreamParser, Warning, explain_exit,
+from qtui.core.llama.parser import (
+    BaseEstimate,
+    Finished,
+    Progress,
+    Started,
+    StreamParser,
+    Warning,
+    explain_exit,
     parse_transcript,
 )
 
@@ -448,7 +454,7 @@ REASONS = {
     "fail-not-a-model": lambda o, e: ["not a GGUF file"],
     "fail-bad-arg": lambda o, e: [*_grab(r"invalid argument: (\S+)", e), "does not accept"],
     # older builds never print the chunk count: then only the last chunk seen can be told
-    "fail-killed": lambda o, e: ["SIGKILL", "out of memory", "stopped after chunk {}".format(_last_chunk(o)) + (
+    "fail-killed": lambda o, e: ["SIGKILL", "out of memory", f"stopped after chunk {_last_chunk(o)}" + (
         " of {}".format(*_grab(r"computing over (\d+) chunks", e)) if "computing over" in e else "")],
     "fail-killed-base": lambda o, e: ["SIGKILL", "chunk {} of {}".format(
         _last_chunk(o), *_grab(r"perplexity over (\d+) chunks", e))],

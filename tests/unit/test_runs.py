@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from qtui.core.runs import BUILTIN_CORPUS, resolve_corpus
+from qtui.core.showdown.plan import BUILTIN_CORPUS, resolve_corpus
 
 
 @pytest.fixture()

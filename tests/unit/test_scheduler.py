@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from qtui.core.finalize import finalize_job
-from qtui.core.jobs import JobQueue, JobSpec
-from qtui.core.scheduler import Scheduler, ensure_scheduler, scheduler_running, slot_gpu_env
-from qtui.core.store import ResultStore
+from qtui.core.jobs.finalize import finalize_job
+from qtui.core.jobs.queue import JobQueue, JobSpec
+from qtui.core.jobs.scheduler import Scheduler, ensure_scheduler, scheduler_running, slot_gpu_env
+from qtui.core.results.store import ResultStore
 
 FIX = Path(__file__).resolve().parents[1] / "fixtures" / "ik"
 FAKE = Path(__file__).resolve().parents[1] / "fakes" / "fake_llama_perplexity.py"
@@ -153,7 +153,7 @@ LOST_TAIL = Path(__file__).resolve().parents[1] / "fixtures" / "llama" / "b0336"
 
 def test_lost_output_tail_is_rerun_automatically(tmp_path: Path) -> None:
     """A REAL run of 0.3.36 that exited 0 but lost its final block is re-run, then reported."""
-    from qtui.core.finalize import MAX_AUTO_RETRIES
+    from qtui.core.jobs.finalize import MAX_AUTO_RETRIES
 
     q = JobQueue(tmp_path)
     s = spec("kld", "ik-tiny-kld-q8_0", tmp_path)
@@ -169,13 +169,13 @@ def test_lost_output_tail_is_rerun_automatically(tmp_path: Path) -> None:
 
 
 def test_monitor_restarts_when_a_job_is_rerun(tmp_path: Path) -> None:
-    from qtui.core.monitor import JobMonitor
-    from qtui.core.parser import Progress
+    from qtui.core.jobs.tail import JobTail
+    from qtui.core.llama.parser import Progress
 
     q = JobQueue(tmp_path)
     j = q.add(spec("kld", "ik-tiny-kld-q8_0", tmp_path))
     Scheduler(tmp_path).run()
-    mon = JobMonitor(q.get(j.id))  # type: ignore[arg-type]
+    mon = JobTail(q.get(j.id))  # type: ignore[arg-type]
     first = [e for e in mon.poll() if isinstance(e, Progress)]
     assert first
     for p in (j.stdout_path, j.stderr_path):  # what the scheduler does before a re-run

@@ -7,8 +7,8 @@ import math
 from dataclasses import fields
 from pathlib import Path
 
-from qtui.core.parser import parse_transcript
-from qtui.core.stats import FinalStats
+from qtui.core.llama.parser import parse_transcript
+from qtui.core.llama.stats import FinalStats
 
 IK = Path(__file__).resolve().parent.parent / "fixtures" / "ik"
 

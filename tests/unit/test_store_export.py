@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from qtui.core.export import FORMATS, export, to_markdown
-from qtui.core.leaderboard import build_rows, sort_rows
-from qtui.core.logimport import import_log
-from qtui.core.store import ResultRecord, ResultStore, load_records
+from qtui.core.results.export import FORMATS, export, to_markdown
+from qtui.core.results.leaderboard import build_rows, sort_rows
+from qtui.core.results.log_import import import_log
+from qtui.core.results.store import ResultRecord, ResultStore, load_records
 
 IK = Path(__file__).resolve().parents[1] / "fixtures" / "ik"
 

@@ -3,7 +3,8 @@ problems (skipped files, refused runs). All are an InfoScreen around a renderabl
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from rich.console import Group, RenderableType
 from rich.table import Table
@@ -14,11 +15,11 @@ from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
-from qtui.core.discovery import Skipped
 from qtui.core.fsutil import human_bytes
-from qtui.core.leaderboard import COLUMNS, format_cell, row_from_record
-from qtui.core.models import GROUPS, ModelInfo, TypeShare
-from qtui.core.store import ResultRecord
+from qtui.core.gguf.discovery import Skipped
+from qtui.core.gguf.model_info import GROUPS, ModelInfo, TypeShare
+from qtui.core.results.leaderboard import COLUMNS, format_cell, row_from_record
+from qtui.core.results.store import ResultRecord
 
 
 class InfoScreen(ModalScreen[None]):

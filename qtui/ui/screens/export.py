@@ -1,7 +1,7 @@
 """The export dialog: the leaderboard as CSV, JSON, a Markdown table, an SVG chart, or an SVG
 screenshot of the screen behind the dialog.
 
-Files are written by qtui.core.export from the rows as shown (same order, same score set),
+Files are written by qtui.core.results.export from the rows as shown (same order, same score set),
 so what is exported is what the user is looking at. Anything that goes wrong (a folder that
 does not exist, no permission, a full disk) is said inside the dialog, which stays open.
 """
@@ -9,9 +9,10 @@ does not exist, no permission, a full disk) is said inside the dialog, which sta
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar, Sequence
+from typing import ClassVar
 
 from textual import on
 from textual.app import ComposeResult
@@ -20,17 +21,17 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, RadioButton, RadioSet, Static
 
-from qtui.core.export import export
 from qtui.core.fsutil import atomic_write_text
-from qtui.core.leaderboard import Row
-from qtui.core.store import ResultRecord
+from qtui.core.results.export import export
+from qtui.core.results.leaderboard import Row
+from qtui.core.results.store import ResultRecord
 
 DEFAULT_STEM = "qtui-leaderboard"
 
 
 @dataclass(frozen=True)
 class Format:
-    key: str  # qtui.core.export format, or "screenshot"
+    key: str  # qtui.core.results.export format, or "screenshot"
     label: str
     suffix: str
     hint: str

@@ -17,11 +17,10 @@ from textual.containers import Vertical
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, TabbedContent, TabPane
 
-from qtui.core.jobs import ACTIVE, Job
-from qtui.core.leaderboard import Row
-from qtui.core.store import ResultRecord
-from qtui.ui.messages import (GpuSampled, JobsChanged, LiveRun, RecordsChanged, RunProgress, RunQueued,
-                              StartRefused)
+from qtui.core.jobs.queue import ACTIVE, Job
+from qtui.core.results.leaderboard import Row
+from qtui.core.results.store import ResultRecord
+from qtui.ui.messages import GpuSampled, JobsChanged, LiveRun, RecordsChanged, RunProgress, RunQueued, StartRefused
 from qtui.ui.screens.details import InfoScreen, model_details, problems_text, record_details, skipped_details
 from qtui.ui.widgets.gpu_panel import GpuPanel
 from qtui.ui.widgets.leaderboard import Leaderboard

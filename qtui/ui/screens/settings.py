@@ -19,7 +19,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Static
 
 from qtui.core.config import Config, ConfigError, save_config
-from qtui.core.runs import BUILTIN_CORPUS
+from qtui.core.showdown.plan import BUILTIN_CORPUS
 
 # field id, label, hint shown as the placeholder
 FIELDS: tuple[tuple[str, str, str], ...] = (

@@ -7,7 +7,8 @@ stall the UI. Every reading a card does not give arrives as None and is shown as
 
 from __future__ import annotations
 
-from typing import ClassVar, Iterable
+from collections.abc import Iterable
+from typing import ClassVar
 
 from rich.style import Style
 from rich.text import Text

@@ -1,14 +1,15 @@
 """The leaderboard: every finished KLD run as a row, sortable by any column, updated in place.
 
-Rows come from qtui.core.leaderboard (build_rows/sort_rows), the same code the CLI and the
+Rows come from qtui.core.results.leaderboard (build_rows/sort_rows), the same code the CLI and the
 exports rank with, so the screen, `qtui results` and an exported table always agree. The
 score and the Pareto flag are computed over the rows shown: they are relative to this set.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import ClassVar, Sequence
+from typing import ClassVar
 
 from rich.style import Style
 from rich.text import Text
@@ -21,8 +22,8 @@ from textual.reactive import reactive
 from textual.widget import Widget
 from textual.widgets import DataTable, Static
 
-from qtui.core.leaderboard import COLUMN_KEYS, COLUMNS, Column, Row, build_rows, format_cell, sort_rows
-from qtui.core.store import ResultRecord
+from qtui.core.results.leaderboard import COLUMN_KEYS, COLUMNS, Column, Row, build_rows, format_cell, sort_rows
+from qtui.core.results.store import ResultRecord
 
 ASC, DESC = "▲", "▼"
 TEXT_KEYS = frozenset({"model", "quantizer", "quant"})
@@ -162,7 +163,7 @@ class Leaderboard(Widget, can_focus=False):
         self.set_reactive(Leaderboard.sort_reverse, natural_reverse(key) if reverse is None else reverse)
         self._resort()
 
-    def focus(self, scroll_visible: bool = True) -> "Leaderboard":
+    def focus(self, scroll_visible: bool = True) -> Leaderboard:
         """Focus the table inside: it is what takes the cursor keys."""
         if self.is_mounted:
             self.table.focus(scroll_visible)

@@ -18,9 +18,9 @@ from textual.message import Message
 from textual.widgets import DataTable, Input, Static
 from textual.worker import get_current_worker
 
-from qtui.core.discovery import ScanResult, Skipped, scan
 from qtui.core.fsutil import human_bytes
-from qtui.core.models import ModelInfo
+from qtui.core.gguf.discovery import ScanResult, Skipped, scan
+from qtui.core.gguf.model_info import ModelInfo
 from qtui.ui.messages import ScanFinished, ScanProgress
 
 _FIXED_WIDTH = 3 + 9 + 10 + 6 + 5 + 7 + 2 * 7 + 2  # every column but the file, with padding and scrollbar

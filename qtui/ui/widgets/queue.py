@@ -6,7 +6,7 @@ worker; the table itself only ever shows what the source last read from disk.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from rich.text import Text
 from textual import on, work
@@ -16,7 +16,7 @@ from textual.containers import Vertical
 from textual.message import Message
 from textual.widgets import DataTable
 
-from qtui.core.jobs import Job, JobQueue
+from qtui.core.jobs.queue import Job, JobQueue
 from qtui.ui.messages import LiveRun
 
 STATE_WORDS = {"queued": "waiting", "running": "running", "done": "done", "failed": "failed", "cancelled": "cancelled"}

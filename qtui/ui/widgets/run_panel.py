@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 from rich.console import Console, ConsoleOptions, RenderResult
 from rich.segment import Segment
@@ -22,8 +22,8 @@ from textual.containers import Vertical, VerticalScroll
 from textual.widget import Widget
 from textual.widgets import Static
 
-from qtui.core.jobs import Job
-from qtui.core.parser import Progress
+from qtui.core.jobs.queue import Job
+from qtui.core.llama.parser import Progress
 from qtui.ui.messages import LiveRun
 from qtui.ui.widgets.queue import STATE_STYLE, state_word
 

@@ -9,7 +9,8 @@ which, so the plot reads the same under NO_COLOR or a monochrome theme.
 from __future__ import annotations
 
 import math
-from typing import ClassVar, Literal, Sequence
+from collections.abc import Sequence
+from typing import ClassVar, Literal
 
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
@@ -20,7 +21,7 @@ from textual.widgets import Static
 from textual_plotext import PlotextPlot
 from textual_plotext.plot import Plot
 
-from qtui.core.leaderboard import Row
+from qtui.core.results.leaderboard import Row
 
 MARK_OTHER, MARK_PARETO, MARK_SELECTED = "•", "◆", "◉"
 # Room taken by plotext's y tick labels and frame, and by title + x ticks: used only to

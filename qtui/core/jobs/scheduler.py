@@ -1,6 +1,6 @@
 """The detached scheduler: runs queued jobs one per slot, outliving any qtui that started it.
 
-Started by `ensure_scheduler()` as `python -m qtui.core.scheduler` in a new session, so a
+Started by `ensure_scheduler()` as `python -m qtui.core.jobs.scheduler` in a new session, so a
 closed terminal, Ctrl-C in the CLI or a dropped SSH connection never reaches it or its
 children. The child's stdout/stderr go straight to files (no pipe to break), so even the
 scheduler's own death does not stop a run: the next scheduler adopts it and, once it ends,
@@ -18,13 +18,14 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Mapping
 from pathlib import Path
-from typing import IO, Mapping
+from typing import IO
 
 import psutil
 
-from qtui.core.finalize import finalize_job
-from qtui.core.jobs import TERM_GRACE_S, Job, JobQueue, signal_group
+from qtui.core.jobs.finalize import finalize_job
+from qtui.core.jobs.queue import TERM_GRACE_S, Job, JobQueue, signal_group
 
 POLL_S = 0.25
 
@@ -226,7 +227,7 @@ def ensure_scheduler(data_dir: Path, slots: int = 1) -> None:
     env["PYTHONPATH"] = pkg_root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     with open(log, "ab") as fh:
         subprocess.Popen(
-            [sys.executable, "-m", "qtui.core.scheduler", "--data-dir", str(data_dir), "--slots", str(slots)],
+            [sys.executable, "-m", "qtui.core.jobs.scheduler", "--data-dir", str(data_dir), "--slots", str(slots)],
             stdin=subprocess.DEVNULL,
             stdout=fh,
             stderr=fh,

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import re
 import signal
-from typing import Callable, Optional, Union
+from collections.abc import Callable
 
 # ---- known messages -> what a person should do ------------------------------
 # (substring prefilter, regex, message template). First match wins per line;
 # the first error of a run is the reason shown.
-Template = Union[str, Callable[[list[str]], str]]
+Template = str | Callable[[list[str]], str]
 _ERRORS: list[tuple[str, re.Pattern[str], Template]] = [
     ("you must provide", re.compile(r"you must provide a name of a file containing the log prob"),
      "no base file given: pass --kl-divergence-base FILE"),
@@ -76,7 +76,7 @@ _OTHER_WARNINGS: list[tuple[str, re.Pattern[str], Template]] = [
 # -c times the chunks per pass, printed on every batched run: noise, not news.
 
 
-def _match(rules: list[tuple[str, re.Pattern[str], Template]], s: str) -> Optional[str]:
+def _match(rules: list[tuple[str, re.Pattern[str], Template]], s: str) -> str | None:
     for key, rx, template in rules:
         if key in s and (m := rx.search(s)):
             groups = [g or "?" for g in m.groups()]
@@ -84,11 +84,11 @@ def _match(rules: list[tuple[str, re.Pattern[str], Template]], s: str) -> Option
     return None
 
 
-def match_error(s: str) -> Optional[str]:
+def match_error(s: str) -> str | None:
     return _match(_ERRORS, s)
 
 
-def match_warning(s: str) -> Optional[str]:
+def match_warning(s: str) -> str | None:
     """Messages after which llama-perplexity carries on (maybe into garbage)."""
     if any(k in s for k in _WARNINGS):
         return match_error(s)
@@ -106,7 +106,7 @@ _SIGNAL_TEXT = {
 }
 
 
-def explain_exit(code: Optional[int]) -> str:
+def explain_exit(code: int | None) -> str:
     """Exit status -> words. Negative = killed by that signal (Popen style);
     128+N = the same as reported by a shell."""
     if code is None:

@@ -30,10 +30,10 @@ import subprocess
 import sys
 import tarfile
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
-from qtui.core.llama import STAMP_NAME, TOOL_NAMES, LlamaTools, check_runnable
+from qtui.core.llama.tools import STAMP_NAME, TOOL_NAMES, LlamaTools, check_runnable
 from qtui.core.paths import downloads_dir, llama_cache_dir
 
 STAGES = ("download", "unpack", "configure", "build", "verify")

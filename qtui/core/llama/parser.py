@@ -20,14 +20,21 @@ import math
 import re
 from collections import deque
 from dataclasses import dataclass, field, replace
-from typing import Optional
 
 # The events live in their own module (small, shared with the UI's messages); re-exported here.
-from qtui.core.events import (  # noqa: F401
-    BaseEstimate, Event, Failed, Finished, Mode, Progress, Started, Stream, Warning,
+from qtui.core.llama.events import (  # noqa: F401
+    BaseEstimate,
+    Event,
+    Failed,
+    Finished,
+    Mode,
+    Progress,
+    Started,
+    Stream,
+    Warning,
 )
-from qtui.core.parser_messages import explain_exit, match_error, match_warning
-from qtui.core.stats import FinalStats
+from qtui.core.llama.failures import explain_exit, match_error, match_warning
+from qtui.core.llama.stats import FinalStats
 
 _NUM = r"[-+]?(?:nan(?:\([a-z]*\))?|inf(?:inity)?|\d+(?:\.\d*)?(?:e[-+]?\d+)?|\.\d+)"
 # `±` as UTF-8, as mojibake, as the replacement char, or the ASCII stand-ins
@@ -77,7 +84,7 @@ _MAX_PENDING = 1 << 20  # a "line" this long without a newline is not output we 
 _TAIL_LINES = 40
 
 
-def _num(text: Optional[str]) -> Optional[float]:
+def _num(text: str | None) -> float | None:
     if text is None:
         return None
     low = text.lower()
@@ -91,8 +98,8 @@ def _num(text: Optional[str]) -> Optional[float]:
 
 
 class StreamParser:
-    def __init__(self, expected_mode: Optional[Mode] = None, expected_chunks: Optional[int] = None,
-                 expected_n_ctx: Optional[int] = None, merged: bool = False) -> None:
+    def __init__(self, expected_mode: Mode | None = None, expected_chunks: int | None = None,
+                 expected_n_ctx: int | None = None, merged: bool = False) -> None:
         # What the caller launched / read from the base file header. Used only
         # where the output does not say (ik/old builds print no "computing
         # over" line); the tool's own numbers win.
@@ -106,18 +113,18 @@ class StreamParser:
         self._inferred = False
         self._merged = merged  # one stream holding both (a `2>&1` log): log lines on "out" too
         self._errors: list[str] = []
-        self._closed_events: Optional[list[Event]] = None
-        self.started: Optional[Started] = None
-        self.latest: Optional[Progress] = None
-        self.stats: Optional[FinalStats] = None
-        self.base_estimate: Optional[BaseEstimate] = None
+        self._closed_events: list[Event] | None = None
+        self.started: Started | None = None
+        self.latest: Progress | None = None
+        self.stats: FinalStats | None = None
+        self.base_estimate: BaseEstimate | None = None
         self.warnings: list[str] = []
-        self.seconds_per_pass: Optional[float] = None
-        self.eta_total_s: Optional[float] = None
+        self.seconds_per_pass: float | None = None
+        self.eta_total_s: float | None = None
         self.progress_count = 0
 
     @property
-    def mode(self) -> Optional[Mode]:
+    def mode(self) -> Mode | None:
         return self.started.mode if self.started else self._expected
 
     @property
@@ -150,7 +157,7 @@ class StreamParser:
             pend.clear()
         return self._events
 
-    def close(self, exit_code: Optional[int] = None) -> list[Event]:
+    def close(self, exit_code: int | None = None) -> list[Event]:
         if self._closed_events is not None:
             return []
         self._events = []
@@ -191,8 +198,8 @@ class StreamParser:
             self.warnings.append(message)
             self._emit(Warning(message))
 
-    def _start(self, mode: Mode, n_chunks: Optional[int] = None, n_ctx: Optional[int] = None,
-               n_batch: Optional[int] = None, n_seq: Optional[int] = None, inferred: bool = False) -> None:
+    def _start(self, mode: Mode, n_chunks: int | None = None, n_ctx: int | None = None,
+               n_batch: int | None = None, n_seq: int | None = None, inferred: bool = False) -> None:
         """Emit Started once -- or a second time when the real log line (or the
         "saving all logits" line) arrives after one inferred from stdout: the
         two pipes are read independently, so stdout can be seen first."""
@@ -275,10 +282,10 @@ class StreamParser:
         if self.started is None:
             self._start("kld", inferred=True)
 
-    def _eta_total(self, hours: Optional[str], minutes: str) -> None:
+    def _eta_total(self, hours: str | None, minutes: str) -> None:
         self.eta_total_s = (int(hours) * 3600 if hours else 0) + float(minutes) * 60.0
 
-    def _eta_for(self, chunk: int) -> Optional[float]:
+    def _eta_for(self, chunk: int) -> float | None:
         st = self.started
         n_chunks = st.n_chunks if st else None
         if n_chunks is None:
@@ -392,7 +399,7 @@ class StreamParser:
         if reason is not None and reason not in self._errors:
             self._errors.append(reason)
 
-    def _failure_reason(self, mode: Optional[Mode], exit_code: Optional[int]) -> str:
+    def _failure_reason(self, mode: Mode | None, exit_code: int | None) -> str:
         how = explain_exit(exit_code)
         if self._errors:
             reason = self._errors[0]
@@ -448,18 +455,18 @@ LOST_TAIL = (" although it exited 0: llama.cpp lost the end of its output "
 @dataclass
 class ParseResult:
     events: list[Event] = field(default_factory=list)
-    started: Optional[Started] = None
+    started: Started | None = None
     progress: list[Progress] = field(default_factory=list)
-    stats: Optional[FinalStats] = None
-    failed: Optional[Failed] = None
-    base_estimate: Optional[BaseEstimate] = None
-    mode: Optional[Mode] = None
+    stats: FinalStats | None = None
+    failed: Failed | None = None
+    base_estimate: BaseEstimate | None = None
+    mode: Mode | None = None
     warnings: list[str] = field(default_factory=list)
 
 
-def parse_transcript(out: bytes, err: Optional[bytes] = None, exit_code: Optional[int] = None,
-                     expected_mode: Optional[Mode] = None, expected_chunks: Optional[int] = None,
-                     expected_n_ctx: Optional[int] = None) -> ParseResult:
+def parse_transcript(out: bytes, err: bytes | None = None, exit_code: int | None = None,
+                     expected_mode: Mode | None = None, expected_chunks: int | None = None,
+                     expected_n_ctx: int | None = None) -> ParseResult:
     """Parse a whole recorded run (log import, finalisation). err=None: `out`
     is a combined log (stdout and stderr in one file, `2>&1`).
 

@@ -15,9 +15,9 @@ from __future__ import annotations
 import os
 import shutil
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional, Union
 
 MAGIC = b"_logits_"
 HEADER_SIZE = 20
@@ -29,7 +29,7 @@ _MAX_VOCAB = 1 << 24
 _MAX_CHUNK = 1 << 24
 _BLOCK = 8 << 20
 
-PathLike = Union[str, os.PathLike]
+PathLike = str | os.PathLike[str]
 ProgressFn = Callable[[int, int], None]
 
 
@@ -148,8 +148,8 @@ def read_base_header(path: PathLike) -> BaseFileHeader:
     return header
 
 
-def check_base_file(path: PathLike, n_vocab: Optional[int] = None,
-                    n_ctx: Optional[int] = None) -> BaseFileHeader:
+def check_base_file(path: PathLike, n_vocab: int | None = None,
+                    n_ctx: int | None = None) -> BaseFileHeader:
     """read_base_header plus the checks against the model/run that will use it."""
     header = read_base_header(path)
     if n_vocab is not None and header.n_vocab != n_vocab:
@@ -166,7 +166,7 @@ def check_base_file(path: PathLike, n_vocab: Optional[int] = None,
     return header
 
 
-def _copy(src, dst, n: int, done: int, total: int, progress: Optional[ProgressFn]) -> int:
+def _copy(src, dst, n: int, done: int, total: int, progress: ProgressFn | None) -> int:
     left = n
     while left:
         block = src.read(min(_BLOCK, left))
@@ -181,7 +181,7 @@ def _copy(src, dst, n: int, done: int, total: int, progress: Optional[ProgressFn
 
 
 def cut_base_file(src: PathLike, dst: PathLike, n_chunks: int,
-                  progress: Optional[ProgressFn] = None) -> BaseFileHeader:
+                  progress: ProgressFn | None = None) -> BaseFileHeader:
     """Write a valid base file made of the first n_chunks chunks of src.
 
     A KLD run processes every chunk of its base file (--chunks is ignored in
@@ -217,7 +217,7 @@ def cut_base_file(src: PathLike, dst: PathLike, n_chunks: int,
 
 
 def write_synthetic_base_file(path: PathLike, n_ctx: int, n_vocab: int, n_chunk: int,
-                              truncate_to: Optional[int] = None) -> None:
+                              truncate_to: int | None = None) -> None:
     """A structurally valid base file with patterned contents (token i = i % n_vocab,
     record bytes = their position mod 251), for tests and benchmarks. Every byte is
     position-dependent so a cut that copies the wrong range is caught."""

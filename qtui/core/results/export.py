@@ -10,12 +10,13 @@ import csv
 import io
 import json
 import math
-from typing import Any, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 from xml.sax.saxutils import escape
 
 from qtui import __version__
-from qtui.core.leaderboard import COLUMNS, Row, format_cell
-from qtui.core.store import ResultRecord
+from qtui.core.results.leaderboard import COLUMNS, Row, format_cell
+from qtui.core.results.store import ResultRecord
 
 FORMATS = ("csv", "json", "md", "svg")
 

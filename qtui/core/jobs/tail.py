@@ -11,13 +11,13 @@ import os
 from pathlib import Path
 from typing import BinaryIO
 
-from qtui.core.jobs import Job
-from qtui.core.parser import Event, StreamParser
+from qtui.core.jobs.queue import Job
+from qtui.core.llama.parser import Event, StreamParser
 
 READ_BLOCK = 1 << 16
 
 
-class JobMonitor:
+class JobTail:
     def __init__(self, job: Job) -> None:
         self.job_id = job.id
         self.parser = StreamParser()
@@ -64,7 +64,7 @@ class JobMonitor:
                 fh.close()
             self._files[key] = None
 
-    def __enter__(self) -> "JobMonitor":
+    def __enter__(self) -> JobTail:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -13,12 +13,13 @@ import fcntl
 import os
 import signal
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Literal
+from typing import Any, Literal
 
 from qtui.core.fsutil import atomic_write_json, read_json
-from qtui.core.store import new_id
+from qtui.core.results.store import new_id
 
 JobKind = Literal["base", "kld"]
 JobStatus = Literal["queued", "running", "done", "failed", "cancelled"]

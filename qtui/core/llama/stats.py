@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, fields
-from typing import Any, Optional
+from typing import Any
 
-def _to_json(value: Optional[float]) -> Any:
+
+def _to_json(value: float | None) -> Any:
     # JSON has no nan/inf; llama-perplexity prints them (e.g. `-nan` when a
     # model produces garbage), and a stored result must survive a round trip.
     if value is None:
@@ -24,7 +25,7 @@ def _to_json(value: Optional[float]) -> Any:
     return value
 
 
-def _from_json(value: Any) -> Optional[float]:
+def _from_json(value: Any) -> float | None:
     if value is None:
         return None
     if isinstance(value, str):
@@ -44,51 +45,51 @@ def _from_json(value: Any) -> Optional[float]:
 @dataclass
 class FinalStats:
     # ====== Perplexity statistics ======
-    ppl_q: Optional[float] = None
-    ppl_q_err: Optional[float] = None
-    ppl_base: Optional[float] = None
-    ppl_base_err: Optional[float] = None
-    cor_ln_ppl: Optional[float] = None  # percent
-    ln_ratio: Optional[float] = None
-    ln_ratio_err: Optional[float] = None
-    ppl_ratio: Optional[float] = None
-    ppl_ratio_err: Optional[float] = None
-    ppl_diff: Optional[float] = None
-    ppl_diff_err: Optional[float] = None
+    ppl_q: float | None = None
+    ppl_q_err: float | None = None
+    ppl_base: float | None = None
+    ppl_base_err: float | None = None
+    cor_ln_ppl: float | None = None  # percent
+    ln_ratio: float | None = None
+    ln_ratio_err: float | None = None
+    ppl_ratio: float | None = None
+    ppl_ratio_err: float | None = None
+    ppl_diff: float | None = None
+    ppl_diff_err: float | None = None
     # ====== KL divergence statistics ======
-    kld_mean: Optional[float] = None
-    kld_mean_err: Optional[float] = None
-    kld_max: Optional[float] = None
-    kld_p999: Optional[float] = None
-    kld_p99: Optional[float] = None
-    kld_p95: Optional[float] = None
-    kld_p90: Optional[float] = None
-    kld_median: Optional[float] = None
-    kld_p10: Optional[float] = None
-    kld_p05: Optional[float] = None
-    kld_p01: Optional[float] = None
-    kld_p001: Optional[float] = None
-    kld_min: Optional[float] = None
+    kld_mean: float | None = None
+    kld_mean_err: float | None = None
+    kld_max: float | None = None
+    kld_p999: float | None = None
+    kld_p99: float | None = None
+    kld_p95: float | None = None
+    kld_p90: float | None = None
+    kld_median: float | None = None
+    kld_p10: float | None = None
+    kld_p05: float | None = None
+    kld_p01: float | None = None
+    kld_p001: float | None = None
+    kld_min: float | None = None
     # ====== Token probability statistics ====== (all percent)
-    dp_mean: Optional[float] = None
-    dp_mean_err: Optional[float] = None
-    dp_max: Optional[float] = None
-    dp_p999: Optional[float] = None
-    dp_p99: Optional[float] = None
-    dp_p95: Optional[float] = None
-    dp_p90: Optional[float] = None
-    dp_p75: Optional[float] = None
-    dp_median: Optional[float] = None
-    dp_p25: Optional[float] = None
-    dp_p10: Optional[float] = None
-    dp_p05: Optional[float] = None
-    dp_p01: Optional[float] = None
-    dp_p001: Optional[float] = None
-    dp_min: Optional[float] = None
-    dp_rms: Optional[float] = None
-    dp_rms_err: Optional[float] = None
-    same_top: Optional[float] = None
-    same_top_err: Optional[float] = None
+    dp_mean: float | None = None
+    dp_mean_err: float | None = None
+    dp_max: float | None = None
+    dp_p999: float | None = None
+    dp_p99: float | None = None
+    dp_p95: float | None = None
+    dp_p90: float | None = None
+    dp_p75: float | None = None
+    dp_median: float | None = None
+    dp_p25: float | None = None
+    dp_p10: float | None = None
+    dp_p05: float | None = None
+    dp_p01: float | None = None
+    dp_p001: float | None = None
+    dp_min: float | None = None
+    dp_rms: float | None = None
+    dp_rms_err: float | None = None
+    same_top: float | None = None
+    same_top_err: float | None = None
 
     @property
     def is_complete(self) -> bool:
@@ -104,13 +105,13 @@ class FinalStats:
         return {f.name: _to_json(getattr(self, f.name)) for f in fields(self)}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "FinalStats":
+    def from_dict(cls, data: dict[str, Any]) -> FinalStats:
         """Inverse of to_dict. Unknown keys are ignored (a newer qtui may store
         more), missing keys are None (an older one stored fewer)."""
         known = {f.name for f in fields(cls)}
         return cls(**{k: _from_json(v) for k, v in data.items() if k in known})
 
-    def same_as(self, other: "FinalStats") -> bool:
+    def same_as(self, other: FinalStats) -> bool:
         """Field-wise equality where nan equals nan (dataclass == cannot do that)."""
         for name in self.field_names():
             a, b = getattr(self, name), getattr(other, name)

@@ -11,10 +11,10 @@ import re
 from pathlib import Path
 from typing import Any
 
-from qtui.core.gguf import GGUFError
-from qtui.core.models import model_info
-from qtui.core.parser import parse_transcript
-from qtui.core.store import ResultRecord, new_id
+from qtui.core.gguf.model_info import model_info
+from qtui.core.gguf.reader import GGUFError
+from qtui.core.llama.parser import parse_transcript
+from qtui.core.results.store import ResultRecord, new_id
 
 _LOADED_FROM = re.compile(rb"loaded meta data with \d+ key-value pairs and \d+ tensors from (.+?) \(version")
 _FTYPE = re.compile(rb"model ftype\s*=\s*(.+)")
@@ -29,7 +29,7 @@ def _model_from_log(data: bytes, log: Path) -> dict[str, Any]:
         model["path"] = str(path)
         model["label"] = path.name.removesuffix(".gguf")
         if path.is_file():
-            from qtui.core.runs import model_summary  # late: runs imports much more
+            from qtui.core.showdown.plan import model_summary  # late: runs imports much more
 
             try:
                 return model_summary(model_info(path))

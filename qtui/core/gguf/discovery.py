@@ -9,8 +9,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from qtui.core.gguf import GGUFError
-from qtui.core.models import ModelInfo, model_info, shard_path, split_parts
+from qtui.core.gguf.model_info import ModelInfo, model_info, shard_path, split_parts
+from qtui.core.gguf.reader import GGUFError
 
 
 @dataclass(frozen=True)

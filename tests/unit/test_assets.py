@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from qtui.core import factory
-from qtui.core.llama import LlamaTools
+from qtui.core.llama import assets
+from qtui.core.llama.tools import LlamaTools
 
 
 @pytest.fixture
@@ -22,8 +22,8 @@ def cache(tmp_path, monkeypatch):
 
 
 def test_corpus_is_deterministic_prose_of_the_requested_size():
-    a = factory.corpus_text(60_000)
-    b = factory.corpus_text(60_000)
+    a = assets.corpus_text(60_000)
+    b = assets.corpus_text(60_000)
     assert a == b
     assert 60_000 <= len(a.encode()) < 70_000
     assert a.startswith("Command-line parsing library")  # argparse comes first
@@ -31,22 +31,22 @@ def test_corpus_is_deterministic_prose_of_the_requested_size():
 
 
 def test_stdlib_corpus_is_cached_per_python_version(cache):
-    p = factory.stdlib_corpus(target_bytes=20_000)
+    p = assets.stdlib_corpus(target_bytes=20_000)
     tag = f"py{sys.version_info[0]}{sys.version_info[1]}"
     assert tag in p.name and p.is_relative_to(cache)
     mtime = p.stat().st_mtime_ns
-    assert factory.stdlib_corpus(target_bytes=20_000) == p and p.stat().st_mtime_ns == mtime
+    assert assets.stdlib_corpus(target_bytes=20_000) == p and p.stat().st_mtime_ns == mtime
     assert not list(p.parent.glob("*.partial"))
 
 
 def test_stdlib_corpus_explicit_path(tmp_path):
-    p = factory.stdlib_corpus(tmp_path / "c.txt", target_bytes=5_000)
-    assert p == tmp_path / "c.txt" and p.read_text() == factory.corpus_text(5_000)
+    p = assets.stdlib_corpus(tmp_path / "c.txt", target_bytes=5_000)
+    assert p == tmp_path / "c.txt" and p.read_text() == assets.corpus_text(5_000)
 
 
 def test_tiny_model_has_the_metadata_llama_cpp_needs(cache):
     gguf = pytest.importorskip("gguf")
-    path = factory.tiny_model(vocab_size=512, seed=3)
+    path = assets.tiny_model(vocab_size=512, seed=3)
     r = gguf.GGUFReader(str(path))
 
     def val(key):
@@ -74,14 +74,14 @@ def test_tiny_model_has_the_metadata_llama_cpp_needs(cache):
 
 
 def test_tiny_model_is_deterministic_and_cached(cache, tmp_path):
-    a = factory.tiny_model(tmp_path / "a", vocab_size=300, seed=1)
-    b = factory.tiny_model(tmp_path / "b", vocab_size=300, seed=1)
-    c = factory.tiny_model(tmp_path / "c", vocab_size=300, seed=2)
+    a = assets.tiny_model(tmp_path / "a", vocab_size=300, seed=1)
+    b = assets.tiny_model(tmp_path / "b", vocab_size=300, seed=1)
+    c = assets.tiny_model(tmp_path / "c", vocab_size=300, seed=2)
     digest = lambda p: hashlib.sha256(p.read_bytes()).hexdigest()  # noqa: E731
     assert a.name == b.name and digest(a) == digest(b)
     assert digest(a) != digest(c)
     mtime = a.stat().st_mtime_ns
-    assert factory.tiny_model(tmp_path / "a", vocab_size=300, seed=1) == a and a.stat().st_mtime_ns == mtime
+    assert assets.tiny_model(tmp_path / "a", vocab_size=300, seed=1) == a and a.stat().st_mtime_ns == mtime
 
 
 def _fake_quantize(tmp_path: Path, fail_on: str = "") -> LlamaTools:
@@ -101,9 +101,9 @@ def test_ladder_skips_existing_outputs(tmp_path):
     src = tmp_path / "tiny-F32.gguf"
     src.write_bytes(b"GGUF model")
     out = tmp_path / "out"
-    first = factory.ladder(tools, src, ["Q8_0", "Q4_0"], out)
+    first = assets.ladder(tools, src, ["Q8_0", "Q4_0"], out)
     assert [p.name for p in first] == ["tiny-Q8_0.gguf", "tiny-Q4_0.gguf"]
-    second = factory.ladder(tools, src, ["Q8_0", "Q4_0", "Q2_K"], out)
+    second = assets.ladder(tools, src, ["Q8_0", "Q4_0", "Q2_K"], out)
     assert second[:2] == first
     assert (tmp_path / "calls").read_text().split() == ["Q8_0", "Q4_0", "Q2_K"]
 
@@ -113,22 +113,22 @@ def test_failed_quantize_leaves_nothing_behind(tmp_path):
     tools = _fake_quantize(tmp_path, fail_on="BOGUS")
     src = tmp_path / "tiny-F32.gguf"
     src.write_bytes(b"GGUF model")
-    with pytest.raises(factory.FactoryError, match="unknown type BOGUS"):
-        factory.quantize(tools, src, tmp_path / "o" / "x.gguf", "BOGUS")
+    with pytest.raises(assets.AssetError, match="unknown type BOGUS"):
+        assets.quantize(tools, src, tmp_path / "o" / "x.gguf", "BOGUS")
     assert list((tmp_path / "o").iterdir()) == []
 
 
 def test_quantize_without_the_tool_is_explained(tmp_path):
     tools = LlamaTools(tmp_path / "llama-perplexity", None, None, tmp_path, "test")
-    with pytest.raises(factory.FactoryError, match="setup-llama"):
-        factory.quantize(tools, tmp_path / "a", tmp_path / "b", "Q8_0")
+    with pytest.raises(assets.AssetError, match="setup-llama"):
+        assets.quantize(tools, tmp_path / "a", tmp_path / "b", "Q8_0")
 
 
 def test_gemma_model_absent_names_the_extra(monkeypatch):
-    monkeypatch.setattr(factory, "GEMMA_MODULE", "qtui_no_such_module_xyz")
-    with pytest.raises(factory.FactoryError, match=r"qtui\[demo\]"):
-        factory.gemma_model()
+    monkeypatch.setattr(assets, "GEMMA_MODULE", "qtui_no_such_module_xyz")
+    with pytest.raises(assets.AssetError, match=r"qtui\[demo\]"):
+        assets.gemma_model()
 
 
 def test_demo_ladder():
-    assert factory.DEMO_LADDER[0] == "Q8_0" and "MXFP4_MOE" in factory.DEMO_LADDER
+    assert assets.DEMO_LADDER[0] == "Q8_0" and "MXFP4_MOE" in assets.DEMO_LADDER

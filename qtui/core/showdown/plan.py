@@ -10,17 +10,18 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from qtui.core import paths
-from qtui.core.basefile import BaseFileError, check_base_file, estimate_size
 from qtui.core.fsutil import human_bytes, read_json
-from qtui.core.gguf import GGUFError
-from qtui.core.jobs import JobSpec
-from qtui.core.llama import BuildInfo, LlamaTools, child_env
-from qtui.core.models import ModelInfo, model_info
+from qtui.core.gguf.model_info import ModelInfo, model_info
+from qtui.core.gguf.reader import GGUFError
+from qtui.core.jobs.queue import JobSpec
+from qtui.core.llama.basefile import BaseFileError, check_base_file, estimate_size
+from qtui.core.llama.tools import BuildInfo, LlamaTools, child_env
 
 # An English BPE vocabulary averages about 4 bytes per token; 3 errs on the side of more
 # chunks, i.e. of asking for more free disk than the base file will really take.
@@ -97,7 +98,7 @@ def resolve_corpus(value: str | Path | None) -> Path | None:
         return None
     path = Path(value).expanduser()
     if str(value).strip() == BUILTIN_CORPUS and not path.exists():
-        from qtui.core.factory import stdlib_corpus
+        from qtui.core.llama.assets import stdlib_corpus
 
         return stdlib_corpus()
     return path

@@ -17,7 +17,7 @@ import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from qtui.core.ggml import tensor_nbytes, type_name
+from qtui.core.gguf.ggml_types import tensor_nbytes, type_name
 
 MAGIC = b"GGUF"
 DEFAULT_ALIGNMENT = 32

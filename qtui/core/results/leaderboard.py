@@ -7,10 +7,11 @@ the same way.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any
 
-from qtui.core.store import ResultRecord
+from qtui.core.results.store import ResultRecord
 
 GIB = 1024**3
 

@@ -12,8 +12,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from qtui.core.ggml import FLOAT_TYPE_IDS, GGML_TYPES, file_type_name, type_name
-from qtui.core.gguf import ArrayInfo, GGUFError, GGUFHeader, TensorInfo, read_header
+from qtui.core.gguf.ggml_types import FLOAT_TYPE_IDS, GGML_TYPES, file_type_name, type_name
+from qtui.core.gguf.reader import ArrayInfo, GGUFError, GGUFHeader, TensorInfo, read_header
 
 GROUPS: tuple[str, ...] = (
     "attention", "ffn_dense", "ffn_expert_gate_up", "ffn_expert_down", "shared_expert",

@@ -11,11 +11,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from qtui.core.basefile import BaseFileError, check_base_file
 from qtui.core.fsutil import atomic_write_json
-from qtui.core.jobs import Job, JobQueue
-from qtui.core.parser import ParseResult, parse_transcript
-from qtui.core.store import ResultRecord, ResultStore, new_id
+from qtui.core.jobs.queue import Job, JobQueue
+from qtui.core.llama.basefile import BaseFileError, check_base_file
+from qtui.core.llama.parser import ParseResult, parse_transcript
+from qtui.core.results.store import ResultRecord, ResultStore, new_id
 
 
 def _read(path: Path) -> bytes:

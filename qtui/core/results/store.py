@@ -10,9 +10,10 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Literal
+from typing import Any, Literal
 
 from qtui.core.fsutil import atomic_write_json, read_json
 
@@ -60,7 +61,7 @@ class ResultRecord:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "ResultRecord":
+    def from_dict(cls, d: dict[str, Any]) -> ResultRecord:
         if not isinstance(d, dict) or "id" not in d or "model" not in d:
             raise ValueError("not a qtui result record (no id/model)")
         known = {f for f in cls.__dataclass_fields__}

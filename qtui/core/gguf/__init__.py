@@ -1,0 +1,1 @@
+"""GGUF files: the header reader, ggml types, model facts, discovery."""

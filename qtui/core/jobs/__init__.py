@@ -1,0 +1,1 @@
+"""The job queue on disk, the detached scheduler, finalizing and following a job."""

@@ -1,0 +1,1 @@
+"""Stored results, the leaderboard maths, export and log import."""

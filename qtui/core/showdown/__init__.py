@@ -1,0 +1,1 @@
+"""The one service every front end calls: plan, queue, follow, board."""
