@@ -292,9 +292,12 @@ class Nvml:
         found: dict[int, GpuProcess] = {}
         for kind in ("Compute", "Graphics"):
             base = f"nvmlDeviceGet{kind}RunningProcesses"
-            attempts = [
-                (lambda name=name: getattr(nv, name)(h)) for name in (f"{base}_v3", f"{base}_v2", base)
-            ]
+
+            def attempt(name: str) -> Callable[[], Any]:
+                # looked up when called: an older nvidia-ml-py lacks the newer names (_ABSENT)
+                return lambda: getattr(nv, name)(h)
+
+            attempts = [attempt(name) for name in (f"{base}_v3", f"{base}_v2", base)]
             for obj in self._first(kind, attempts) or ():
                 try:
                     pid = int(obj.pid)
@@ -347,58 +350,3 @@ class PeakTracker:
         if self.current_total is not None:
             self.peak_total = max(self.peak_total or 0, self.current_total)
 
-
-class GpuCollector:
-    """Samples NVML on a background thread every ``interval`` seconds and hands each snapshot
-    to ``callback`` (on that thread). Used by the headless CLI; the TUI runs its own worker."""
-
-    def __init__(
-        self,
-        callback: Callable[[GpuSnapshot], None],
-        interval: float = 1.0,
-        nvml: Nvml | None = None,
-    ) -> None:
-        if interval <= 0:
-            raise ValueError(f"GPU sampling interval must be positive, got {interval}")
-        self._callback = callback
-        self.interval = interval
-        self._own_nvml = nvml is None  # shut down only what we created
-        self.nvml = nvml if nvml is not None else Nvml()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self.latest: GpuSnapshot | None = None
-
-    def start(self) -> None:
-        if self._thread is not None and self._thread.is_alive():
-            return
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="qtui-gpu-collector", daemon=True)
-        self._thread.start()
-
-    def stop(self, timeout: float = 2.0) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            self._thread = None
-        if self._own_nvml:
-            self.nvml.shutdown()
-
-    @property
-    def running(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            started = time.monotonic()
-            snap = self.nvml.sample()
-            self.latest = snap
-            try:
-                self._callback(snap)
-            except Exception:
-                log.exception("GPU collector callback failed")
-            if self.nvml.permanently_unavailable:
-                # Nothing will change: keep the thread but stop sampling a missing driver.
-                self._stop.wait()
-                break
-            # Event.wait, not sleep, so stop() returns at once instead of up to an interval later.
-            self._stop.wait(max(0.0, self.interval - (time.monotonic() - started)))

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import threading
-import time
 from types import SimpleNamespace
 from typing import Any
 
@@ -14,7 +12,6 @@ import pytest
 
 from qtui.core.gpu import (
     UNAVAILABLE_PREFIX,
-    GpuCollector,
     GpuProcess,
     GpuSample,
     GpuSnapshot,
@@ -360,42 +357,3 @@ def test_peak_starts_afresh_when_another_job_takes_a_gpu() -> None:
     t.update(_snap(_gpu(0, 2 * GIB, GpuProcess(9, GIB)), _gpu(1, 6 * GIB, GpuProcess(8, 3 * GIB))), {8, 9})
     assert t.peak == {0: 2 * GIB, 1: 5 * GIB} and t.current == {0: GIB, 1: 3 * GIB}
 
-
-def test_collector_samples_and_stops_promptly() -> None:
-    got: list[GpuSnapshot] = []
-    enough = threading.Event()
-
-    def cb(s: GpuSnapshot) -> None:
-        got.append(s)
-        if len(got) == 1:
-            raise ValueError("a failing callback must not kill the thread")
-        if len(got) >= 3:
-            enough.set()
-
-    fake = FakeNvml([h100()])
-    c = GpuCollector(cb, interval=0.01, nvml=Nvml(nvml_module=fake))
-    c.start()
-    assert enough.wait(5.0)
-    c.interval = 60.0  # now stuck in a long wait: stop() must still return at once
-    time.sleep(0.05)
-    t0 = time.monotonic()
-    c.stop()
-    assert time.monotonic() - t0 < 1.0
-    assert not c.running and c.latest is not None and c.latest.available
-    assert "shutdown" not in fake.calls  # it did not own this Nvml
-
-
-def test_collector_stops_sampling_a_missing_driver() -> None:
-    got: list[GpuSnapshot] = []
-    fake = FakeNvml([], init_error=LibraryNotFound)
-    c = GpuCollector(got.append, interval=0.001, nvml=Nvml(nvml_module=fake))
-    c.start()
-    time.sleep(0.1)
-    assert c.running
-    c.stop()
-    assert len(got) == 1 and not got[0].available
-
-
-def test_collector_rejects_bad_interval() -> None:
-    with pytest.raises(ValueError, match="positive"):
-        GpuCollector(lambda s: None, interval=0)

@@ -11,6 +11,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from qtui.core.gguf.ggml_types import FLOAT_TYPE_IDS, GGML_TYPES, file_type_name, type_name
 from qtui.core.gguf.reader import ArrayInfo, GGUFError, GGUFHeader, TensorInfo, read_header
@@ -141,21 +142,21 @@ class ModelInfo:
         }
 
     @classmethod
-    def from_dict(cls, d: dict[str, object]) -> ModelInfo:
-        def shares(items: object) -> tuple[TypeShare, ...]:
-            return tuple(TypeShare(**s) for s in items)  # type: ignore[arg-type,union-attr]
+    def from_dict(cls, d: dict[str, Any]) -> ModelInfo:
+        """The inverse of to_dict (a JSON round trip: lists where tuples were)."""
 
-        groups = d["mix_by_group"]
-        assert isinstance(groups, dict)
+        def shares(items: Iterable[dict[str, Any]]) -> tuple[TypeShare, ...]:
+            return tuple(TypeShare(**s) for s in items)
+
         return cls(
-            path=Path(str(d["path"])), shards=tuple(Path(p) for p in d["shards"]),  # type: ignore[union-attr]
-            size_bytes=int(d["size_bytes"]), mtime=float(d["mtime"]),  # type: ignore[arg-type]
-            arch=d["arch"], name=d["name"], quant=str(d["quant"]),  # type: ignore[arg-type]
-            file_type=d["file_type"], n_params=int(d["n_params"]),  # type: ignore[arg-type]
-            bpw=float(d["bpw"]), n_vocab=d["n_vocab"],  # type: ignore[arg-type]
-            context_length=d["context_length"], quantized_by=d["quantized_by"],  # type: ignore[arg-type]
-            imatrix=d["imatrix"], mix_by_type=shares(d["mix_by_type"]),  # type: ignore[arg-type]
-            mix_by_group={g: shares(ss) for g, ss in groups.items()},
+            path=Path(str(d["path"])), shards=tuple(Path(p) for p in d["shards"]),
+            size_bytes=int(d["size_bytes"]), mtime=float(d["mtime"]),
+            arch=d["arch"], name=d["name"], quant=str(d["quant"]),
+            file_type=d["file_type"], n_params=int(d["n_params"]),
+            bpw=float(d["bpw"]), n_vocab=d["n_vocab"],
+            context_length=d["context_length"], quantized_by=d["quantized_by"],
+            imatrix=d["imatrix"], mix_by_type=shares(d["mix_by_type"]),
+            mix_by_group={g: shares(ss) for g, ss in d["mix_by_group"].items()},
             is_base_candidate=bool(d["is_base_candidate"]),
         )
 

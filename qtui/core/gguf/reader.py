@@ -38,10 +38,6 @@ _SCALARS: dict[int, struct.Struct] = {
     11: struct.Struct("<q"), 12: struct.Struct("<d"),
 }
 T_STRING, T_ARRAY, T_BOOL = 8, 9, 7
-VALUE_TYPE_NAMES = {
-    0: "u8", 1: "i8", 2: "u16", 3: "i16", 4: "u32", 5: "i32", 6: "f32", 7: "bool",
-    8: "string", 9: "array", 10: "u64", 11: "i64", 12: "f64",
-}
 
 
 class GGUFError(Exception):
@@ -138,13 +134,13 @@ class _Reader:
 
     def u32(self, what: str) -> int:
         self._ensure(4, what)
-        v = _U32.unpack_from(self.buf, self.pos)[0]
+        v: int = _U32.unpack_from(self.buf, self.pos)[0]
         self.pos += 4
         return v
 
     def u64(self, what: str) -> int:
         self._ensure(8, what)
-        v = _U64.unpack_from(self.buf, self.pos)[0]
+        v: int = _U64.unpack_from(self.buf, self.pos)[0]
         self.pos += 8
         return v
 

@@ -32,6 +32,7 @@ import tarfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 from qtui.core.llama.tools import STAMP_NAME, TOOL_NAMES, LlamaTools, check_runnable
 from qtui.core.paths import downloads_dir, llama_cache_dir
@@ -65,7 +66,7 @@ def build_dir(version: str, backend: str = "cpu", arch: str | None = None) -> Pa
     return llama_cache_dir() / name
 
 
-def read_stamp(d: Path) -> dict | None:
+def read_stamp(d: Path) -> dict[str, Any] | None:
     try:
         data = json.loads((d / STAMP_NAME).read_text())
     except (OSError, ValueError):
@@ -90,7 +91,7 @@ def _gpu_visible() -> bool:
 
         pynvml.nvmlInit()
         try:
-            return pynvml.nvmlDeviceGetCount() > 0
+            return bool(pynvml.nvmlDeviceGetCount() > 0)
         finally:
             pynvml.nvmlShutdown()
     except Exception:  # NVML missing, no driver, no device: all mean "no GPU"
@@ -283,7 +284,7 @@ def verify(d: Path, source: str = "setup") -> LlamaTools:
 
 
 def write_stamp(d: Path, version: str, backend: str, arch: str | None, args: list[str] | None,
-                log: Path, adopted: bool = False, patches: list[str] | None = None) -> dict:
+                log: Path, adopted: bool = False, patches: list[str] | None = None) -> dict[str, Any]:
     data = {
         "version": version, "backend": backend, "arch": arch, "cmake_args": args,
         "built_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),

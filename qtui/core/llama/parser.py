@@ -20,6 +20,7 @@ import math
 import re
 from collections import deque
 from dataclasses import dataclass, field, replace
+from typing import overload
 
 # The events live in their own module (small, shared with the UI's messages); re-exported here.
 from qtui.core.llama.events import (  # noqa: F401
@@ -84,6 +85,10 @@ _MAX_PENDING = 1 << 20  # a "line" this long without a newline is not output we 
 _TAIL_LINES = 40
 
 
+@overload
+def _num(text: str) -> float: ...
+@overload
+def _num(text: str | None) -> float | None: ...
 def _num(text: str | None) -> float | None:
     if text is None:
         return None
@@ -121,15 +126,10 @@ class StreamParser:
         self.warnings: list[str] = []
         self.seconds_per_pass: float | None = None
         self.eta_total_s: float | None = None
-        self.progress_count = 0
 
     @property
     def mode(self) -> Mode | None:
         return self.started.mode if self.started else self._expected
-
-    @property
-    def errors(self) -> list[str]:
-        return list(self._errors)
 
     # ---- input -------------------------------------------------------------
     def feed(self, stream: Stream, data: bytes) -> list[Event]:
@@ -164,7 +164,7 @@ class StreamParser:
         for stream in ("err", "out"):
             pend = self._pending[stream]
             if pend:
-                self._line(stream, bytes(pend))  # type: ignore[arg-type]
+                self._line(stream, bytes(pend))
                 pend.clear()
         mode = self.mode
         if mode is None:
@@ -199,7 +199,7 @@ class StreamParser:
             self._emit(Warning(message))
 
     def _start(self, mode: Mode, n_chunks: int | None = None, n_ctx: int | None = None,
-               n_batch: int | None = None, n_seq: int | None = None, inferred: bool = False) -> None:
+               n_batch: int | None = None, n_seq: int | None = None, *, inferred: bool = False) -> None:
         """Emit Started once -- or a second time when the real log line (or the
         "saving all logits" line) arrives after one inferred from stdout: the
         two pipes are read independently, so stdout can be seen first."""
@@ -303,7 +303,6 @@ class StreamParser:
         p.n_chunks = self.started.n_chunks if self.started else None
         p.eta_s = self._eta_for(p.chunk)
         self.latest = p
-        self.progress_count += 1
         self._emit(p)
 
     def _row(self, s: str) -> bool:

@@ -19,6 +19,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from qtui.core.paths import llama_cache_dir
 
@@ -63,9 +64,6 @@ class BuildInfo:
     flags: frozenset[str]  # option names listed by --help, e.g. "--no-log-prefix"
     build_number: int | None = None  # llama.cpp's bNNNN; 0 when built outside git
 
-    def supports(self, flag: str) -> bool:
-        return flag in self.flags
-
 
 def _is_exe(p: Path) -> bool:
     return p.is_file() and os.access(p, os.X_OK)
@@ -108,9 +106,9 @@ def _version_key(v: str) -> tuple[int, ...]:
     return tuple(int(x) for x in re.findall(r"\d+", v))
 
 
-def cached_builds() -> list[tuple[Path, dict]]:
+def cached_builds() -> list[tuple[Path, dict[str, Any]]]:
     """qtui's finished builds (those with a stamp and their binary), newest version first."""
-    found: list[tuple[Path, dict]] = []
+    found: list[tuple[Path, dict[str, Any]]] = []
     root = llama_cache_dir()
     if not root.is_dir():
         return found
