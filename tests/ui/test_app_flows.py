@@ -34,7 +34,7 @@ async def scanned(pilot) -> ModelList:
 async def start_one(pilot, name: str) -> None:
     """Scan, put the cursor on the file called name, choose it (space) and start (s)."""
     ml = await scanned(pilot)
-    ml.table.move_cursor(row=[m.path.name for m in ml.visible()].index(name))
+    ml.table.move_cursor(row=[m.path.name for m in ml.visible_models()].index(name))
     await pilot.press("space", "s")
 
 
@@ -66,7 +66,7 @@ async def test_filter_keeps_and_clears(app_factory, models_dir: Path) -> None:
     async with app.run_test(size=(80, 24)) as pilot:
         ml = await scanned(pilot)
         await pilot.press("slash", "q", "8", "enter")
-        assert [m.path.name for m in ml.visible()] == ["tiny-Q8_0.gguf"]
+        assert [m.path.name for m in ml.visible_models()] == ["tiny-Q8_0.gguf"]
         assert ml.table.row_count == 1 and ml.table.has_focus
         await pilot.press("a")  # select all acts on the shown rows only
         assert [p.name for p in ml.choice().variants] == ["tiny-Q8_0.gguf"]
@@ -598,7 +598,7 @@ async def test_second_start_reuses_the_pending_base_job(app_factory, tmp_path: P
     app = app_factory([d])
     async with app.run_test(size=(80, 24)) as pilot:
         ml = await scanned(pilot)
-        names = [m.path.name for m in ml.visible()]
+        names = [m.path.name for m in ml.visible_models()]
         ml.table.move_cursor(row=names.index("tiny-Q4_0.gguf"))
         await pilot.press("space", "s")
         await wait_for(pilot, lambda: status_of(app, "tiny-Q4_0.gguf") is not None, what="the first start")

@@ -72,7 +72,7 @@ class ModelList(Vertical):
 
     BINDINGS = [
         Binding("b", "choose_base", "Base", tooltip="Use the model under the cursor as the base"),
-        Binding("space", "toggle", "Toggle", tooltip="Add or remove the model under the cursor as a variant"),
+        Binding("space", "toggle_variant", "Toggle", tooltip="Add or remove the model under the cursor as a variant"),
         Binding("a", "select_all", "All", tooltip="Choose every shown model (except the base) as a variant"),
         Binding("n", "select_none", "None", tooltip="Choose no variants", show=False),
         Binding("slash", "filter", "Filter", tooltip="Filter the model list by name, quant or folder"),
@@ -168,7 +168,9 @@ class ModelList(Vertical):
     def table(self) -> DataTable[str | Text]:
         return self.query_one("#models", DataTable)
 
-    def visible(self) -> list[ModelInfo]:
+    def visible_models(self) -> list[ModelInfo]:
+        """The models the filter lets through, in table order. (Not `visible`: that is Textual's
+        DOMNode.visible, which children read through `parent.visible`.)"""
         terms = self.filter_text.lower().split()
         if not terms:
             return list(self.models)
@@ -201,7 +203,7 @@ class ModelList(Vertical):
                     table.add_column(title, key=key)
             else:
                 table.clear()
-            for m in self.visible():
+            for m in self.visible_models():
                 table.add_row(
                     self._mark(m),
                     middle_ellipsis(display_name(m, self.dirs), width),
@@ -222,7 +224,7 @@ class ModelList(Vertical):
 
     def _refresh_marks(self) -> None:
         table = self.table
-        for m in self.visible():
+        for m in self.visible_models():
             table.update_cell(str(m.path), "mark", self._mark(m))
         self._update_status()
         self.post_message(self.Changed())
@@ -232,7 +234,7 @@ class ModelList(Vertical):
         if self.scanning:
             parts.append(scanning or "scanning…")
         else:
-            shown = len(self.visible())
+            shown = len(self.visible_models())
             parts.append(f"{len(self.models)} model(s)" if shown == len(self.models)
                          else f"{shown} of {len(self.models)} shown")
 
@@ -285,7 +287,8 @@ class ModelList(Vertical):
                         severity="warning")
         self._refresh_marks()
 
-    def action_toggle(self) -> None:
+    def action_toggle_variant(self) -> None:
+        # Not action_toggle: DOMNode.action_toggle(attribute_name) is Textual's own action.
         m = self.current_model()
         if m is None:
             return
@@ -296,7 +299,7 @@ class ModelList(Vertical):
             table.move_cursor(row=table.cursor_row + 1)  # toggling down a list is the common case
 
     def action_select_all(self) -> None:
-        self.chosen |= {m.path for m in self.visible() if m.path != self.base}
+        self.chosen |= {m.path for m in self.visible_models() if m.path != self.base}
         self._refresh_marks()
 
     def action_select_none(self) -> None:
