@@ -28,6 +28,23 @@ FINISHED: tuple[str, ...] = ("done", "failed", "cancelled")
 TERM_GRACE_S = 5.0
 
 
+class Outcome(str):
+    """What a user action on a job did, in words, and whether it was done (`ok`) or refused.
+
+    A str, so the app shows it as it is; the command line reads `ok` (and `state`, the job's
+    status when it was refused, None if there was no such job) for its exit status instead
+    of parsing the words.
+    """
+
+    ok: bool
+    state: str | None
+
+    def __new__(cls, text: str, ok: bool = True, state: str | None = None) -> Outcome:
+        self = super().__new__(cls, text)
+        self.ok, self.state = ok, state
+        return self
+
+
 @dataclass
 class JobSpec:
     kind: JobKind
@@ -162,7 +179,7 @@ class JobQueue:
             return job
 
     # -- user actions ------------------------------------------------------------------------
-    def cancel(self, job_id: str) -> str:
+    def cancel(self, job_id: str) -> Outcome:
         """Cancel a queued job at once; ask a running one to stop (SIGTERM to its group).
 
         The scheduler escalates to SIGKILL after TERM_GRACE_S and records the outcome.
@@ -170,48 +187,51 @@ class JobQueue:
         with self.locked():
             job = self.get(job_id)
             if job is None:
-                return f"no job {job_id}"
+                return Outcome(f"no job {job_id}", ok=False)
             if job.state.status == "queued":
                 job.state.status = "cancelled"
                 job.state.reason = "cancelled before it started"
                 job.state.ended_at = time.time()
                 self.write_state(job)
-                return f"cancelled {job.spec.label or job_id}"
+                return Outcome(f"cancelled {job.spec.label or job_id}")
             if job.state.status != "running":
-                return f"{job.spec.label or job_id} is already {job.state.status}"
+                # Nothing left to stop: what the user wanted holds already.
+                return Outcome(f"{job.spec.label or job_id} is already {job.state.status}")
             job.state.cancel_requested_at = time.time()
             self.write_state(job)
             pid = job.state.pid
         if pid is not None:
             signal_group(pid, signal.SIGTERM)
-        return f"stopping {job.spec.label or job_id}"
+        return Outcome(f"stopping {job.spec.label or job_id}")
 
-    def retry(self, job_id: str) -> str:
+    def retry(self, job_id: str) -> Outcome:
         with self.locked():
             job = self.get(job_id)
             if job is None:
-                return f"no job {job_id}"
+                return Outcome(f"no job {job_id}", ok=False)
             if job.state.status not in ("failed", "cancelled"):
-                return f"{job.spec.label or job_id} is {job.state.status}: only failed or cancelled jobs can be retried"
+                return Outcome(f"{job.spec.label or job_id} is {job.state.status}: only failed or cancelled jobs can be retried",
+                               ok=False, state=job.state.status)
             job.state = JobState()
             job.spec.seq = time.time()  # to the back of the queue
             self.write_spec(job)
             self.write_state(job)
             for p in (job.stdout_path, job.stderr_path):
                 p.unlink(missing_ok=True)
-            return f"queued {job.spec.label or job_id} again"
+            return Outcome(f"queued {job.spec.label or job_id} again")
 
-    def remove(self, job_id: str) -> str:
+    def remove(self, job_id: str) -> Outcome:
         with self.locked():
             job = self.get(job_id)
             if job is None:
-                return f"no job {job_id}"
+                return Outcome(f"no job {job_id}", ok=False)
             if job.state.status == "running":
-                return "cancel the job before removing it"
+                return Outcome(f"cannot remove {job.spec.label or job_id}: it is running; cancel it first",
+                               ok=False, state="running")
             for p in sorted(job.dir.iterdir(), reverse=True):
                 p.unlink(missing_ok=True)
             job.dir.rmdir()
-            return f"removed {job.spec.label or job_id}"
+            return Outcome(f"removed {job.spec.label or job_id}")
 
     def move(self, job_id: str, delta: int) -> bool:
         """Move a queued job up (delta < 0) or down among the queued jobs."""
