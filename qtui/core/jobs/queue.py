@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import shutil
 import signal
 import time
 from collections.abc import Iterator
@@ -152,6 +153,22 @@ class JobQueue:
     def add_many(self, specs: list[JobSpec]) -> list[Job]:
         with self.locked():
             return [self._add_unlocked(s) for s in specs]
+
+    def add_many_locked(self, specs: list[JobSpec]) -> list[Job]:
+        """add_many for a caller already inside `locked()` (flock is not re-entrant), so that
+        what to add is decided and added in one hold of the lock. All or nothing: on an
+        error the jobs added so far are removed again and the error is raised."""
+        added: list[Job] = []
+        current: Path | None = None
+        try:
+            for s in specs:
+                current = self.root / s.id  # a folder this call makes: never one already there
+                added.append(self._add_unlocked(s))
+        except BaseException:
+            for d in [j.dir for j in added] + ([current] if current is not None else []):
+                shutil.rmtree(d, ignore_errors=True)
+            raise
+        return added
 
     def _add_unlocked(self, spec: JobSpec) -> Job:
         d = self.root / spec.id
