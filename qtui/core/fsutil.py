@@ -6,6 +6,7 @@ recovery) sees either the old content or the new, never half a file.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -66,3 +67,11 @@ def human_bytes(n: float | None) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024
     return f"{n:.1f} TiB"
+
+
+def file_sha256(path: Path, block: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(block):
+            h.update(chunk)
+    return h.hexdigest()

@@ -7,12 +7,14 @@ computed here once and kept in a JSON-safe form for the result store.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from qtui.core.fsutil import file_sha256
 from qtui.core.gguf.ggml_types import FLOAT_TYPE_IDS, GGML_TYPES, file_type_name, type_name
 from qtui.core.gguf.reader import ArrayInfo, GGUFError, GGUFHeader, TensorInfo, read_header
 
@@ -255,3 +257,32 @@ def _build(path: Path, shard_paths: list[Path], headers: list[GGUFHeader]) -> Mo
         is_base_candidate=(bool(big) and all(t.type_id in FLOAT_TYPE_IDS for t in big))
         or ft in BASE_FILE_TYPES,
     )
+
+
+def model_summary(info: ModelInfo, sha256: bool = False) -> dict[str, Any]:
+    """What a result record keeps about a model: identity, labels and the tensor mix.
+
+    sha256 is opt-in: hashing a 200 GB model takes minutes, size + mtime is the default identity.
+    """
+    summary: dict[str, Any] = {
+        "path": str(info.path),
+        "label": info.path.name.removesuffix(".gguf"),
+        "name": info.name,
+        "arch": info.arch,
+        "size_bytes": info.size_bytes,
+        "mtime": info.mtime,
+        "quant": info.quant,
+        "quantized_by": info.quantized_by,
+        "bpw": info.bpw,
+        "n_params": info.n_params,
+        "n_vocab": info.n_vocab,
+        "shards": len(info.shards),
+        "imatrix": info.imatrix,
+        "mix": {t.type_name: t.nbytes for t in info.mix_by_type},
+        "groups": {g: {t.type_name: t.nbytes for t in shares} for g, shares in info.mix_by_group.items()},
+    }
+    if sha256:
+        digests = [file_sha256(shard) for shard in info.shards]
+        # a split set is identified by the hash of its shards' hashes, in order
+        summary["sha256"] = digests[0] if len(digests) == 1 else hashlib.sha256("".join(digests).encode()).hexdigest()
+    return summary

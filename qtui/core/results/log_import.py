@@ -11,7 +11,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from qtui.core.gguf.model_info import model_info
+from qtui.core.gguf.model_info import model_info, model_summary
 from qtui.core.gguf.reader import GGUFError
 from qtui.core.llama.parser import parse_transcript
 from qtui.core.results.store import ResultRecord, new_id
@@ -29,8 +29,6 @@ def _model_from_log(data: bytes, log: Path) -> dict[str, Any]:
         model["path"] = str(path)
         model["label"] = path.name.removesuffix(".gguf")
         if path.is_file():
-            from qtui.core.showdown.plan import model_summary  # late: runs imports much more
-
             try:
                 return model_summary(model_info(path))
             except (GGUFError, OSError):

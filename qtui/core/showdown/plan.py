@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from qtui.core import paths
-from qtui.core.fsutil import human_bytes, read_json
-from qtui.core.gguf.model_info import ModelInfo, model_info
+from qtui.core.fsutil import file_sha256, human_bytes, read_json
+from qtui.core.gguf.model_info import ModelInfo, model_info, model_summary
 from qtui.core.gguf.reader import GGUFError
 from qtui.core.jobs.queue import JobSpec
 from qtui.core.llama.basefile import BaseFileError, check_base_file, estimate_size
@@ -47,43 +47,6 @@ class RunPlan:
     @property
     def jobs(self) -> list[JobSpec]:
         return ([self.base_job] if self.base_job else []) + self.kld_jobs
-
-
-def model_summary(info: ModelInfo, sha256: bool = False) -> dict[str, Any]:
-    """What a result record keeps about a model: identity, labels and the tensor mix.
-
-    sha256 is opt-in: hashing a 200 GB model takes minutes, size + mtime is the default identity.
-    """
-    summary = {
-        "path": str(info.path),
-        "label": info.path.name.removesuffix(".gguf"),
-        "name": info.name,
-        "arch": info.arch,
-        "size_bytes": info.size_bytes,
-        "mtime": info.mtime,
-        "quant": info.quant,
-        "quantized_by": info.quantized_by,
-        "bpw": info.bpw,
-        "n_params": info.n_params,
-        "n_vocab": info.n_vocab,
-        "shards": len(info.shards),
-        "imatrix": info.imatrix,
-        "mix": {t.type_name: t.nbytes for t in info.mix_by_type},
-        "groups": {g: {t.type_name: t.nbytes for t in shares} for g, shares in info.mix_by_group.items()},
-    }
-    if sha256:
-        digests = [file_sha256(shard) for shard in info.shards]
-        # a split set is identified by the hash of its shards' hashes, in order
-        summary["sha256"] = digests[0] if len(digests) == 1 else hashlib.sha256("".join(digests).encode()).hexdigest()
-    return summary
-
-
-def file_sha256(path: Path, block: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(block):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 BUILTIN_CORPUS = "builtin"
