@@ -1,21 +1,36 @@
 """Judging a finished job by its output and persisting the result: the moment a run ends.
 
 Kept apart from the scheduler so that log import and tests use the same judgement.
+
+Finalizing may be interrupted at any point (the scheduler killed, the disk full) and run again
+by the next scheduler, so every step is safe to repeat: the result record's id is fixed in the
+job's state before the record is written, the base file's metadata is written before the base
+file gets its final name, and a base file already in place under that name is recognised.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
+import math
 import os
+import shutil
 import time
 from pathlib import Path
 from typing import Any
 
-from qtui.core.fsutil import atomic_write_json
-from qtui.core.jobs.queue import Job, JobQueue
+from qtui.core.fsutil import atomic_write_json, read_json
+from qtui.core.jobs.queue import FINISHED, Job, JobQueue, JobStatus
 from qtui.core.llama.basefile import BaseFileError, check_base_file
 from qtui.core.llama.parser import ParseResult, parse_transcript
+from qtui.core.llama.stats import FinalStats
 from qtui.core.results.store import ResultRecord, ResultStore, new_id
+
+# The figures a leaderboard row is made of: if one of them is nan/inf, the row means nothing.
+KEY_STATS = (("kld_mean", "KLD"), ("ppl_q", "PPL"), ("ppl_ratio", "PPL ratio"),
+             ("kld_p99", "99th-percentile KLD"), ("same_top", "same-top-token rate"))
+DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
+_NEARLY_FULL_BYTES = 64 * 1024
 
 
 def _read(path: Path) -> bytes:
@@ -35,11 +50,17 @@ def judge(job: Job, exit_code: int | None) -> tuple[str, str | None, ParseResult
     if job.spec.kind == "kld":
         if parsed.stats is None or not parsed.stats.is_complete:
             return "failed", "the run ended without a complete final statistics block", parsed
-        return "done", None, parsed
+        broken = nonfinite_stat(parsed.stats)
+        return ("failed", broken, parsed) if broken else ("done", None, parsed)
     # base generation: the estimate line AND a complete file on disk
     if parsed.base_estimate is None:
         return "failed", "base generation ended without its final PPL estimate", parsed
+    if not math.isfinite(parsed.base_estimate.ppl):
+        return "failed", (f"llama-perplexity reported a non-finite PPL ({_word(parsed.base_estimate.ppl)}) "
+                          "for the base model: its output is broken, so its base file cannot be used"), parsed
     partial = Path(str(job.spec.output) + ".partial")
+    if not partial.exists() and _base_file_in_place(job):
+        return "done", None, parsed  # a scheduler died after placing the file: finish its work
     try:
         check_base_file(partial)
     except (BaseFileError, OSError) as exc:
@@ -47,14 +68,53 @@ def judge(job: Job, exit_code: int | None) -> tuple[str, str | None, ParseResult
     return "done", None, parsed
 
 
+def nonfinite_stat(stats: FinalStats) -> str | None:
+    """Words for the first key statistic that is nan or inf, None when all are numbers."""
+    for key, name in KEY_STATS:
+        value = getattr(stats, key)
+        if value is not None and not math.isfinite(value):
+            return f"llama-perplexity reported a non-finite {name} ({_word(value)}): the model's output is broken"
+    return None
+
+
+def _word(value: float) -> str:
+    return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+
+
+def _base_file_in_place(job: Job) -> bool:
+    """The finished base file is already under its final name, placed by this very job.
+
+    Its metadata (written before the rename) names the job: a base file of another run,
+    or one whose metadata never got written, does not count."""
+    final = Path(str(job.spec.output))
+    try:
+        meta = read_json(Path(str(final) + ".json"))
+        check_base_file(final)
+    except (BaseFileError, OSError, ValueError):
+        return False
+    return isinstance(meta, dict) and meta.get("job_id") == job.id
+
+
+def disk_nearly_full(path: Path) -> bool:
+    try:
+        return shutil.disk_usage(path).free < _NEARLY_FULL_BYTES
+    except OSError:
+        return False
+
+
 MAX_AUTO_RETRIES = 2
 
 
 def finalize_job(queue: JobQueue, job_id: str, exit_code: int | None) -> ResultRecord | None:
-    """Judge, persist, and update the job's state. Returns None when the job was re-queued."""
+    """Judge, persist, and update the job's state. Returns None when the job was re-queued.
+
+    Raises whatever persisting raises (a full disk...): the scheduler turns that into a
+    failed job with `mark_failed`."""
     job = queue.get(job_id)
     if job is None:
         return None
+    if job.state.status in FINISHED:
+        return _stored_record(queue, job)  # judged already (a second call, or another process)
     status, reason, parsed = judge(job, exit_code)
     if status == "failed" and parsed.failed is not None and parsed.failed.retryable and job.state.attempts < MAX_AUTO_RETRIES:
         # llama.cpp 0.3.36 can drop the end of its output at exit (its log thread is never
@@ -64,20 +124,28 @@ def finalize_job(queue: JobQueue, job_id: str, exit_code: int | None) -> ResultR
             with contextlib.suppress(FileNotFoundError):
                 Path(job.spec.output + ".partial").unlink()
         queue.update(job.id, status="queued", pid=None, pid_started=None, slot=None, started_at=None,
-                     attempts=job.state.attempts + 1, reason=f"re-run: {reason}")
+                     attempts=job.state.attempts + 1, reason=f"re-run: {reason}", result_id=None)
         return None
+    if status == "failed" and disk_nearly_full(job.dir):
+        reason = f"{reason} (the disk is full)"  # checked before the partial file frees space
+    record_id = job.state.result_id or new_id()
+    if job.state.result_id is None:
+        # Fixed before the record is written: finalizing again rewrites the same record.
+        queue.update(job.id, result_id=record_id)
     if job.spec.kind == "base" and job.spec.output:
         partial = Path(job.spec.output + ".partial")
         if status == "done":
-            os.replace(partial, job.spec.output)
-            atomic_write_json(Path(job.spec.output + ".json"), _base_meta(job, parsed))
+            if partial.exists():
+                # Metadata first: a base file under its final name always has its metadata.
+                atomic_write_json(Path(job.spec.output + ".json"), _base_meta(job, parsed, partial))
+                os.replace(partial, job.spec.output)
         else:
             # A partial base file is useless (and can be tens of GB): never leave it behind.
             with contextlib.suppress(FileNotFoundError):
                 partial.unlink()
     ended = time.time()
     record = ResultRecord(
-        id=new_id(),
+        id=record_id,
         kind=job.spec.kind,
         status=status,  # type: ignore[arg-type]
         model=job.spec.model,
@@ -99,10 +167,55 @@ def finalize_job(queue: JobQueue, job_id: str, exit_code: int | None) -> ResultR
         job_id=job.id,
     )
     if job.spec.kind == "base" and parsed.base_estimate is not None:
-        record.stats = {"ppl_base": parsed.base_estimate.ppl, "ppl_base_err": parsed.base_estimate.ppl_err}
+        est = FinalStats(ppl_base=parsed.base_estimate.ppl, ppl_base_err=parsed.base_estimate.ppl_err).to_dict()
+        record.stats = {k: est[k] for k in ("ppl_base", "ppl_base_err")}  # nan-safe, like every stat
     ResultStore(queue.data_dir).save(record)
     queue.update(job.id, status=status, reason=reason, exit_code=exit_code, ended_at=ended, result_id=record.id)
     return record
+
+
+def mark_failed(queue: JobQueue, job_id: str, reason: str) -> None:
+    """Record a job as failed when finalizing it (or starting it) raised.
+
+    Frees what it can first (a base job's partial file), writes the state even on a full disk
+    (JobQueue.fail), then leaves a failure record if the disk allows. Raises only when even the
+    state cannot be written."""
+    job = queue.get(job_id)
+    if job is None or job.state.status in FINISHED:
+        return
+    if job.spec.kind == "base" and job.spec.output:
+        with contextlib.suppress(OSError):
+            Path(job.spec.output + ".partial").unlink()
+    status: JobStatus = "cancelled" if job.state.cancel_requested_at is not None else "failed"
+    queue.fail(job_id, reason, status=status)
+    with contextlib.suppress(Exception):  # best effort: the job's state already says it all
+        record_id = job.state.result_id or new_id()
+        ResultStore(queue.data_dir).save(ResultRecord(
+            id=record_id, kind=job.spec.kind, status=status,  # type: ignore[arg-type]
+            model=job.spec.model, base=job.spec.base, corpus=job.spec.corpus, ctx=job.spec.ctx,
+            chunks=job.spec.chunks, llama=job.spec.llama, argv=job.spec.argv, gpu=job.spec.llama.get("gpu"),
+            started_at=job.state.started_at, ended_at=time.time(), job_id=job.id,
+            failure={"reason": reason, "exit_code": job.state.exit_code, "stderr_tail": _tail(job.stderr_path)},
+        ))
+        queue.update(job_id, result_id=record_id)
+
+
+def failure_words(doing: str, exc: BaseException, log: Path) -> str:
+    """One sentence for an exception that stopped qtui from finishing a job's bookkeeping."""
+    if isinstance(exc, OSError) and exc.errno in DISK_FULL_ERRNOS:
+        return f"disk full: {doing}: {exc}"
+    if isinstance(exc, OSError):
+        return f"{doing}: {exc}"
+    return f"{doing}: {type(exc).__name__}: {exc} (the details are in {log})"
+
+
+def _stored_record(queue: JobQueue, job: Job) -> ResultRecord | None:
+    if job.state.result_id is None:
+        return None
+    try:
+        return ResultRecord.from_dict(read_json(ResultStore(queue.data_dir).root / f"{job.state.result_id}.json"))
+    except (OSError, ValueError, TypeError):
+        return None
 
 
 def _chunks_done(parsed: ParseResult, job: Job) -> int | None:
@@ -111,8 +224,8 @@ def _chunks_done(parsed: ParseResult, job: Job) -> int | None:
     return job.spec.chunks
 
 
-def _base_meta(job: Job, parsed: ParseResult) -> dict[str, Any]:
-    hdr = check_base_file(Path(job.spec.output or ""))
+def _base_meta(job: Job, parsed: ParseResult, path: Path) -> dict[str, Any]:
+    hdr = check_base_file(path)
     return {
         "base": job.spec.base,
         "corpus": job.spec.corpus,

@@ -9,7 +9,9 @@ in that folder: no state lives only in a process.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
+import json
 import os
 import shutil
 import signal
@@ -20,6 +22,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from qtui.core.fsutil import atomic_write_json, read_json
+from qtui.core.jobs.procs import alive, scheduler_running, signal_group
 from qtui.core.results.store import new_id
 
 JobKind = Literal["base", "kld"]
@@ -128,6 +131,8 @@ class JobQueue:
             return []
         out: list[Job] = []
         for d in self.root.iterdir():
+            if d.name.startswith("."):
+                continue  # locks, and job folders still being made (see add_many_locked)
             job = self._load(d)
             if job is not None:
                 out.append(job)
@@ -147,40 +152,56 @@ class JobQueue:
 
     # -- writing ---------------------------------------------------------------------------
     def add(self, spec: JobSpec) -> Job:
-        with self.locked():
-            return self._add_unlocked(spec)
+        return self.add_many([spec])[0]
 
     def add_many(self, specs: list[JobSpec]) -> list[Job]:
         with self.locked():
-            return [self._add_unlocked(s) for s in specs]
+            return self.add_many_locked(specs)
 
     def add_many_locked(self, specs: list[JobSpec]) -> list[Job]:
         """add_many for a caller already inside `locked()` (flock is not re-entrant), so that
-        what to add is decided and added in one hold of the lock. All or nothing: on an
-        error the jobs added so far are removed again and the error is raised."""
-        added: list[Job] = []
-        current: Path | None = None
+        what to add is decided and added in one hold of the lock.
+
+        All or nothing: each job folder is made under a hidden temporary name and renamed into
+        place once complete, so a full or unwritable disk leaves no half-made job folder and no
+        half-queued sweep. On an error everything made so far is removed and the OSError raised."""
+        made: list[tuple[Path, Job]] = []
+        placed: list[Path] = []
         try:
-            for s in specs:
-                current = self.root / s.id  # a folder this call makes: never one already there
-                added.append(self._add_unlocked(s))
+            for spec in specs:
+                made.append(self._make(spec))
+            for tmp, job in made:
+                if job.dir.exists():  # a folder this call makes: never one already there
+                    raise FileExistsError(errno.EEXIST, "a job with this id exists", str(job.dir))
+                os.rename(tmp, job.dir)
+                placed.append(job.dir)
         except BaseException:
-            for d in [j.dir for j in added] + ([current] if current is not None else []):
+            for d in [tmp for tmp, _ in made] + placed:
                 shutil.rmtree(d, ignore_errors=True)
             raise
-        return added
+        return [job for _, job in made]
 
-    def _add_unlocked(self, spec: JobSpec) -> Job:
-        d = self.root / spec.id
-        d.mkdir(parents=True, exist_ok=False)
-        state = JobState()
-        # state.json first: job.json's presence is what makes the folder a job.
-        atomic_write_json(d / "state.json", asdict(state))
-        atomic_write_json(d / "job.json", asdict(spec))
-        return Job(spec, state, d)
+    def _make(self, spec: JobSpec) -> tuple[Path, Job]:
+        tmp = self.root / f".new-{spec.id}"
+        tmp.mkdir(parents=True)
+        try:
+            state = JobState()
+            atomic_write_json(tmp / "state.json", asdict(state))
+            atomic_write_json(tmp / "job.json", asdict(spec))
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return tmp, Job(spec, state, self.root / spec.id)
 
-    def write_state(self, job: Job) -> None:
-        atomic_write_json(job.dir / "state.json", asdict(job.state))
+    def write_state(self, job: Job, last_resort: bool = False) -> None:
+        """last_resort: on a full disk, rewrite the file in place (see _overwrite_in_place)."""
+        path = job.dir / "state.json"
+        try:
+            atomic_write_json(path, asdict(job.state))
+        except OSError as exc:
+            if not last_resort or exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            _overwrite_in_place(path, asdict(job.state))
 
     def write_spec(self, job: Job) -> None:
         atomic_write_json(job.dir / "job.json", asdict(job.spec))
@@ -195,11 +216,25 @@ class JobQueue:
             self.write_state(job)
             return job
 
+    def fail(self, job_id: str, reason: str, status: JobStatus = "failed") -> None:
+        """End a job with a reason, even on a full disk."""
+        with self.locked():
+            job = self.get(job_id)
+            if job is None:
+                return
+            job.state.status = status
+            job.state.reason = reason
+            job.state.ended_at = time.time()
+            self.write_state(job, last_resort=True)
+
     # -- user actions ------------------------------------------------------------------------
     def cancel(self, job_id: str) -> Outcome:
         """Cancel a queued job at once; ask a running one to stop (SIGTERM to its group).
 
-        The scheduler escalates to SIGKILL after TERM_GRACE_S and records the outcome.
+        The scheduler escalates to SIGKILL after TERM_GRACE_S and records the outcome. A
+        "running" job whose child is gone while no scheduler runs is ended here: nobody else
+        would. One whose child lives on without a scheduler is ended by the next scheduler
+        (which escalates too), started by whoever reads the queue next.
         """
         with self.locked():
             job = self.get(job_id)
@@ -215,6 +250,12 @@ class JobQueue:
                 # Nothing left to stop: what the user wanted holds already.
                 return Outcome(f"{job.spec.label or job_id} is already {job.state.status}")
             job.state.cancel_requested_at = time.time()
+            if not alive(job.state.pid, job.state.pid_started) and not scheduler_running(self.data_dir):
+                job.state.status = "cancelled"
+                job.state.reason = "cancelled by the user (its run had already stopped)"
+                job.state.ended_at = time.time()
+                self.write_state(job)
+                return Outcome(f"cancelled {job.spec.label or job_id}")
             self.write_state(job)
             pid = job.state.pid
         if pid is not None:
@@ -229,13 +270,22 @@ class JobQueue:
             if job.state.status not in ("failed", "cancelled"):
                 return Outcome(f"{job.spec.label or job_id} is {job.state.status}: only failed or cancelled jobs can be retried",
                                ok=False, state=job.state.status)
-            job.state = JobState()
-            job.spec.seq = time.time()  # to the back of the queue
-            self.write_spec(job)
-            self.write_state(job)
-            for p in (job.stdout_path, job.stderr_path):
-                p.unlink(missing_ok=True)
-            return Outcome(f"queued {job.spec.label or job_id} again")
+            base = self.get(job.spec.depends_on) if job.spec.depends_on else None
+            also = ""
+            if base is not None and base.state.status in ("failed", "cancelled"):
+                # Without its base the job would fail again at once: queue the base with it.
+                also = f", with the base generation it needs ({base.spec.label or base.id}, which had {base.state.status})"
+                self._requeue(base)
+            self._requeue(job)
+            return Outcome(f"queued {job.spec.label or job_id} again{also}")
+
+    def _requeue(self, job: Job) -> None:
+        job.state = JobState()
+        job.spec.seq = time.time()  # to the back of the queue
+        self.write_spec(job)
+        self.write_state(job)
+        for p in (job.stdout_path, job.stderr_path):
+            p.unlink(missing_ok=True)
 
     def remove(self, job_id: str) -> Outcome:
         with self.locked():
@@ -277,7 +327,15 @@ class JobQueue:
         return n
 
 
-def signal_group(pid: int, sig: int) -> None:
-    # Children run in their own session, so the group id is the child's pid.
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pid, sig)
+def _overwrite_in_place(path: Path, state: dict[str, Any]) -> None:
+    """The last resort on a full disk: rewrite state.json inside the space it already holds.
+
+    An atomic write needs a new file, which a full disk refuses; rewriting the existing file
+    reuses its allocated block (a state is far smaller than one), so a failure can still be
+    recorded. The price is a torn file if the machine dies mid-write, acceptable only here."""
+    data = json.dumps(state, sort_keys=True, separators=(",", ":"), allow_nan=False).encode()
+    with open(path, "r+b") as fh:
+        fh.write(data)
+        fh.truncate()
+        fh.flush()
+        os.fsync(fh.fileno())

@@ -10,7 +10,6 @@ judges it from those files.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import fcntl
 import os
 import signal
@@ -20,20 +19,30 @@ import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import IO
 
-import psutil
+from qtui.core.jobs.finalize import failure_words, finalize_job, mark_failed
+from qtui.core.jobs.procs import create_time, lock_path, log, log_path, scheduler_running, signal_group
+from qtui.core.jobs.queue import Job, JobQueue
+from qtui.core.jobs.runner import POLL_S, start_child, wait_adopted, wait_child
 
-from qtui.core.jobs.finalize import finalize_job
-from qtui.core.jobs.queue import TERM_GRACE_S, Job, JobQueue, signal_group
+MAX_BACKOFF_S = 10.0
+"""longest wait between attempts to take a job while the queue cannot be written (disk full)"""
 
-POLL_S = 0.25
+__all__ = ["POLL_S", "Scheduler", "ensure_scheduler", "scheduler_running", "serve", "slot_gpu_env"]
 
 
 class Scheduler:
+    """Every step after a child exits is guarded: whatever goes wrong while a job is judged or
+    recorded ends THAT job as failed, with the reason in words in its state and the traceback
+    in scheduler.log, and its slot goes on to the next job. No job is left "running"."""
+
     def __init__(self, data_dir: Path, slots: int = 1) -> None:
         self.queue = JobQueue(data_dir)
         self.slots = max(1, slots)
+        self.stranded: set[str] = set()
+        """jobs whose failure could not even be written: left to the next scheduler"""
+        self._lock = threading.Lock()
+        self._last_claim_error: str | None = None
 
     # -- choosing work ---------------------------------------------------------------------
     def _claim_next(self, slot: int) -> tuple[Job | None, bool]:
@@ -41,9 +50,8 @@ class Scheduler:
         with self.queue.locked():
             jobs = self.queue.jobs()
             by_id = {j.id: j for j in jobs}
-            pending = False
             for job in jobs:
-                if job.state.status != "queued":
+                if job.state.status != "queued" or job.spec.depends_on in self.stranded:
                     continue
                 dep = by_id.get(job.spec.depends_on) if job.spec.depends_on else None
                 if job.spec.depends_on and dep is None:
@@ -53,15 +61,25 @@ class Scheduler:
                     self._fail_unlocked(job, f"the base generation it needs {dep.state.status}: {dep.state.reason or ''}".rstrip(": "))
                     continue
                 if dep is not None and dep.state.status != "done":
-                    pending = True
                     continue
                 job.state.status = "running"
                 job.state.slot = slot
                 job.state.started_at = time.time()
                 self.queue.write_state(job)
                 return job, True
-            pending = pending or any(j.state.status == "running" for j in jobs)
-            return None, pending
+            return None, self._pending(jobs)
+
+    def _pending(self, jobs: list[Job]) -> bool:
+        """Work this scheduler can still do or wait for. Jobs it could not record (and those
+        that wait on them) do not count: waiting on them would never end."""
+        return any(
+            (j.state.status == "queued" and j.spec.depends_on not in self.stranded)
+            or (j.state.status == "running" and j.id not in self.stranded)
+            for j in jobs
+        )
+
+    def has_pending(self) -> bool:
+        return self._pending(self.queue.jobs())
 
     def _fail_unlocked(self, job: Job, reason: str) -> None:
         job.state.status = "failed"
@@ -78,57 +96,79 @@ class Scheduler:
         return env
 
     def run_job(self, job: Job, slot: int) -> None:
-        out: IO[bytes]
-        for old in (job.stdout_path, job.stderr_path):
-            old.unlink(missing_ok=True)  # fresh files (new inodes): watchers notice a re-run
         try:
-            with open(job.stdout_path, "wb") as out, open(job.stderr_path, "wb") as err:
-                proc = subprocess.Popen(
-                    job.spec.argv,
-                    stdin=subprocess.DEVNULL,
-                    stdout=out,
-                    stderr=err,
-                    env=self._env(job, slot),
-                    cwd=job.dir,
-                    start_new_session=True,
-                )
-        except OSError as exc:
-            self.queue.update(job.id, status="failed", reason=f"could not start {job.spec.argv[0]}: {exc.strerror or exc}", ended_at=time.time())
+            proc = start_child(job, self._env(job, slot))
+        except Exception as exc:
+            self._give_up(job, f"could not start {job.spec.argv[0]}", exc)
             return
-        created = _create_time(proc.pid)
-        self.queue.update(job.id, pid=proc.pid, pid_started=created)
-        while True:
-            try:
-                rc = proc.wait(timeout=POLL_S)
-                break
-            except subprocess.TimeoutExpired:
-                self._escalate_cancel(job.id, proc.pid)
-        finalize_job(self.queue, job.id, rc if rc >= 0 else 128 - rc)
-
-    def _escalate_cancel(self, job_id: str, pid: int) -> None:
-        job = self.queue.get(job_id)
-        asked = job.state.cancel_requested_at if job else None
-        if asked is not None and time.time() - asked > TERM_GRACE_S:
-            signal_group(pid, signal.SIGKILL)
+        try:
+            self.queue.update(job.id, pid=proc.pid, pid_started=create_time(proc.pid))
+        except Exception as exc:
+            # Without its pid on disk a later scheduler could not tell that the child still
+            # runs, and would judge a half-written output: stop the child now instead.
+            signal_group(proc.pid, signal.SIGKILL)
+            proc.wait()
+            self._give_up(job, "qtui could not record that the job started", exc)
+            return
+        self._finalize(job, wait_child(self.queue, job.id, proc))
 
     def adopt(self, job: Job) -> None:
         """A job left 'running' by a scheduler that died: wait for its child, then judge it."""
-        pid = job.state.pid
-        while pid is not None and _alive(pid, job.state.pid_started):
-            self._escalate_cancel(job.id, pid)
-            time.sleep(POLL_S)
-        finalize_job(self.queue, job.id, None)  # exit code unknown: judged by content alone
+        try:
+            wait_adopted(self.queue, job)
+        except Exception as exc:  # e.g. psutil failing: judge it now rather than never
+            log(self.queue.data_dir, f"job {job.id}: could not follow its child", exc)
+        self._finalize(job, None)  # exit code unknown: judged by content alone
+
+    def _finalize(self, job: Job, exit_code: int | None) -> None:
+        try:
+            finalize_job(self.queue, job.id, exit_code)
+        except Exception as exc:
+            self._give_up(job, "qtui could not record the result", exc)
+
+    def _give_up(self, job: Job, doing: str, exc: BaseException) -> None:
+        """End a job whose bookkeeping raised: failed with the reason, traceback in the log."""
+        data_dir = self.queue.data_dir
+        reason = failure_words(doing, exc, log_path(data_dir))
+        log(data_dir, f"job {job.id} ({job.spec.label or job.spec.kind}): {reason}", exc)
+        try:
+            mark_failed(self.queue, job.id, reason)
+        except Exception as again:
+            log(data_dir, f"job {job.id}: could not record its failure either; the next scheduler will try again", again)
+            with self._lock:
+                self.stranded.add(job.id)
 
     # -- main loop -------------------------------------------------------------------------
     def _slot_loop(self, slot: int) -> None:
+        backoff = POLL_S
         while True:
-            job, pending = self._claim_next(slot)
+            try:
+                job, pending = self._claim_next(slot)
+            except Exception as exc:
+                # The queue cannot be written (a full disk): wait, longer each time, rather
+                # than spin; the job stays queued and starts once there is room again.
+                self._note_claim_error(exc)
+                time.sleep(backoff)
+                backoff = min(backoff * 2, MAX_BACKOFF_S)
+                continue
+            backoff = POLL_S
             if job is not None:
-                self.run_job(job, slot)
+                try:
+                    self.run_job(job, slot)
+                except Exception as exc:  # run_job guards each step; this is the last net
+                    self._give_up(job, "qtui could not run the job", exc)
             elif pending:
                 time.sleep(POLL_S)
             else:
                 return
+
+    def _note_claim_error(self, exc: BaseException) -> None:
+        text = f"could not take the next job from the queue ({exc}); trying again"
+        with self._lock:
+            if text == self._last_claim_error:
+                return  # logged once, not every few seconds
+            self._last_claim_error = text
+        log(self.queue.data_dir, text, exc)
 
     def run(self) -> None:
         orphans = [j for j in self.queue.jobs() if j.state.status == "running"]
@@ -142,47 +182,15 @@ class Scheduler:
             for t in slots + threads:
                 t.join()
             threads = []
-            if not any(j.state.status in ("queued", "running") for j in self.queue.jobs()):
+            if not self.has_pending():
                 return
-
-
-def _create_time(pid: int) -> float | None:
-    with contextlib.suppress(psutil.Error):
-        return psutil.Process(pid).create_time()
-    return None
-
-
-def _alive(pid: int, started: float | None) -> bool:
-    try:
-        p = psutil.Process(pid)
-        if started is not None and abs(p.create_time() - started) > 1.0:
-            return False  # the pid was recycled by another process
-        return p.status() != psutil.STATUS_ZOMBIE
-    except psutil.Error:
-        return False
+            time.sleep(POLL_S)  # never a tight loop, whatever the queue says
 
 
 # -- singleton + spawning ------------------------------------------------------------------
-def _lock_path(data_dir: Path) -> Path:
-    return Path(data_dir) / "jobs" / ".scheduler.lock"
-
-
-def scheduler_running(data_dir: Path) -> bool:
-    path = _lock_path(data_dir)
-    if not path.exists():
-        return False
-    with open(path, "a+") as fh:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True
-        fcntl.flock(fh, fcntl.LOCK_UN)
-        return False
-
-
 def serve(data_dir: Path, slots: int) -> int:
     """Run until the queue is empty. Exits at once if another scheduler holds the lock."""
-    path = _lock_path(data_dir)
+    path = lock_path(data_dir)
     path.parent.mkdir(parents=True, exist_ok=True)
     fh = open(path, "a+")
     try:
@@ -195,7 +203,7 @@ def serve(data_dir: Path, slots: int) -> int:
         # Release the singleton lock while holding the queue lock: a job added after our
         # last look either is seen here, or its adder spawns a scheduler that gets the lock.
         with sched.queue.locked():
-            if any(j.state.status == "queued" for j in sched.queue.jobs()):
+            if sched.has_pending():
                 continue
             fcntl.flock(fh, fcntl.LOCK_UN)
             fh.close()
@@ -220,12 +228,12 @@ def ensure_scheduler(data_dir: Path, slots: int = 1) -> None:
     """Start a detached scheduler unless one is running. Cheap to call after every add."""
     if scheduler_running(data_dir):
         return
-    log = Path(data_dir) / "jobs" / "scheduler.log"
-    log.parent.mkdir(parents=True, exist_ok=True)
+    log_file = log_path(data_dir)
+    log_file.parent.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ)
     pkg_root = str(Path(__file__).resolve().parents[2])
     env["PYTHONPATH"] = pkg_root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    with open(log, "ab") as fh:
+    with open(log_file, "ab") as fh:
         subprocess.Popen(
             [sys.executable, "-m", "qtui.core.jobs.scheduler", "--data-dir", str(data_dir), "--slots", str(slots)],
             stdin=subprocess.DEVNULL,

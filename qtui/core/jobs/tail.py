@@ -42,7 +42,7 @@ class JobTail:
                 except FileNotFoundError:
                     continue
             while data := fh.read(READ_BLOCK):
-                events.extend(self.parser.feed(stream, data))  # type: ignore[arg-type]
+                events.extend(self.parser.feed(stream, data))
         return events
 
     def _truncated(self) -> bool:

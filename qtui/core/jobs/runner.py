@@ -1,0 +1,68 @@
+"""Running one job's child: start it with its streams going to files, wait for it, and stop it
+when the user cancels (SIGTERM first, SIGKILL once the grace period is over)."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import time
+from typing import IO
+
+from qtui.core.jobs.procs import alive, signal_group
+from qtui.core.jobs.queue import TERM_GRACE_S, Job, JobQueue
+
+POLL_S = 0.25
+
+
+def start_child(job: Job, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """Start the job's command in its own session. Raises OSError (no binary, disk full...)."""
+    out: IO[bytes]
+    for old in (job.stdout_path, job.stderr_path):
+        old.unlink(missing_ok=True)  # fresh files (new inodes): watchers notice a re-run
+    with open(job.stdout_path, "wb") as out, open(job.stderr_path, "wb") as err:
+        return subprocess.Popen(
+            job.spec.argv,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=err,
+            env=env,
+            cwd=job.dir,
+            start_new_session=True,
+        )
+
+
+def wait_child(queue: JobQueue, job_id: str, proc: subprocess.Popen[bytes]) -> int:
+    """Wait for our own child; its exit status shell-style (128 + N when killed by signal N)."""
+    while True:
+        try:
+            rc = proc.wait(timeout=POLL_S)
+            return rc if rc >= 0 else 128 - rc
+        except subprocess.TimeoutExpired:
+            escalate_cancel(queue, job_id, proc.pid)
+
+
+def wait_adopted(queue: JobQueue, job: Job) -> None:
+    """Wait for the child of a job left running by a scheduler that died (not our child: poll)."""
+    while alive(job.state.pid, job.state.pid_started):
+        assert job.state.pid is not None
+        escalate_cancel(queue, job.id, job.state.pid)
+        time.sleep(POLL_S)
+
+
+def escalate_cancel(queue: JobQueue, job_id: str, pid: int) -> None:
+    """SIGKILL a child that outlived the grace period after a cancel (one that ignores or is
+    stuck past SIGTERM, e.g. inside a GPU call). Errors reading the queue are ignored: this
+    runs again a moment later."""
+    try:
+        job = queue.get(job_id)
+    except OSError:
+        return
+    asked = job.state.cancel_requested_at if job else None
+    if asked is None:
+        return
+    if time.time() - asked > TERM_GRACE_S:
+        signal_group(pid, signal.SIGKILL)
+    else:
+        # A cancel whose SIGTERM never reached the child (written by a qtui that saw it
+        # dead, or lost in a race with its start): ask again; repeating TERM is harmless.
+        signal_group(pid, signal.SIGTERM)
