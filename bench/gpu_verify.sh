@@ -2,7 +2,8 @@
 # A KLD showdown on real NVIDIA GPUs with a CUDA build made by `qtui setup-llama`, while the
 # app's GPU panel is captured. Run from the repo root on a GPU box with no internet:
 #   .whl/ holds the Python 3.12 wheels qtui needs beyond the box's own packages and
-#   .whl/llama-src.tar.gz a trimmed llama.cpp source tree (see test-bench.md).
+#   .whl/llama-src.tar.gz a llama.cpp source tree trimmed of models/, docs/ and the non-CUDA
+#   GPU backends (about 9 MB packed).
 # SLOTS=2 on a 2-GPU box runs one job per GPU and checks, from nvidia-smi's view of the
 # processes, that each job ran on its slot's GPU and that jobs overlapped (gpu_timeline.py).
 # Writes what it saw under $OUT (or ./gpu-verify): about 12 files. Where only a few files come

@@ -194,8 +194,8 @@ def test_sees_qtuis_own_imports() -> None:
     assert len(graph) >= 50
 
 
-# headless <-> demo and ui.app <-> ui.commands <-> ui.screens.main are being taken apart
-# (issue 6, item 1); drop this mark once they are gone.
+# Known cycles, being taken apart: headless <-> demo (the demo calls `qtui run`'s handler) and
+# ui.app <-> ui.commands. Drop this mark once they are gone.
 @pytest.mark.xfail(reason="known import cycles still being removed", strict=False)
 def test_no_import_cycle_in_qtui() -> None:
     found = cycles(import_graph(ROOT))

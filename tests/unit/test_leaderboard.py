@@ -17,8 +17,9 @@ def rec(i: str, size_gib: float | None, kld: float | None, status: str = "done",
 
 
 def test_efficiency_matches_the_published_score() -> None:
-    # showdown.md: AesSedai IQ4_XS is the smallest (size_n = 0) with KLD 0.0240 in a set whose
-    # KLD ranges 0.0102..0.0524 -> published score 0.327.
+    # The published Qwen3.5-35B-A3B Q4 sweep (sample_results/qwen3.5-35b-a3b-q4-published.json):
+    # AesSedai IQ4_XS is the smallest (size_n = 0) with KLD 0.0240 in a set whose KLD ranges
+    # 0.0102..0.0524 -> published score 0.327.
     rows = build_rows([rec("iq4xs", 16.4, 0.0240), rec("q4km", 20.0, 0.0102), rec("udq4", 19.0, 0.0524)])
     by = {r.id: r for r in rows}
     assert by["iq4xs"].score == pytest.approx(0.327, abs=5e-4)

@@ -28,7 +28,7 @@ def _t(id_: int, name: str, block: int, size: int) -> tuple[int, GGMLType]:
     return id_, GGMLType(id_, name, block, size)
 
 
-# Mainline ggml (reference: /work/shared/reference/gguf.md).
+# Mainline ggml's enum ggml_type: id -> name, elements per block, bytes per block (its type_traits).
 GGML_TYPES: dict[int, GGMLType] = dict(
     [
         _t(0, "f32", 1, 4),

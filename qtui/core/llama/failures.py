@@ -1,9 +1,8 @@
 """Known llama-perplexity messages turned into what a person should do.
 
 The substrings come from the printf formats of llama.cpp's perplexity.cpp,
-arg.cpp, llama.cpp and gguf.cpp (and their ik_llama.cpp twins); see
-shared/reference/llama-perplexity.md. llama-perplexity exits 0 after most
-runtime failures, so these lines, not the exit code, carry the reason.
+arg.cpp, llama.cpp and gguf.cpp (and their ik_llama.cpp twins). llama-perplexity
+exits 0 after most runtime failures, so these lines, not the exit code, carry the reason.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Feed it raw bytes from the child's stdout/stderr as they arrive, in any
 split; it returns events. The formats it reads are the printf strings of
-tools/perplexity/perplexity.cpp, summarised in shared/reference/llama-perplexity.md.
+tools/perplexity/perplexity.cpp (llama.cpp and its ik_llama.cpp twin).
 
 Work per feed is proportional to the new bytes: each stream keeps only its
 unfinished last line, and the no-newline `[1]17.6880,[2]9.4037,` stream of
