@@ -1,7 +1,7 @@
 """The events the llama-perplexity parser emits: what happened in a run, in order.
 
-Small dataclasses with no behaviour, shared by the parser, the job monitor, the CLI's live
-view and the TUI's messages.
+Small dataclasses with no behaviour, shared by the parser, the job tail (qtui.core.jobs.tail),
+the live views and the TUI's messages.
 """
 
 from __future__ import annotations
