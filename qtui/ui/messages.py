@@ -15,25 +15,9 @@ from textual.message import Message
 
 from qtui.core.gguf.discovery import ScanResult
 from qtui.core.gpu import GpuSnapshot
+from qtui.core.jobs.live import LiveRun as LiveRun  # the snapshot RunProgress carries, made in the core
 from qtui.core.jobs.queue import Job
-from qtui.core.llama.parser import Progress, Started
 from qtui.core.results.store import ResultRecord
-
-
-@dataclass(frozen=True)
-class LiveRun:
-    """What the stream parser has learned about one job so far (an immutable copy)."""
-
-    job_id: str
-    started: Started | None = None
-    latest: Progress | None = None
-    history: tuple[Progress, ...] = ()
-    stderr_tail: str = ""
-    warnings: tuple[str, ...] = ()
-
-    @property
-    def n_chunks(self) -> int | None:
-        return (self.latest.n_chunks if self.latest else None) or (self.started.n_chunks if self.started else None)
 
 
 # -- model scan ----------------------------------------------------------------------------
@@ -63,6 +47,8 @@ class JobsChanged(Message):
 
 @dataclass
 class RunProgress(Message):
+    """A job's new live snapshot (progress, history, warnings, ETA), made in the core."""
+
     live: LiveRun
 
     def can_replace(self, message: Message) -> bool:

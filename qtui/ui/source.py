@@ -12,23 +12,18 @@ import logging
 import os
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
 from textual.message import Message
 
 from qtui.core.gpu import GpuSnapshot
+from qtui.core.jobs.live import LiveTracker
 from qtui.core.jobs.queue import FINISHED, Job, JobQueue
-from qtui.core.jobs.tail import JobTail
-from qtui.core.llama.parser import Progress, Started
-from qtui.core.llama.parser import Warning as ParserWarning
 from qtui.core.results.store import ResultStore, load_records
 from qtui.ui.messages import GpuSampled, JobsChanged, LiveRun, RecordsChanged, RunProgress
 
 log = logging.getLogger(__name__)
-
-HISTORY_LIMIT = 5000  # progress rows kept per job: a full wiki.test.raw run at -c 512 is ~600
 
 
 class Source(Protocol):
@@ -38,33 +33,6 @@ class Source(Protocol):
     def poll(self) -> list[Message]: ...
 
     def close(self) -> None: ...
-
-
-@dataclass
-class _Watch:
-    monitor: JobTail
-    started: Started | None = None
-    history: list[Progress] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
-    closed: bool = False
-
-    def feed(self) -> bool:
-        changed = False
-        for ev in self.monitor.poll():
-            if isinstance(ev, Started):
-                self.started, changed = ev, True
-            elif isinstance(ev, Progress):
-                self.history.append(ev)
-                del self.history[:-HISTORY_LIMIT]
-                changed = True
-            elif isinstance(ev, ParserWarning):
-                self.warnings.append(ev.message)
-                changed = True
-        return changed
-
-    def snapshot(self, job_id: str) -> LiveRun:
-        return LiveRun(job_id, self.started, self.history[-1] if self.history else None, tuple(self.history),
-                       self.monitor.parser.stderr_tail(), tuple(self.warnings))
 
 
 class JobCache:
@@ -105,7 +73,7 @@ class JobCache:
 
 
 class FsSource:
-    """The queue and results under a data dir. Re-attaching is free: a new JobTail replays
+    """The queue and results under a data dir. Re-attaching is free: a new LiveTracker replays
     the job's files, so a qtui opened mid-run shows the whole curve so far."""
 
     def __init__(self, data_dir: Path, replay_per_poll: int = 4) -> None:
@@ -115,7 +83,7 @@ class FsSource:
         self._replay_per_poll = replay_per_poll
         self._jobs_sig: tuple[object, ...] | None = None
         self._records_sig: tuple[int, int] | None = None
-        self._watches: dict[str, _Watch] = {}
+        self._watches: dict[str, LiveTracker] = {}
 
     def poll(self) -> list[Message]:
         out: list[Message] = []
@@ -139,7 +107,7 @@ class FsSource:
             w = self._watches.get(job.id)
             if job.state.status == "queued":
                 if w is not None:  # retried: its old files are gone, start afresh when it runs
-                    w.monitor.close()
+                    w.close()
                     del self._watches[job.id]
                     out.append(RunProgress(LiveRun(job.id)))
                 continue
@@ -150,22 +118,21 @@ class FsSource:
                     if replays >= self._replay_per_poll:
                         continue
                     replays += 1
-                w = self._watches[job.id] = _Watch(JobTail(job))
+                w = self._watches[job.id] = LiveTracker(job)
                 changed = True
             elif w.closed:
                 continue
             else:
                 changed = False
-            changed = w.feed() or changed
+            changed = w.feed(job) or changed
             if job.state.status in FINISHED:
                 # The state is written after the child exited: this poll drained everything.
-                w.monitor.close()
-                w.closed = True
+                w.close()
                 changed = True
             if changed:
-                out.append(RunProgress(w.snapshot(job.id)))
+                out.append(RunProgress(w.snapshot()))
         for gone in set(self._watches) - live_ids:
-            self._watches.pop(gone).monitor.close()
+            self._watches.pop(gone).close()
         return out
 
     def _records_changed(self) -> RecordsChanged | None:
@@ -182,7 +149,7 @@ class FsSource:
 
     def close(self) -> None:
         for w in self._watches.values():
-            w.monitor.close()
+            w.close()
         self._watches.clear()
 
 

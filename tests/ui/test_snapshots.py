@@ -62,7 +62,8 @@ def replay(case: str, fraction: float = 1.0) -> LiveRun:
 
 
 def live_for(j: Job, live: LiveRun) -> RunProgress:
-    return RunProgress(replace(live, job_id=j.id))
+    """The snapshot a LiveTracker following `j` would make: its id and its start (for the ETA)."""
+    return RunProgress(replace(live, job_id=j.id, started_at=j.state.started_at))
 
 
 def scripted(*messages: Message) -> ScriptedSource:

@@ -16,8 +16,9 @@ from textual.containers import Vertical
 from textual.message import Message
 from textual.widgets import DataTable
 
+from qtui.core import formats
+from qtui.core.jobs.live import LiveRun
 from qtui.core.jobs.queue import Job, JobQueue
-from qtui.ui.messages import LiveRun
 
 STATE_WORDS = {"queued": "waiting", "running": "running", "done": "done", "failed": "failed", "cancelled": "cancelled"}
 # Colour only repeats what the word says (NO_COLOR must lose nothing).
@@ -31,19 +32,18 @@ def state_word(job: Job) -> str:
     return STATE_WORDS.get(job.state.status, job.state.status)
 
 
-def fmt_progress(job: Job, live: LiveRun | None) -> str:
+def fmt_progress(live: LiveRun | None) -> str:
     if live is None or live.latest is None:
         return ""
-    total = live.n_chunks
-    return f"{live.latest.chunk}/{total}" if total else str(live.latest.chunk)
+    return formats.chunks(live.done, live.n_chunks)
 
 
-def fmt_value(job: Job, live: LiveRun | None) -> str:
+def fmt_value(live: LiveRun | None) -> str:
     p = live.latest if live else None
     if p is None:
         return ""
     if p.kld is not None:
-        return f"{p.kld:.5f}" + (f" ±{p.kld_err:.2g}" if p.kld_err is not None else "")
+        return formats.kld(p.kld, p.kld_err, compact=True)  # a narrow column
     if p.ppl is not None:
         return f"PPL {p.ppl:.4g}"
     return ""
@@ -123,7 +123,7 @@ class QueueView(Vertical):
                 for i, job in enumerate(jobs, 1):
                     word = state_word(job)
                     table.add_row(str(i), job.spec.label or job.id, Text(word, style=STATE_STYLE.get(word, "")),
-                                  fmt_progress(job, self.live.get(job.id)), fmt_value(job, self.live.get(job.id)),
+                                  fmt_progress(self.live.get(job.id)), fmt_value(self.live.get(job.id)),
                                   key=job.id)
             target = selected.id if selected else None
             running = next((j for j in jobs if j.state.status == "running"), None)
@@ -136,16 +136,16 @@ class QueueView(Vertical):
                 if row != table.cursor_row:
                     self._auto_keys.add(target)
                     table.move_cursor(row=row, animate=False)
-        job = self.selected_job()
-        self.post_message(self.Highlighted(job.id if job else None))
+        now_selected = self.selected_job()
+        self.post_message(self.Highlighted(now_selected.id if now_selected else None))
 
     def set_live(self, live: LiveRun) -> None:
         self.live[live.job_id] = live
         job = next((j for j in self.jobs if j.id == live.job_id), None)
         if job is None or live.job_id not in self.table.rows:
             return
-        self.table.update_cell(job.id, "chunks", fmt_progress(job, live), update_width=True)
-        self.table.update_cell(job.id, "value", fmt_value(job, live), update_width=True)
+        self.table.update_cell(job.id, "chunks", fmt_progress(live), update_width=True)
+        self.table.update_cell(job.id, "value", fmt_value(live), update_width=True)
 
     @on(DataTable.RowHighlighted, "#queue")
     def _highlighted(self, event: DataTable.RowHighlighted) -> None:

@@ -22,20 +22,14 @@ from textual.containers import Vertical, VerticalScroll
 from textual.widget import Widget
 from textual.widgets import Static
 
+from qtui.core import formats
+from qtui.core.jobs.live import LiveRun
 from qtui.core.jobs.queue import Job
-from qtui.core.llama.parser import Progress
-from qtui.ui.messages import LiveRun
+from qtui.core.llama.events import Progress
 from qtui.ui.widgets.queue import STATE_STYLE, state_word
 
 AXIS = 9
-
-
-def fmt_duration(s: float | None) -> str:
-    if s is None or math.isnan(s) or s < 0:
-        return "?"
-    m, sec = divmod(int(round(s)), 60)
-    h, m = divmod(m, 60)
-    return f"{h}h{m:02d}m" if h else f"{m}m{sec:02d}s"
+BAR_WIDTH = 20
 
 
 def _fmt(v: float) -> str:
@@ -130,32 +124,6 @@ class BandChart(Widget):
                               self.get_component_rich_style("band--axis"))
 
 
-def progress_bar(done: int, total: int | None, width: int = 20) -> str:
-    if not total:
-        return "░" * width
-    filled = min(width, int(width * done / total))
-    return "█" * filled + "░" * (width - filled)
-
-
-def eta_seconds(job: Job, live: LiveRun, now: float) -> float | None:
-    p = live.latest
-    total = live.n_chunks
-    if p is None or not total:
-        return None
-    if p.eta_s is not None:
-        return p.eta_s
-    # ik_llama.cpp and --kl-divergence runs print no per-chunk ETA: extrapolate the pace so far.
-    if job.state.started_at is None or p.chunk <= 0:
-        return None
-    return (now - job.state.started_at) / p.chunk * max(0, total - p.chunk)
-
-
-def _pm(v: float | None, e: float | None, digits: int, unit: str = "") -> str:
-    if v is None:
-        return "?"
-    return f"{v:.{digits}f}" + (f" ± {e:.{digits}f}" if e is not None else "") + unit
-
-
 class RunPanel(Vertical):
     """Shows the job it is given; `show()` is cheap enough to call on every progress message."""
 
@@ -208,21 +176,22 @@ class RunPanel(Vertical):
                                    f"  ({'base log-probs' if job.spec.kind == 'base' else 'KLD'})"))
         p = live.latest if live else None
         total = live.n_chunks if live else None
-        done = p.chunk if p else 0
-        line = f"{progress_bar(done, total)} {done}/{total or '?'} chunks"
+        done = live.done if live else 0
+        line = f"{formats.progress_bar(live.fraction if live else None, BAR_WIDTH)} {formats.chunks(done, total)} chunks"
         if job.state.status == "running" and live is not None:
-            line += f" · ETA {fmt_duration(eta_seconds(job, live, self.clock()))}"
+            line += f" · ETA {formats.duration(live.eta_s(self.clock()))}"
         elif job.state.started_at and job.state.ended_at:
-            line += f" · took {fmt_duration(job.state.ended_at - job.state.started_at)}"
+            line += f" · took {formats.duration(job.state.ended_at - job.state.started_at)}"
         prog.update(line)
         history: tuple[Progress, ...] = live.history if live else ()
         if p is not None and p.kld is not None:
-            values.update(f"KLD {_pm(p.kld, p.kld_err, 5)} · same top {_pm(p.same_top, p.same_top_err, 2, ' %')}"
-                          f" · PPL {_pm(p.ppl, p.ppl_err, 3)}")
+            values.update(f"KLD {formats.kld(p.kld, p.kld_err)}"
+                          f" · same top {formats.plus_minus(p.same_top, p.same_top_err, 2, ' %')}"
+                          f" · PPL {formats.plus_minus(p.ppl, p.ppl_err, 3)}")
             chart.set_data([h.kld for h in history if h.kld is not None],
                            [h.kld_err for h in history if h.kld is not None], total)
         elif p is not None and p.ppl is not None:
-            values.update(f"PPL {_pm(p.ppl, p.ppl_err, 4)} (base model, {done} chunks)")
+            values.update(f"PPL {formats.plus_minus(p.ppl, p.ppl_err, 4)} (base model, {done} chunks)")
             chart.set_data([h.ppl for h in history if h.ppl is not None],
                            [h.ppl_err for h in history if h.ppl is not None], total)
         else:
@@ -231,8 +200,8 @@ class RunPanel(Vertical):
         notes: list[Text] = []
         if job.state.status in ("failed", "cancelled") and job.state.reason:
             notes.append(Text(f"✗ {job.state.status}: {job.state.reason}", style="bold red"))
-        for w in live.warnings if live else ():
-            notes.append(Text(f"⚠ {w}", style="yellow"))
+        for warning in live.warnings if live else ():
+            notes.append(Text(f"⚠ {warning}", style="yellow"))
         if job.state.status in ("failed", "cancelled") and not self.show_stderr:
             notes.append(Text("ctrl+t shows the end of llama-perplexity's stderr", style="dim"))
         reason.update(Text("\n").join(notes))
