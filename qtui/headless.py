@@ -11,7 +11,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from qtui.core import paths
+from qtui.core import formats, paths
 from qtui.core.config import Config, effective_data_dir, effective_llama_bin, load_config
 from qtui.core.fsutil import human_bytes
 from qtui.core.jobs.queue import FINISHED, JobQueue
@@ -196,7 +196,7 @@ def print_board(rows: Sequence[Row], title: str = "Leaderboard") -> None:
     t = Table(title=title, box=None, header_style="bold")
     t.add_column("#", justify="right")
     for c in cols:
-        t.add_column(c.title, justify="left" if c.key in ("model", "quantizer", "quant") else "right",
+        t.add_column(c.title, justify=formats.align(c.key),
                      no_wrap=True, max_width=44 if c.key == "model" else None)
     for i, r in enumerate(rows, 1):
         style = "" if r.status == "done" else "red"

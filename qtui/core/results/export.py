@@ -15,6 +15,7 @@ from typing import Any
 from xml.sax.saxutils import escape
 
 from qtui import __version__
+from qtui.core import formats
 from qtui.core.results.leaderboard import COLUMNS, Row, format_cell
 from qtui.core.results.store import ResultRecord
 
@@ -67,7 +68,7 @@ def to_markdown(rows: Sequence[Row], records: Iterable[ResultRecord] = (), title
     records = list(records)
     cols = [c for c in COLUMNS if c.key != "kld_err"]
     head = "| # | " + " | ".join(c.title for c in cols) + " |"
-    sep = "|---|" + "|".join("---:" if c.key not in ("model", "quantizer", "quant") else "---" for c in cols) + "|"
+    sep = "|---|" + "|".join("---" if formats.align(c.key) == "left" else "---:" for c in cols) + "|"
     body = []
     for i, r in enumerate(rows, 1):
         cells = []

@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+from qtui.core import formats
 from qtui.core.results.store import ResultRecord
 
 GIB = 1024**3
@@ -57,14 +58,6 @@ def _text(v: Any) -> str:
     return "?" if v in (None, "") else str(v)
 
 
-def _duration(v: Any) -> str:
-    if v is None:
-        return "?"
-    m, s = divmod(int(round(v)), 60)
-    h, m = divmod(m, 60)
-    return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s"
-
-
 COLUMNS: tuple[Column, ...] = (
     Column("model", "Model", _text, "file or model name"),
     Column("quantizer", "By", _text, "who quantized it (general.quantized_by or folder)"),
@@ -82,7 +75,7 @@ COLUMNS: tuple[Column, ...] = (
     Column("same_top", "Same top %", _num(2), "how often the top token matches the base"),
     Column("score", "Eff.", _num(3), "efficiency: distance to (0 size, 0 KLD), min-max over shown rows; lower is better"),
     Column("pareto", "Pareto", lambda v: "★" if v else "", "on the size/KLD Pareto front"),
-    Column("duration_s", "Time", _duration, "run duration"),
+    Column("duration_s", "Time", formats.duration, "run duration"),
 )
 COLUMN_KEYS = tuple(c.key for c in COLUMNS)
 

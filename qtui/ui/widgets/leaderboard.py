@@ -22,11 +22,11 @@ from textual.reactive import reactive
 from textual.widget import Widget
 from textual.widgets import DataTable, Static
 
+from qtui.core import formats
 from qtui.core.results.leaderboard import COLUMN_KEYS, COLUMNS, Column, Row, build_rows, format_cell, sort_rows
 from qtui.core.results.store import ResultRecord
 
 ASC, DESC = "▲", "▼"
-TEXT_KEYS = frozenset({"model", "quantizer", "quant"})
 # Columns where bigger is better start descending, so the first press shows the best first.
 DESCENDING_FIRST = frozenset({"same_top", "pareto"})
 
@@ -221,7 +221,7 @@ class Leaderboard(Widget, can_focus=False):
         table = self.table
         for col in self._columns:
             # One spare cell after each title holds the ▲/▼, so the indicator never resizes a column.
-            table.add_column(Text(col.title + " ", justify="left" if col.key in TEXT_KEYS else "right"), key=col.key)
+            table.add_column(Text(col.title + " ", justify=formats.align(col.key)), key=col.key)
         self._update_labels()
         if self._pending:
             self._pending = False
@@ -263,7 +263,7 @@ class Leaderboard(Widget, can_focus=False):
                 named.row_id = row.id
                 cells.append(named)
                 continue
-            cell = Text(text, justify="left" if col.key in TEXT_KEYS else "right", no_wrap=True)
+            cell = Text(text, justify=formats.align(col.key), no_wrap=True)
             if col.key == "pareto" and row.pareto:
                 cell.stylize(pareto)
             cells.append(cell)
