@@ -37,9 +37,18 @@ runs go on in the background when qtui exits or the SSH connection drops; run qt
 """
 
 
-def _add_common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data-dir", type=Path, metavar="DIR", help="where results and jobs are kept (default: the user data dir; env QTUI_DATA_DIR)")
-    p.add_argument("--llama-bin", metavar="PATH", help="llama.cpp build dir or llama-perplexity binary (default: config, PATH, then qtui's own build)")
+def _add_common(p: argparse.ArgumentParser, top: bool = False) -> None:
+    """--data-dir and --llama-bin, accepted before the subcommand (`top`) and after it.
+
+    The subcommand's copies default to SUPPRESS: argparse copies every attribute a subparser
+    sets over the top-level namespace, so a plain default None there would erase a value
+    given before the subcommand (`qtui --data-dir X jobs`). Given twice, the later one wins.
+    """
+    default = None if top else argparse.SUPPRESS
+    p.add_argument("--data-dir", type=Path, metavar="DIR", default=default,
+                   help="where results and jobs are kept (default: the user data dir; env QTUI_DATA_DIR)")
+    p.add_argument("--llama-bin", metavar="PATH", default=default,
+                   help="llama.cpp build dir or llama-perplexity binary (default: config, PATH, then qtui's own build)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -54,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--results", type=Path, metavar="PATH", help="open stored or exported results read-only in the app")
     ap.add_argument("--models", "-m", dest="dirs", action="append", type=Path, metavar="DIR",
                     help="model folder for the app (repeatable; default: the current folder + configured ones)")
-    _add_common(ap)
+    _add_common(ap, top=True)
     sub = ap.add_subparsers(dest="command", metavar="COMMAND")
 
     p = sub.add_parser("scan", help="list GGUF files and what their headers say")
@@ -120,7 +129,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tiny", action="store_true", help="use the tiny random test model instead of Gemma (seconds, numbers meaningless)")
     _add_common(p)
 
-    sub.add_parser("paths", help="show where qtui keeps config, data and caches")
+    p = sub.add_parser("paths", help="show where qtui keeps config, data and caches")
+    _add_common(p)
     return ap
 
 

@@ -9,12 +9,13 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from qtui.core import formats, paths
 from qtui.core.config import Config, effective_data_dir, effective_llama_bin, load_config
 from qtui.core.fsutil import human_bytes
-from qtui.core.jobs.queue import FINISHED, JobQueue
+from qtui.core.jobs.queue import FINISHED, JobQueue, Outcome
 from qtui.core.results.export import export
 from qtui.core.results.leaderboard import COLUMNS, Column, Row, build_rows, format_cell, sort_rows
 from qtui.core.results.store import ResultRecord, ResultStore, load_records
@@ -229,7 +230,12 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 # -- import --------------------------------------------------------------------------------
 def cmd_import(args: argparse.Namespace) -> int:
-    from qtui.core.results.log_import import import_log
+    """Each log becomes one record; the same content imported again is not stored twice.
+
+    A file that cannot be read or holds no llama-perplexity output is one line and exit 2; the
+    other files are still imported.
+    """
+    from qtui.core.results.log_import import LogImportError, read_log
 
     _, data_dir = settings(args)
     store = ResultStore(data_dir)
@@ -237,16 +243,30 @@ def cmd_import(args: argparse.Namespace) -> int:
     status = 0
     for log in args.logs:
         try:
-            rec = import_log(log)
-        except (OSError, ValueError) as exc:
-            err_console.print(f"[red]{log}[/]: {exc}")
+            imported = read_log(log)
+        except LogImportError as exc:
+            err_console.print(f"error: {exc}", markup=False, soft_wrap=True)
             status = 2
             continue
+        rec = imported.record
+        for note in imported.notes:
+            err_console.print(f"note: {note}", markup=False, soft_wrap=True)
         records.append(rec)
-        if not args.json:
-            store.save(rec)
-            what = f"mean KLD {rec.stats.get('kld_mean')}" if rec.status == "done" else f"failed: {(rec.failure or {}).get('reason')}"
-            console.print(f"imported {log.name}: {rec.kind}, {what}")
+        if args.json:
+            continue
+        try:
+            earlier = store.save_new(rec)
+        except OSError as exc:
+            raise UserError(f"cannot write to the results store {store.root}: {exc.strerror or exc}") from None
+        if earlier is not None:
+            first = (earlier.source or {}).get("file")
+            same = "same content" + (f" as {first}" if first and Path(first).name != log.name else "")
+            console.print(f"already imported {log} ({same})", markup=False, soft_wrap=True)
+            continue
+        label = rec.model.get("label") or log.stem
+        what = (f"mean KLD {rec.stats.get('kld_mean')}" if rec.kind == "kld" else f"PPL {rec.stats.get('ppl_base')}") \
+            if rec.status == "done" else f"failed: {(rec.failure or {}).get('reason')}"
+        console.print(f"imported {log.name}: {label}, {rec.kind}, {what}", markup=False, soft_wrap=True)
     if args.json:
         print(json.dumps([r.to_dict() for r in records], indent=2))
     return status
@@ -282,19 +302,40 @@ def short_id(job_id: str) -> str:
     return job_id.rsplit("-", 1)[-1]
 
 
-def _job_action(args: argparse.Namespace, action: Callable[[JobQueue, str], str]) -> int:
+def match_job(ids: Sequence[str], wanted: str) -> str:
+    """The one job id that `wanted` names: the whole id, its short id, or any unique part of it."""
+    exact = [i for i in ids if wanted in (i, short_id(i))]
+    matches = exact or [i for i in ids if wanted in i]
+    if not matches:
+        raise UserError(f"no job matches {wanted!r} (qtui jobs lists them)")
+    if len(matches) > 1:
+        shown = ", ".join(short_id(i) for i in matches[:8]) + (", ..." if len(matches) > 8 else "")
+        raise UserError(f"{wanted!r} is ambiguous: it matches {len(matches)} jobs ({shown}); give more of the id")
+    return matches[0]
+
+
+def _job_action(args: argparse.Namespace, action: Callable[[JobQueue, str], Outcome]) -> int:
+    """Apply `action` to each job named; exit 2 if one is unknown or ambiguous, 1 if one was refused."""
     _, data_dir = settings(args)
     queue = JobQueue(data_dir)
     ids = [j.id for j in queue.jobs()]
-    status = 0
-    for prefix in args.job_ids:
-        matches = [i for i in ids if prefix in i]
-        if len(matches) != 1:
-            err_console.print(f"[red]{prefix}[/]: {'no such job' if not matches else 'ambiguous, matches ' + ', '.join(matches)}")
-            status = 2
+    bad_input = refused = False
+    for wanted in args.job_ids:
+        try:
+            job_id = match_job(ids, wanted)
+        except UserError as exc:
+            err_console.print(f"error: {exc}", markup=False, soft_wrap=True)
+            bad_input = True
             continue
-        console.print(action(queue, matches[0]))
-    return status
+        out = action(queue, job_id)
+        if out.ok:
+            console.print(out, markup=False, soft_wrap=True)
+            continue
+        refused = True
+        if action is JobQueue.remove and out.state == "running":
+            out = Outcome(f"cannot remove {wanted}: it is running; qtui cancel {wanted} first", ok=False)
+        err_console.print(f"error: {out}", markup=False, soft_wrap=True)
+    return 2 if bad_input else 1 if refused else 0
 
 
 def cmd_retry(args: argparse.Namespace) -> int:
@@ -365,5 +406,6 @@ def dispatch(args: argparse.Namespace) -> int:
     try:
         return COMMANDS[args.command](args)
     except UserError as exc:
-        err_console.print(f"[red]error:[/] {exc}")
+        # soft_wrap: a one-line message stays one line (scripts grep it); escaped: paths may hold [..]
+        err_console.print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True)
         return 2

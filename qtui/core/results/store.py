@@ -7,10 +7,12 @@ and stores from several machines merge by copying files into one folder.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -84,11 +86,58 @@ class ResultStore:
 
     def __init__(self, data_dir: Path) -> None:
         self.root = Path(data_dir) / "results"
+        self._content_of: dict[str, str | None] = {}
+        """file name -> its record's source sha256, for the files already read (see save_new)"""
 
     def save(self, record: ResultRecord) -> Path:
         path = self.root / f"{record.id}.json"
         atomic_write_json(path, record.to_dict())
         return path
+
+    def save_new(self, record: ResultRecord) -> ResultRecord | None:
+        """Save `record` unless a stored one has the same content (source sha256, as an imported
+        log has); return that one then, None when `record` was saved.
+
+        The look and the write happen under one lock, so two imports of the same log at once
+        still keep one record. A record without a content hash is always saved.
+        """
+        sha = record.source.get("sha256")
+        if not isinstance(sha, str):
+            self.save(record)
+            return None
+        with self._locked():
+            name = self._content_index().get(sha)
+            if name is not None:
+                with contextlib.suppress(OSError, ValueError, TypeError):
+                    return ResultRecord.from_dict(read_json(self.root / name))
+            path = self.save(record)
+            self._content_of[path.name] = sha
+            return None
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        self.root.mkdir(parents=True, exist_ok=True)
+        with open(self.root / ".lock", "a+") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
+    def _content_index(self) -> dict[str, str]:
+        """source sha256 -> file name over the store; reads only the files it has not read before."""
+        names = {p.name for p in self.root.glob("*.json") if not p.name.startswith(".")}
+        for gone in set(self._content_of) - names:
+            del self._content_of[gone]
+        for name in names - set(self._content_of):
+            try:
+                data = read_json(self.root / name)
+            except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+                data = None  # load() reports damaged files; here they simply match nothing
+            source = data.get("source") if isinstance(data, dict) else None
+            sha = source.get("sha256") if isinstance(source, dict) else None
+            self._content_of[name] = sha if isinstance(sha, str) else None
+        return {sha: name for name, sha in self._content_of.items() if sha}
 
     def delete(self, record_id: str) -> bool:
         path = self.root / f"{record_id}.json"
