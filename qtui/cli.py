@@ -83,6 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--base-file", type=Path, metavar="FILE", help="an existing --kl-divergence-base file to use (or where to write one)")
     p.add_argument("--detach", action="store_true", help="queue the jobs and return at once")
     p.add_argument("--sha256", action="store_true", help="record each variant's sha256 in its result (slow for big files)")
+    p.add_argument("--again", action="store_true", help="measure variants already measured, queued or running on the same "
+                   "setup (same files, base log-probs and context) once more; by default they are skipped")
     p.add_argument("variants", nargs="+", type=Path, metavar="VARIANT.gguf")
     _add_common(p)
 

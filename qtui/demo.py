@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import argparse
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from qtui.console import Progress, UserError, err_console, progress_printer
 from qtui.core import paths
-
-Progress = Callable[[str, float | None], None]
+from qtui.core.showdown.request import ShowdownRequest
 
 DEMO_CTX = 128
 DEMO_CHUNKS = 24
@@ -73,28 +72,35 @@ def prepare_demo(progress: Progress, tiny: bool = False, chunks: int | None = No
     return DemoSetup(base, variants, corpus, DEMO_CTX, chunks or DEMO_CHUNKS, tools.bin_dir)
 
 
-def run_demo(args: argparse.Namespace) -> int:
+def demo_request(setup: DemoSetup) -> ShowdownRequest:
+    """The demo's showdown. It measures the ladder again when run again: the demo is there to
+    show a live run (the base log-probs, the slow part, are reused from the cache)."""
+    return ShowdownRequest(base=setup.base, variants=setup.variants, corpus=setup.corpus, ctx=setup.ctx,
+                           chunks=setup.chunks, llama_args=setup.llama_args, again=True)
+
+
+def prepare_demo_request(args: argparse.Namespace) -> tuple[ShowdownRequest, Path]:
+    """Prepare everything (cached after the first time), printing progress; returns the
+    showdown to run and the llama.cpp bin folder to run it with."""
     from qtui.core.llama.assets import AssetError
     from qtui.core.llama.build import SetupError
-    from qtui.headless import UserError, cmd_run, err_console, progress_printer
 
     started = time.time()
     err_console.print("[bold]qtui demo[/]: preparing (cached after the first time)")
     try:
-        setup = prepare_demo(progress_printer(), tiny=args.tiny, chunks=args.chunks, llama_bin=args.llama_bin)
+        setup = prepare_demo(progress_printer(), tiny=args.tiny, chunks=args.chunks, llama_bin=getattr(args, "llama_bin", None))
     except (AssetError, SetupError) as exc:
         raise UserError(str(exc)) from None
     err_console.print(f"prepared in {time.time() - started:.0f} s: base {setup.base.name}, {len(setup.variants)} variants")
-    if args.headless:
-        run_args = argparse.Namespace(
-            base=setup.base, variants=setup.variants, corpus=setup.corpus, ctx=setup.ctx, chunks=setup.chunks,
-            base_file=None, detach=False, llama_bin=str(setup.llama_bin), llama_args=list(setup.llama_args),
-            data_dir=args.data_dir,
-        )
-        return cmd_run(run_args)
+    return demo_request(setup), setup.llama_bin
+
+
+def run_demo_app(args: argparse.Namespace, request: ShowdownRequest, llama_bin: Path) -> int:
+    """The app on the demo's models, started at once with the demo's settings."""
     from qtui.ui.app import run_app
 
-    args.demo = setup
+    args.autostart = request
     args.results = None
-    args.dirs = [setup.base.parent]
+    args.dirs = sorted({p.parent for p in (request.base, *request.variants)})
+    args.llama_bin = getattr(args, "llama_bin", None) or str(llama_bin)
     return run_app(args)

@@ -245,7 +245,7 @@ def cmd_import(args: argparse.Namespace) -> int:
         try:
             imported = read_log(log)
         except LogImportError as exc:
-            err_console.print(f"error: {exc}", markup=False, soft_wrap=True)
+            err_console.print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True)
             status = 2
             continue
         rec = imported.record
@@ -324,7 +324,7 @@ def _job_action(args: argparse.Namespace, action: Callable[[JobQueue, str], Outc
         try:
             job_id = match_job(ids, wanted)
         except UserError as exc:
-            err_console.print(f"error: {exc}", markup=False, soft_wrap=True)
+            err_console.print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True)
             bad_input = True
             continue
         out = action(queue, job_id)
@@ -334,7 +334,7 @@ def _job_action(args: argparse.Namespace, action: Callable[[JobQueue, str], Outc
         refused = True
         if action is JobQueue.remove and out.state == "running":
             out = Outcome(f"cannot remove {wanted}: it is running; qtui cancel {wanted} first", ok=False)
-        err_console.print(f"error: {out}", markup=False, soft_wrap=True)
+        err_console.print(f"[red]error:[/] {escape(out)}", soft_wrap=True)
     return 2 if bad_input else 1 if refused else 0
 
 

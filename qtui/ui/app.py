@@ -23,6 +23,7 @@ from textual.worker import Worker, WorkerState
 from qtui.core.config import Config, effective_data_dir, effective_llama_bin, load_config, save_config
 from qtui.core.jobs.queue import ACTIVE
 from qtui.core.llama.tools import LlamaTools
+from qtui.core.showdown.request import ShowdownRequest
 from qtui.ui.commands import QtuiCommands
 from qtui.ui.messages import RunQueued, StartRefused
 from qtui.ui.source import FsSource, GpuSampler, Pump, RecordsSource, Source, gpu_pump
@@ -33,17 +34,9 @@ LLAMA_FIX = ("To fix: run `qtui setup-llama` (builds llama.cpp's tools into qtui
              "found), or open Settings (, or f2) and set 'llama bin' to a folder holding llama-perplexity.")
 
 
-@dataclass
-class Autostart:
-    """Choose these models and start at once with these settings (qtui demo)."""
-
-    base: Path
-    variants: list[Path]
-    corpus: Path | None = None
-    ctx: int | None = None
-    chunks: int | None = None
-    llama_args: tuple[str, ...] = ()
-    """appended to the configured llama arguments (the demo asks for finer progress)"""
+Autostart = ShowdownRequest
+"""`qtui demo`: choose the request's models and start at once with its corpus, ctx, chunks and
+`again`; its llama_args are appended to the configured ones (the demo asks for finer progress)."""
 
 
 @dataclass
@@ -112,6 +105,7 @@ class QtuiApp(App[int]):
             sampler = self.ctx.gpu or Nvml()
             interval = self.ctx.gpu_interval or self.ctx.cfg.gpu_interval_s
             self._start_pump(gpu_pump(sampler, screen.post_message, interval))
+            self.ensure_scheduler()  # opening qtui re-attaches: a scheduler that died comes back
 
     def _start_pump(self, pump: Pump) -> Pump:
         self._pumps.append(pump)
@@ -208,60 +202,54 @@ class QtuiApp(App[int]):
                 "Run qtui without --results to measure models.")
 
     # -- runs ------------------------------------------------------------------------------
+    def showdown_request(self, choice: Choice) -> ShowdownRequest:
+        """The settings, and the demo's own (autostart) over them, for the chosen models."""
+        cfg, auto = self.ctx.cfg, self.ctx.autostart
+        assert choice.base is not None
+        request = ShowdownRequest(base=choice.base, variants=choice.variants, corpus=cfg.corpus, ctx=cfg.ctx,
+                                  chunks=cfg.chunks, llama_args=cfg.llama_args)
+        if auto is None:
+            return request
+        return replace(request, corpus=auto.corpus or request.corpus, ctx=auto.ctx, chunks=auto.chunks or request.chunks,
+                       llama_args=(*request.llama_args, *auto.llama_args), again=auto.again)
+
     def plan_and_queue(self, choice: Choice, gpu_name: str | None) -> RunQueued | StartRefused:
-        """Blocking (thread worker): find the tools, plan, queue, make sure a scheduler runs."""
-        from qtui.core.jobs.scheduler import ensure_scheduler
-        from qtui.core.llama.tools import LlamaNotFound, find_tools, probe
-        from qtui.core.showdown.plan import RunRefused, plan_showdown, resolve_corpus
+        """Blocking (thread worker): the showdown service plans, reuses, queues and makes sure
+        a scheduler runs, exactly as for `qtui run`."""
+        from qtui.core.llama.tools import LlamaNotFound
+        from qtui.core.showdown.service import DataDirError, RunRefused, Showdown, load_tools
 
         queue = self.source.queue
         if queue is None or choice.base is None:
             return StartRefused("Read-only", [self.read_only_reason()])
-        cfg, auto = self.ctx.cfg, self.ctx.autostart
+        cfg = self.ctx.cfg
         try:
-            tools = self.ctx.tools or find_tools(self.ctx.llama_bin, effective_llama_bin(cfg))
-            build = probe(tools)
+            tools, build = load_tools(self.ctx.llama_bin, effective_llama_bin(cfg), self.ctx.tools)
         except LlamaNotFound as exc:
             return StartRefused("llama-perplexity is not available", [str(exc)], LLAMA_FIX)
-        corpus = (auto.corpus if auto and auto.corpus else None) or resolve_corpus(cfg.corpus)
         try:
-            plan = plan_showdown(
-                base_model=choice.base, variants=choice.variants, corpus=corpus,
-                ctx=(auto.ctx if auto and auto.ctx else None) or cfg.ctx,
-                chunks=(auto.chunks if auto and auto.chunks else None) or cfg.chunks,
-                extra_args=[*cfg.llama_args, *(auto.llama_args if auto else ())], tools=tools, build=build,
-                gpu_name=gpu_name,
-            )
+            queued = Showdown(queue.data_dir, cfg.slots).start(self.showdown_request(choice), tools, build, gpu_name)
         except RunRefused as exc:
             return StartRefused("Cannot start the showdown", exc.problems,
                                 "Fix these (Settings: , or f2) and press s again.")
-        specs = plan.jobs
-        if plan.base_job is not None:
-            # Variants added while the same base is still being generated wait for that job
-            # instead of generating the same (possibly huge) base file a second time.
-            key = plan.base_job.base.get("key")
-            pending = next((j for j in queue.jobs() if j.spec.kind == "base" and j.state.status in ACTIVE
-                            and j.spec.base.get("key") == key), None)
-            if pending is not None:
-                for spec in plan.kld_jobs:
-                    spec.depends_on = pending.id
-                specs = plan.kld_jobs
-                plan.notes[:] = [n for n in plan.notes if not n.startswith("generating base")]
-                plan.notes.append(f"waiting for the base log-probs already being made ({pending.spec.label}).")
-        jobs = queue.add_many(specs)
-        ensure_scheduler(queue.data_dir, cfg.slots)
-        return RunQueued(jobs, plan.notes)
+        except DataDirError as exc:
+            return StartRefused("Cannot queue the runs", [str(exc)],
+                                "Free some space or choose another data dir (Settings: , or f2).")
+        hint = {"measured": " (see the Leaderboard)", "queued": " (see the Runs tab)", "running": " (see the Runs tab)"}
+        skipped = [s.text + hint.get(s.why, "") for s in queued.skipped]
+        return RunQueued(queued.jobs, [*queued.notes, *skipped])
 
     def ensure_scheduler(self) -> None:
+        """Restart the scheduler if it died with work pending (off the UI thread)."""
         queue = self.source.queue
         if queue is not None:
             self._ensure_scheduler(queue.data_dir, self.ctx.cfg.slots)
 
     @work(thread=True, group="scheduler", exit_on_error=False, description="starting the scheduler")
     def _ensure_scheduler(self, data_dir: Path, slots: int) -> None:
-        from qtui.core.jobs.scheduler import ensure_scheduler
+        from qtui.core.showdown.service import Showdown
 
-        ensure_scheduler(data_dir, slots)
+        Showdown(data_dir, slots).ensure_scheduler()
 
     # -- quitting --------------------------------------------------------------------------
     def action_request_quit(self) -> None:
@@ -323,13 +311,9 @@ def make_app(*, dirs: list[Path] | None = None, results: Path | None = None, dat
 
 def run_app(args: argparse.Namespace) -> int:
     overrides: dict[str, Any] = {}
-    demo = getattr(args, "demo", None)
-    if demo is not None:
-        overrides["autostart"] = Autostart(demo.base, list(demo.variants), demo.corpus, demo.ctx, demo.chunks,
-                                           tuple(demo.llama_args))
-        if getattr(demo, "llama_bin", None):
-            llama_bin = str(demo.llama_bin)
-            args.llama_bin = args.llama_bin or llama_bin
+    autostart = getattr(args, "autostart", None)  # qtui demo's request
+    if autostart is not None:
+        overrides["autostart"] = autostart
     app = make_app(dirs=getattr(args, "dirs", None), results=getattr(args, "results", None),
                    data_dir=getattr(args, "data_dir", None), llama_bin=getattr(args, "llama_bin", None), **overrides)
     result = app.run()

@@ -22,11 +22,13 @@ from qtui.core.gguf.reader import GGUFError
 from qtui.core.jobs.queue import JobSpec
 from qtui.core.llama.basefile import BaseFileError, check_base_file, estimate_size
 from qtui.core.llama.tools import BuildInfo, LlamaTools, child_env
+from qtui.core.showdown.request import DEFAULT_CTX
 
 # An English BPE vocabulary averages about 4 bytes per token; 3 errs on the side of more
 # chunks, i.e. of asking for more free disk than the base file will really take.
 BYTES_PER_TOKEN_LOW = 3.0
 DISK_MARGIN = 1.10
+MIN_CTX = 16
 
 
 class RunRefused(Exception):
@@ -43,6 +45,10 @@ class RunPlan:
     kld_jobs: list[JobSpec]
     base_file: Path
     notes: list[str] = field(default_factory=list)
+    base_note: str | None = None
+    """with a base job: what it will make. Kept apart from `notes` because the showdown
+    service may find, under the queue lock, that the base is being made or was made
+    meanwhile, and then says that instead."""
 
     @property
     def jobs(self) -> list[JobSpec]:
@@ -72,8 +78,14 @@ def corpus_info(path: Path) -> dict[str, Any]:
     return {"path": str(path.resolve()), "bytes": st.st_size, "sha256": file_sha256(path)}
 
 
+def all_chunks(chunks: int | None) -> int | None:
+    """One spelling of "every chunk of the corpus": None (never 0 or a negative number)."""
+    return chunks if chunks is not None and chunks > 0 else None
+
+
 def base_key(base: ModelInfo, corpus_sha: str, ctx: int, chunks: int | None) -> str:
     """The identity of a base log-prob file: same model file, same tokens, same shape."""
+    chunks = all_chunks(chunks)
     ident = {
         "model": str(base.path.resolve()),
         "size": base.size_bytes,
@@ -87,6 +99,7 @@ def base_key(base: ModelInfo, corpus_sha: str, ctx: int, chunks: int | None) -> 
 
 def cached_base_path(base: ModelInfo, key: str, ctx: int, chunks: int | None) -> Path:
     stem = base.path.name.removesuffix(".gguf")
+    chunks = all_chunks(chunks)
     return paths.bases_dir() / f"{stem}.c{ctx}.n{chunks if chunks else 'all'}.{key}.kld"
 
 
@@ -104,10 +117,25 @@ def kld_argv(tools: LlamaTools, model: Path, base_file: Path, ctx: int, extra: S
 
 
 def estimated_base_bytes(corpus_bytes: int, ctx: int, n_vocab: int, chunks: int | None) -> int:
-    est_chunks = max(1, int(corpus_bytes / BYTES_PER_TOKEN_LOW) // ctx)
-    if chunks:
+    est_chunks = max(1, int(corpus_bytes / BYTES_PER_TOKEN_LOW) // max(1, ctx))
+    if chunks and chunks > 0:
         est_chunks = min(est_chunks, chunks)
     return estimate_size(ctx, n_vocab, est_chunks)
+
+
+def cached_base_problem(path: Path, n_vocab: int | None) -> str | None:
+    """Why a base file in the cache cannot be reused (None: it can). A finished base file
+    always has its metadata (.json) beside it, written after the file itself: a file
+    without one may be left from a run whose bookkeeping never finished."""
+    try:
+        check_base_file(path, n_vocab=n_vocab)
+    except BaseFileError as exc:
+        return str(exc)
+    except OSError as exc:
+        return f"cannot read {path}: {exc.strerror or exc}"
+    if _read_meta(path) is None:
+        return f"its metadata {path.name}.json is missing or unreadable, so the run that made it may not have finished"
+    return None
 
 
 def _read_models(paths_: Sequence[Path], problems: list[str]) -> list[ModelInfo]:
@@ -143,8 +171,13 @@ def plan_showdown(
     base_file = Path(base_file).absolute() if base_file is not None else None
     problems: list[str] = []
     notes: list[str] = []
-    if ctx < 16:
-        problems.append(f"-c {ctx} is too small: llama-perplexity needs a context of at least 16 tokens (512 is usual).")
+    if ctx < MIN_CTX:
+        problems.append(f"-c {ctx} is too small: llama-perplexity needs a context of at least {MIN_CTX} tokens "
+                        f"({DEFAULT_CTX} is usual).")
+    if chunks is not None and chunks <= 0:
+        problems.append(f"--chunks {chunks} is not a number of chunks: give 1 or more, or leave it out "
+                        "to use every chunk of the corpus.")
+        chunks = None
     bases = _read_models([base_model], problems)
     models = _read_models(list(variants), problems)
     if not variants:
@@ -164,8 +197,10 @@ def plan_showdown(
     env = {k: v for k, v in child_env(tools, base_env={}).items()}
 
     base_job: JobSpec | None = None
+    base_note: str | None = None
     corpus_meta: dict[str, Any] = {}
     bfile: Path | None = None
+    bkey: str | None = None
     kld_ctx = ctx
     if base is not None and base_file is not None and base_file.exists():
         # The user names an existing base file: trust it only after checking its header.
@@ -176,6 +211,7 @@ def plan_showdown(
                 notes.append(f"using -c {hdr.n_ctx} from the base file {base_file.name} (not {ctx}).")
             meta = _read_meta(base_file)
             corpus_meta = meta.get("corpus", {}) if meta else {}
+            bkey = (meta.get("base") or {}).get("key") if meta else None
         except BaseFileError as exc:
             problems.append(str(exc))
     elif base is not None:
@@ -186,21 +222,25 @@ def plan_showdown(
             problems.append(f"corpus {corpus} does not exist or is not a file.")
         else:
             corpus_meta = corpus_info(corpus)
-            key = base_key(base, corpus_meta["sha256"], ctx, chunks)
+            key = bkey = base_key(base, corpus_meta["sha256"], ctx, chunks)
             bfile = base_file or cached_base_path(base, key, ctx, chunks)
             reusable = False
             if bfile.exists():
-                try:
-                    check_base_file(bfile, n_vocab=base.n_vocab)
+                why_not = cached_base_problem(bfile, base.n_vocab)
+                if why_not is None:
                     reusable = True
                     notes.append(f"reusing the base log-probs {bfile} ({human_bytes(bfile.stat().st_size)}).")
-                except BaseFileError as exc:
-                    notes.append(f"regenerating the cached base file: {exc}")
+                else:
+                    notes.append(f"regenerating the cached base file: {why_not}")
             if not reusable:
                 need = estimated_base_bytes(corpus_meta["bytes"], ctx, base.n_vocab or 0, chunks)
-                bfile.parent.mkdir(parents=True, exist_ok=True)
-                free = shutil.disk_usage(bfile.parent).free
-                if free < need * DISK_MARGIN:
+                try:
+                    bfile.parent.mkdir(parents=True, exist_ok=True)
+                    free: int | None = shutil.disk_usage(bfile.parent).free
+                except OSError as exc:
+                    free = None
+                    problems.append(f"cannot write the base log-probs into {bfile.parent}: {exc.strerror or exc}.")
+                if free is not None and free < need * DISK_MARGIN:
                     problems.append(f"not enough disk for the base log-probs: about {human_bytes(need)} needed in {bfile.parent}, "
                                     f"{human_bytes(free)} free. Free some space, use fewer --chunks or a smaller -c.")
                 base_job = JobSpec(
@@ -210,12 +250,14 @@ def plan_showdown(
                     corpus=corpus_meta, ctx=ctx, chunks=chunks, llama=llama, output=str(bfile),
                     label=f"base {base.path.name}",
                 )
-                notes.append(f"generating base log-probs into {bfile} (about {human_bytes(need)}).")
+                base_note = f"generating base log-probs into {bfile} (about {human_bytes(need)})."
     if problems:
         raise RunRefused(problems)
     assert base is not None and bfile is not None
     base_meta = {"path": str(base.path), "label": base.path.name.removesuffix(".gguf"), "size_bytes": base.size_bytes,
                  "mtime": base.mtime, "quant": base.quant, "file": str(bfile)}
+    if bkey:
+        base_meta["key"] = bkey  # part of a measurement's setup: see showdown.service
     if base_job is not None:
         base_job.base.update(base_meta)
     kld_jobs = [
@@ -226,11 +268,12 @@ def plan_showdown(
         )
         for m in models
     ]
-    return RunPlan(base_job, kld_jobs, bfile, notes)
+    return RunPlan(base_job, kld_jobs, bfile, notes, base_note)
 
 
 def _read_meta(base_file: Path) -> dict[str, Any] | None:
     try:
-        return read_json(Path(str(base_file) + ".json"))
+        meta = read_json(Path(str(base_file) + ".json"))
     except (OSError, ValueError):
         return None
+    return meta if isinstance(meta, dict) else None

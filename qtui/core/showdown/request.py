@@ -1,0 +1,37 @@
+"""What a front end asks the showdown service for: a plain, typed value (no heavy imports, so
+the app can hold one from its first screen on)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_CTX = 512
+
+
+@dataclass(frozen=True)
+class ShowdownRequest:
+    """What to measure, as every front end asks for it (settings already merged in)."""
+
+    base: Path
+    variants: Sequence[Path]
+    corpus: str | Path | None = None
+    """a file, 'builtin' (qtui's own text) or None (only with an existing base_file)"""
+    ctx: int = DEFAULT_CTX
+    chunks: int | None = None
+    """None: every chunk of the corpus"""
+    llama_args: Sequence[str] = ()
+    """appended to llama-perplexity's command line, e.g. ("-ngl", "99")"""
+    base_file: Path | None = None
+    """an existing base log-prob file to use, or where to write one"""
+    again: bool = False
+    """measure variants already measured (or queued) on the same setup once more"""
+    hash_models: bool = False
+    """record each variant's sha256 (slow for big files)"""
+
+    def __post_init__(self) -> None:
+        # Frozen and comparable whatever sequence types the caller used.
+        object.__setattr__(self, "base", Path(self.base))
+        object.__setattr__(self, "variants", tuple(Path(v) for v in self.variants))
+        object.__setattr__(self, "llama_args", tuple(self.llama_args))
