@@ -103,7 +103,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--from", dest="source", type=Path, metavar="PATH", help="read results from PATH instead of the store")
     _add_common(p)
 
-    p = sub.add_parser("import", help="read existing llama-perplexity logs into the store")
+    p = sub.add_parser("import", help="read existing llama-perplexity logs into the store",
+                       description="Each log becomes one result, a failed run too (with its reason). A log whose content "
+                       "is already in the store is skipped, whatever its name. Exit status 2 if a file could not be "
+                       "imported (the others still are).")
     p.add_argument("logs", nargs="+", type=Path, metavar="LOG", help="stdout logs, or stdout+stderr logs (2>&1)")
     p.add_argument("--json", action="store_true", help="print the parsed records instead of storing them")
     _add_common(p)
@@ -113,7 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(p)
     for name, helptext in (("cancel", "stop a queued or running job"), ("retry", "queue a failed or cancelled job again"),
                            ("remove", "delete a finished job from the queue")):
-        p = sub.add_parser(name, help=helptext)
+        p = sub.add_parser(name, help=helptext, description=helptext[0].upper() + helptext[1:] + ". Exit status: 0 done, "
+                           "1 refused (e.g. removing a running job), 2 no such job or an id that matches several.")
         p.add_argument("job_ids", nargs="+", metavar="JOB", help="job id as shown by qtui jobs (any unique part of it)")
         _add_common(p)
 
