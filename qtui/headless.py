@@ -7,11 +7,12 @@ import json
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from qtui.console import UserError, console, err_console, progress_printer
 from qtui.core import formats, paths
 from qtui.core.config import Config, effective_data_dir, effective_llama_bin, load_config
 from qtui.core.fsutil import human_bytes
@@ -20,12 +21,8 @@ from qtui.core.results.export import export
 from qtui.core.results.leaderboard import COLUMNS, Column, Row, build_rows, format_cell, sort_rows
 from qtui.core.results.store import ResultRecord, ResultStore, load_records
 
-console = Console(highlight=False)
-err_console = Console(stderr=True, highlight=False)
-
-
-class UserError(Exception):
-    """A problem the user can fix; printed without a traceback, exit status 2."""
+if TYPE_CHECKING:
+    from qtui.core.showdown.service import ShowdownRequest
 
 
 def settings(args: argparse.Namespace) -> tuple[Config, Path]:
@@ -89,39 +86,59 @@ def first_gpu_name() -> str | None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from qtui.core.jobs.scheduler import ensure_scheduler
-    from qtui.core.llama.tools import LlamaNotFound, check_runnable, find_tools, probe
-    from qtui.core.showdown.plan import RunRefused, plan_showdown, resolve_corpus
+    from qtui.core.showdown.service import ShowdownRequest
 
     cfg, data_dir = settings(args)
+    request = ShowdownRequest(
+        base=args.base, variants=args.variants, corpus=args.corpus or cfg.corpus,
+        # `-c 0` and `--chunks 0` are checked by the plan, not quietly replaced by the config's
+        ctx=args.ctx if args.ctx is not None else cfg.ctx,
+        chunks=args.chunks if args.chunks is not None else cfg.chunks,
+        llama_args=args.llama_args or cfg.llama_args, base_file=args.base_file,
+        again=getattr(args, "again", False), hash_models=getattr(args, "sha256", False),
+    )
+    return run_showdown(request, cfg, data_dir, llama_bin=getattr(args, "llama_bin", None), detach=args.detach)
+
+
+# After "skipped X: already measured on this setup": where to look, and how to measure anyway.
+_SKIP_HINTS = {"measured": " (qtui results); --again measures it again",
+               "queued": " (qtui jobs); --again queues it once more",
+               "running": " (qtui jobs); --again queues it once more",
+               "repeated": ""}
+
+
+def run_showdown(request: ShowdownRequest, cfg: Config, data_dir: Path, *, llama_bin: str | None, detach: bool) -> int:
+    """`qtui run` and `qtui demo --headless`: start through the showdown service, say what it
+    did, and follow the jobs unless detached."""
+    from qtui.core.llama.tools import LlamaNotFound
+    from qtui.core.showdown.service import DataDirError, RunRefused, Showdown, load_tools
+
     try:
-        tools = find_tools(args.llama_bin, effective_llama_bin(cfg))
-        check_runnable(tools)
-        build = probe(tools)
+        tools, build = load_tools(llama_bin, effective_llama_bin(cfg))
     except LlamaNotFound as exc:
         raise UserError(str(exc)) from None
-    corpus = resolve_corpus(args.corpus or cfg.corpus)
+    service = Showdown(data_dir, cfg.slots)
     try:
-        plan = plan_showdown(base_model=args.base, variants=args.variants, corpus=corpus, ctx=args.ctx or cfg.ctx,
-                             chunks=args.chunks if args.chunks is not None else cfg.chunks,
-                             extra_args=args.llama_args or cfg.llama_args, tools=tools, build=build,
-                             base_file=args.base_file, gpu_name=first_gpu_name(),
-                             hash_models=getattr(args, "sha256", False))
+        queued = service.start(request, tools, build, gpu_name=first_gpu_name())
     except RunRefused as exc:
         err_console.print("[red]Refused:[/]")
         for p in exc.problems:
-            err_console.print(f"  • {p}")
+            err_console.print(f"  • {p}", markup=False)
         return 2
-    for note in plan.notes:
-        console.print(f"[dim]{note}[/]")
-    queue = JobQueue(data_dir)
-    jobs = queue.add_many(plan.jobs)
-    ensure_scheduler(data_dir, cfg.slots)
-    ids = [j.id for j in jobs]
-    if args.detach:
+    except DataDirError as exc:
+        raise UserError(str(exc)) from None
+    for note in queued.notes:
+        console.print(note, style="dim", markup=False)
+    for skip in queued.skipped:
+        console.print(skip.text + _SKIP_HINTS[skip.why], markup=False)
+    if not queued.jobs:
+        console.print("nothing to run: every variant is already measured, queued or running on this setup")
+        return 0
+    ids = [j.id for j in queued.jobs]
+    if detach:
         console.print(f"queued {len(ids)} job(s); follow them with [bold]qtui jobs --watch[/] or open [bold]qtui[/]")
         return 0
-    return follow(queue, ids, data_dir)
+    return follow(service.queue, ids, data_dir)
 
 
 def follow(queue: JobQueue, ids: Sequence[str], data_dir: Path) -> int:
@@ -152,7 +169,8 @@ def _records(args: argparse.Namespace) -> list[ResultRecord]:
     if getattr(args, "source", None):
         res = load_records(args.source)
     else:
-        _, data_dir = settings(args)
+        cfg, data_dir = settings(args)
+        keep_going(cfg, data_dir)
         res = ResultStore(data_dir).load()
     for p in res.problems:
         err_console.print(f"[yellow]warning:[/] {p}")
@@ -273,8 +291,17 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 
 # -- jobs ----------------------------------------------------------------------------------
+def keep_going(cfg: Config, data_dir: Path, quiet: bool = False) -> None:
+    """Restart the scheduler if it died with work pending (every command that reads the queue)."""
+    from qtui.core.showdown.service import Showdown
+
+    if Showdown(data_dir, cfg.slots).ensure_scheduler() and not quiet:
+        err_console.print("the scheduler had stopped with work pending: started it again", style="dim")
+
+
 def cmd_jobs(args: argparse.Namespace) -> int:
-    _, data_dir = settings(args)
+    cfg, data_dir = settings(args)
+    keep_going(cfg, data_dir)
     queue = JobQueue(data_dir)
     jobs = queue.jobs()
     if args.watch:
@@ -339,28 +366,21 @@ def _job_action(args: argparse.Namespace, action: Callable[[JobQueue, str], Outc
 
 
 def cmd_retry(args: argparse.Namespace) -> int:
-    from qtui.core.jobs.scheduler import ensure_scheduler
-
     cfg, data_dir = settings(args)
     status = _job_action(args, JobQueue.retry)
-    ensure_scheduler(data_dir, cfg.slots)
+    keep_going(cfg, data_dir, quiet=True)
+    return status
+
+
+def cmd_cancel(args: argparse.Namespace) -> int:
+    cfg, data_dir = settings(args)
+    status = _job_action(args, JobQueue.cancel)
+    # A running job's end is recorded by a scheduler: if it died, the cancel needs a new one.
+    keep_going(cfg, data_dir, quiet=True)
     return status
 
 
 # -- setup / paths / demo / app ------------------------------------------------------------
-def progress_printer() -> Callable[[str, float | None], None]:
-    last: dict[str, object] = {}
-
-    def show(stage: str, frac: float | None) -> None:
-        pct = None if frac is None else int(frac * 100)
-        if last.get("stage") == stage and (pct is None or pct == last.get("pct")):
-            return
-        last.update(stage=stage, pct=pct)
-        err_console.print(f"  {stage}" + (f" {pct}%" if pct is not None else ""))
-
-    return show
-
-
 def cmd_setup_llama(args: argparse.Namespace) -> int:
     from qtui.core.llama.build import DEFAULT_VERSION, SetupError, setup_llama
 
@@ -381,9 +401,17 @@ def cmd_paths(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from qtui.demo import run_demo
+    from dataclasses import replace
 
-    return run_demo(args)
+    from qtui.demo import prepare_demo_request, run_demo_app
+
+    cfg, data_dir = settings(args)
+    request, llama_bin = prepare_demo_request(args)
+    if not args.headless:
+        return run_demo_app(args, request, llama_bin)
+    # As in the app: the configured llama arguments first, the demo's own after them.
+    request = replace(request, llama_args=(*cfg.llama_args, *request.llama_args))
+    return run_showdown(request, cfg, data_dir, llama_bin=str(llama_bin), detach=False)
 
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
@@ -393,7 +421,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "export": cmd_export,
     "import": cmd_import,
     "jobs": cmd_jobs,
-    "cancel": lambda a: _job_action(a, JobQueue.cancel),
+    "cancel": cmd_cancel,
     "retry": cmd_retry,
     "remove": lambda a: _job_action(a, JobQueue.remove),
     "setup-llama": cmd_setup_llama,
