@@ -2,7 +2,7 @@ import math
 
 import pytest
 
-from qtui.core.results.leaderboard import COLUMN_KEYS, Row, build_rows, efficiency_scores, pareto_front, sort_rows
+from qtui.core.results.leaderboard import COLUMN_KEYS, Row, board_records, build_rows, efficiency_scores, pareto_front, sort_rows
 from qtui.core.results.store import ResultRecord
 
 
@@ -96,3 +96,19 @@ def test_scores_never_mix_setups() -> None:
     together = {r.id: (r.score, r.pareto) for r in build_rows(a + b)}
     apart = {r.id: (r.score, r.pareto) for r in build_rows(a) + build_rows(b)}
     assert together == apart
+
+
+def test_board_hides_failures_that_were_retried_with_success() -> None:
+    def attempt(i: str, model: str, status: str, ended: float) -> ResultRecord:
+        return ResultRecord(id=i, kind="kld", status=status, model={"path": model}, base={"file": "b.kld"},  # type: ignore[arg-type]
+                            ended_at=ended)
+
+    records = [attempt("1", "a.gguf", "cancelled", 1), attempt("2", "a.gguf", "done", 2), attempt("3", "b.gguf", "failed", 1),
+               attempt("4", "b.gguf", "failed", 3), attempt("5", "c.gguf", "done", 1)]
+    assert [r.id for r in board_records(records)] == ["2", "4", "5"]
+
+
+def test_a_failure_against_another_base_stays_on_the_board() -> None:
+    done = ResultRecord(id="ok", kind="kld", status="done", model={"path": "a.gguf"}, base={"file": "one.kld"})
+    other = ResultRecord(id="bad", kind="kld", status="failed", model={"path": "a.gguf"}, base={"file": "two.kld"})
+    assert [r.id for r in board_records([done, other])] == ["ok", "bad"]

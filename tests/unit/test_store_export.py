@@ -60,6 +60,14 @@ def test_every_export_format_parses(tmp_path: Path) -> None:
     assert out["svg"].count("<circle") == 2  # the unknown KLD is not plotted
 
 
+def test_csv_columns_keep_their_order() -> None:
+    r = rec("a", 1, 0.1)
+    header, line = export("csv", build_rows([r]), [r]).splitlines()
+    assert header == ("model,quantizer,quant,size_gib,bpw,ppl_q,ppl_ratio,kld,kld_err,kld_p99,kld_p999,kld_max,dp_rms,"
+                      "same_top,score,pareto,duration_s,kld_status,path,source")
+    assert line == "m-a,,Q4_0,1.0,,,,0.1,0.001,0.5,,,,90.0,0.0,True,,done,,qtui"
+
+
 def test_markdown_escapes_pipes_and_shows_unknown() -> None:
     r = rec("a", 1, None)
     r.model["label"] = "weird|name"

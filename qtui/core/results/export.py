@@ -6,38 +6,50 @@ screen; JSON also carries the full records so that nothing measured is thrown aw
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import math
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from xml.sax.saxutils import escape
 
 from qtui import __version__
 from qtui.core import formats
-from qtui.core.results.leaderboard import COLUMNS, Row, format_cell
+from qtui.core.results.leaderboard import COLUMNS, Row
 from qtui.core.results.store import ResultRecord
 
+if TYPE_CHECKING:
+    import pandas as pd
+
 FORMATS = ("csv", "json", "md", "svg")
+COLUMN_KEYS = [c.key for c in COLUMNS]
+# CSV: the leaderboard's columns, then the run's status and where the figures come from
+CSV_KEYS = [*COLUMN_KEYS, "kld_status", "path", "source"]
+
+
+def board_frame(rows: Sequence[Row]) -> pd.DataFrame:
+    """The rows as a table, in their order: the leaderboard's columns, then id, status, path, source.
+
+    Cells are the rows' own Python values (None where unknown, object dtype): an export writes
+    exactly the figures the screen formats, with no float or NA conversion on the way.
+    """
+    import pandas as pd
+
+    keys = [*COLUMN_KEYS, "id", "status", "path", "source"]
+    return pd.DataFrame([[getattr(r, k) for k in keys] for r in rows], columns=keys, dtype=object)
 
 
 def to_csv(rows: Sequence[Row]) -> str:
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    keys = [c.key for c in COLUMNS] + ["kld_status", "path", "source"]
-    w.writerow(keys)
-    for r in rows:
-        w.writerow(["" if getattr(r, k, None) is None else getattr(r, k) for k in keys[:-3]] + [r.status, r.path or "", r.source])
-    return buf.getvalue()
+    frame = board_frame(rows).rename(columns={"status": "kld_status"})
+    return str(frame.to_csv(columns=CSV_KEYS, index=False, lineterminator="\n"))
 
 
 def to_json(rows: Sequence[Row], records: Iterable[ResultRecord]) -> str:
     by_id = {r.id: r for r in records}
+    table = board_frame(rows)[[*COLUMN_KEYS, "id", "status"]]
     payload = {
         "generator": f"qtui {__version__}",
-        "rows": [{c.key: getattr(r, c.key) for c in COLUMNS} | {"id": r.id, "status": r.status} for r in rows],
-        "records": [by_id[r.id].to_dict() for r in rows if r.id in by_id],
+        "rows": table.to_dict(orient="records"),
+        "records": [by_id[i].to_dict() for i in table["id"] if i in by_id],
     }
     return json.dumps(payload, indent=2, allow_nan=False) + "\n"
 
@@ -67,17 +79,14 @@ def provenance(records: Iterable[ResultRecord]) -> list[str]:
 def to_markdown(rows: Sequence[Row], records: Iterable[ResultRecord] = (), title: str = "KLD leaderboard") -> str:
     records = list(records)
     cols = [c for c in COLUMNS if c.key != "kld_err"]
+    table = board_frame(rows)
+    cells = {c.key: table[c.key].map(c.fmt) for c in cols}
+    # the mean KLD carries its uncertainty in the same cell, as posted showdowns write it
+    cells["kld"] = cells["kld"] + table["kld_err"].map(lambda e: "" if e is None else f" ± {e:.6f}")
+    text = table[[]].assign(**cells).map(lambda s: s.replace("|", "\\|"))
     head = "| # | " + " | ".join(c.title for c in cols) + " |"
     sep = "|---|" + "|".join("---" if formats.align(c.key) == "left" else "---:" for c in cols) + "|"
-    body = []
-    for i, r in enumerate(rows, 1):
-        cells = []
-        for c in cols:
-            text = format_cell(c, r)
-            if c.key == "kld" and r.kld_err is not None:
-                text += f" ± {r.kld_err:.6f}"
-            cells.append(text.replace("|", "\\|"))
-        body.append(f"| {i} | " + " | ".join(cells) + " |")
+    body = [f"| {i} | " + " | ".join(line) + " |" for i, line in enumerate(text.itertuples(index=False), 1)]
     notes = ["", "Lower KLD = closer to the base. Eff. = distance to (0 size, 0 KLD) after min-max scaling over "
              "these rows (lower is better); ★ = on the size/KLD Pareto front; ? = not measured or not published."]
     notes += [f"- {line}" for line in provenance(records)]
@@ -87,7 +96,8 @@ def to_markdown(rows: Sequence[Row], records: Iterable[ResultRecord] = (), title
 
 def to_svg(rows: Sequence[Row], title: str = "Size vs mean KLD", width: int = 760, height: int = 440) -> str:
     """A standalone scatter of size against mean KLD (log scale), Pareto front joined."""
-    pts = [r for r in rows if r.size_gib is not None and r.kld is not None and r.kld > 0]
+    # (size, log10 KLD, row) of the rows that can be placed: a log axis has no place for 0
+    pts = [(r.size_gib, math.log10(r.kld), r) for r in rows if r.size_gib is not None and r.kld is not None and r.kld > 0]
     ml, mr, mt, mb = 70, 180, 40, 50
     pw, ph = width - ml - mr, height - mt - mb
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="monospace" font-size="11">',
@@ -96,8 +106,8 @@ def to_svg(rows: Sequence[Row], title: str = "Size vs mean KLD", width: int = 76
     if not pts:
         out.append(f'<text x="{ml}" y="{mt + ph / 2}">no finished runs with size and KLD</text></svg>')
         return "\n".join(out) + "\n"
-    xs = [r.size_gib for r in pts]
-    ys = [math.log10(r.kld) for r in pts]  # type: ignore[arg-type]
+    xs = [p[0] for p in pts]
+    ys = [p[1] for p in pts]
     x0, x1 = min(xs), max(xs)
     y0, y1 = min(ys), max(ys)
     x0, x1 = (x0 - 0.5, x1 + 0.5) if x0 == x1 else (x0 - 0.05 * (x1 - x0), x1 + 0.05 * (x1 - x0))
@@ -117,12 +127,12 @@ def to_svg(rows: Sequence[Row], title: str = "Size vs mean KLD", width: int = 76
         out.append(f'<text x="{ml - 6}" y="{py(yv) + 4:.1f}" text-anchor="end">{10 ** yv:.3g}</text>')
     out.append(f'<text x="{ml + pw / 2}" y="{height - 10}" text-anchor="middle">size (GiB)</text>')
     out.append(f'<text x="14" y="{mt + ph / 2}" transform="rotate(-90 14 {mt + ph / 2})" text-anchor="middle">mean KLD (log)</text>')
-    front = sorted((r for r in pts if r.pareto), key=lambda r: r.size_gib or 0)
+    front = sorted((p for p in pts if p[2].pareto), key=lambda p: p[0])
     if len(front) > 1:
-        d = " ".join(f"{px(r.size_gib):.1f},{py(math.log10(r.kld)):.1f}" for r in front)  # type: ignore[arg-type]
+        d = " ".join(f"{px(s):.1f},{py(k):.1f}" for s, k, _ in front)
         out.append(f'<polyline points="{d}" fill="none" stroke="#d62728" stroke-dasharray="4 3"/>')
-    for r in pts:
-        x, y = px(r.size_gib), py(math.log10(r.kld))  # type: ignore[arg-type]
+    for s, k, r in pts:
+        x, y = px(s), py(k)
         color = "#d62728" if r.pareto else "#1f77b4"
         out.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="4" fill="{color}"><title>{escape(r.model)}: {r.kld:.6f}</title></circle>')
         out.append(f'<text x="{x + 6:.1f}" y="{y - 5:.1f}">{escape(r.quant or r.model)}</text>')

@@ -1,20 +1,23 @@
-"""Leaderboard maths: rows from records, the efficiency score, the Pareto front, sorting.
+"""The leaderboard: which records it shows, its rows and columns, sorting.
 
 Shared by the TUI's DataTable, `qtui results` and every export, so that all of them rank
-the same way.
+the same way. The ranking itself (efficiency score, Pareto front, per measurement setup) is
+computed on the results table in qtui.core.results.table; a board with nothing to rank never
+imports pandas.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
 from qtui.core import formats
 from qtui.core.results.store import ResultRecord
+from qtui.core.results.table import GIB, model_label, number, setup_key, size_gib
 
-GIB = 1024**3
+__all__ = ["COLUMNS", "COLUMN_KEYS", "GIB", "Column", "Row", "board_records", "build_rows", "efficiency_scores",
+           "format_cell", "pareto_front", "row_from_record", "setup_key", "sort_rows"]
 
 
 @dataclass(frozen=True)
@@ -80,38 +83,35 @@ COLUMNS: tuple[Column, ...] = (
 COLUMN_KEYS = tuple(c.key for c in COLUMNS)
 
 
-def _f(d: dict[str, Any], key: str) -> float | None:
-    v = d.get(key)
-    if isinstance(v, bool) or not isinstance(v, (int, float)):
-        return None
-    return None if math.isnan(v) or math.isinf(v) else float(v)
-
-
 def row_from_record(rec: ResultRecord) -> Row:
     m, s = rec.model, rec.stats
-    size = m.get("size_bytes")
-    ppl_ratio = _f(s, "ppl_ratio")
     return Row(
         id=rec.id,
-        model=str(m.get("label") or m.get("name") or m.get("path") or "?"),
+        model=model_label(m),
         quantizer=m.get("quantized_by"),
         quant=m.get("quant"),
-        size_gib=(size / GIB) if isinstance(size, (int, float)) else _f(m, "size_gib"),
-        bpw=_f(m, "bpw"),
-        ppl_q=_f(s, "ppl_q"),
-        ppl_ratio=ppl_ratio,
-        kld=_f(s, "kld_mean"),
-        kld_err=_f(s, "kld_mean_err"),
-        kld_p99=_f(s, "kld_p99"),
-        kld_p999=_f(s, "kld_p999"),
-        kld_max=_f(s, "kld_max"),
-        dp_rms=_f(s, "dp_rms"),
-        same_top=_f(s, "same_top"),
+        size_gib=size_gib(m),
+        bpw=number(m, "bpw"),
+        ppl_q=number(s, "ppl_q"),
+        ppl_ratio=number(s, "ppl_ratio"),
+        kld=number(s, "kld_mean"),
+        kld_err=number(s, "kld_mean_err"),
+        kld_p99=number(s, "kld_p99"),
+        kld_p999=number(s, "kld_p999"),
+        kld_max=number(s, "kld_max"),
+        dp_rms=number(s, "dp_rms"),
+        same_top=number(s, "same_top"),
         duration_s=rec.duration_s,
         status=rec.status,
         path=m.get("path"),
         source=str(rec.source.get("type", "qtui")),
     )
+
+
+def _as_records(rows: Sequence[Row]) -> list[ResultRecord]:
+    """Rows as finished KLD records of one setup: what the ranking maths reads from them."""
+    return [ResultRecord(id=r.id, kind="kld", status="done", model={} if r.size_gib is None else {"size_gib": r.size_gib},
+                         stats={} if r.kld is None else {"kld_mean": r.kld}) for r in rows]
 
 
 def efficiency_scores(rows: Sequence[Row]) -> list[float | None]:
@@ -120,65 +120,52 @@ def efficiency_scores(rows: Sequence[Row]) -> list[float | None]:
     Relative to the set on screen (as in the showdown post): adding a row can change every
     score. Rows missing size or KLD get None. A constant axis normalises to 0.
     """
-    known = [(r.size_gib, r.kld) for r in rows if r.size_gib is not None and r.kld is not None]
-    if not known:
-        return [None] * len(rows)
-    smin, smax = min(k[0] for k in known), max(k[0] for k in known)
-    kmin, kmax = min(k[1] for k in known), max(k[1] for k in known)
+    if not rows:
+        return []
+    from qtui.core.results.table import scores_and_front
 
-    def norm(x: float, lo: float, hi: float) -> float:
-        return 0.0 if hi == lo else (x - lo) / (hi - lo)
-
-    out: list[float | None] = []
-    for r in rows:
-        if r.size_gib is None or r.kld is None:
-            out.append(None)
-        else:
-            out.append(math.hypot(norm(r.size_gib, smin, smax), norm(r.kld, kmin, kmax)))
-    return out
+    return scores_and_front(_as_records(rows))[0]
 
 
 def pareto_front(rows: Sequence[Row]) -> list[bool]:
     """True where no other row is at least as small AND at least as close, and better in one."""
-    pts = [(r.size_gib, r.kld) if r.size_gib is not None and r.kld is not None else None for r in rows]
-    flags: list[bool] = []
-    for i, p in enumerate(pts):
-        if p is None:
-            flags.append(False)
-            continue
-        dominated = any(
-            q is not None and q[0] <= p[0] and q[1] <= p[1] and (q[0] < p[0] or q[1] < p[1])
-            for j, q in enumerate(pts)
-            if j != i
-        )
-        flags.append(not dominated)
-    return flags
+    if not rows:
+        return []
+    from qtui.core.results.table import scores_and_front
 
-
-def setup_key(rec: ResultRecord) -> tuple[Any, ...]:
-    """What makes two KLD figures comparable: the same base, tokens, context and source.
-
-    KLD against one base means nothing next to KLD against another, so the efficiency score
-    and the Pareto front are computed within each setup, never across them.
-    """
-    base = rec.base.get("label") or rec.base.get("path")
-    return (base, rec.corpus.get("sha256"), rec.ctx, rec.source.get("url"))
+    return scores_and_front(_as_records(rows))[1]
 
 
 def build_rows(records: Iterable[ResultRecord], include_failed: bool = False) -> list[Row]:
-    """KLD rows; score and Pareto flag computed over the returned rows of the same setup."""
+    """KLD rows; score and Pareto flag computed over the finished rows of the same setup."""
     kept = [r for r in records if r.kind == "kld" and (include_failed or r.status == "done")]
     rows = [row_from_record(r) for r in kept]
-    groups: dict[tuple[Any, ...], list[Row]] = {}
-    for rec, row in zip(kept, rows):
-        if row.status == "done":
-            groups.setdefault(setup_key(rec), []).append(row)
-    scores: dict[str, float | None] = {}
-    front: dict[str, bool] = {}
-    for ranked in groups.values():
-        scores.update(zip((r.id for r in ranked), efficiency_scores(ranked)))
-        front.update(zip((r.id for r in ranked), pareto_front(ranked)))
-    return [replace(r, score=scores.get(r.id), pareto=front.get(r.id, False)) for r in rows]
+    if not any(r.status == "done" for r in rows):
+        return rows  # nothing to rank: spare the first screen the pandas import
+    from qtui.core.results.table import scores_and_front
+
+    scores, front = scores_and_front(kept)
+    return [replace(r, score=s, pareto=p) for r, s, p in zip(rows, scores, front)]
+
+
+def board_records(records: Sequence[ResultRecord]) -> list[ResultRecord]:
+    """Every finished run, plus the latest failure of a model that has no finished run yet.
+
+    A failed or cancelled attempt that was later retried with success is history, not news:
+    showing it would fill the board with one FAILED row per retry.
+    """
+    def key(r: ResultRecord) -> tuple[object, object]:
+        return r.model.get("path") or r.model.get("label"), r.base.get("file") or r.base.get("label")
+
+    done = {key(r) for r in records if r.status == "done"}
+    latest_failure: dict[tuple[object, object], ResultRecord] = {}
+    for r in records:
+        if r.status != "done" and key(r) not in done:
+            prev = latest_failure.get(key(r))
+            if prev is None or (r.ended_at or 0) >= (prev.ended_at or 0):
+                latest_failure[key(r)] = r
+    keep = {id(r) for r in latest_failure.values()}
+    return [r for r in records if r.status == "done" or id(r) in keep]
 
 
 def sort_rows(rows: Iterable[Row], key: str = "kld", reverse: bool = False) -> list[Row]:
