@@ -16,7 +16,6 @@ from typing import Any
 
 from textual import work
 from textual.app import App
-from textual.binding import Binding
 from textual.screen import Screen
 from textual.worker import Worker, WorkerState
 
@@ -24,8 +23,10 @@ from qtui.core.config import Config, effective_data_dir, effective_llama_bin, lo
 from qtui.core.jobs.queue import ACTIVE
 from qtui.core.llama.tools import LlamaTools
 from qtui.core.showdown.request import ShowdownRequest
+from qtui.ui.bindings import APP_BINDINGS
 from qtui.ui.commands import QtuiCommands
 from qtui.ui.messages import RunQueued, StartRefused
+from qtui.ui.screens.main import MainScreen
 from qtui.ui.source import FsSource, GpuSampler, Pump, RecordsSource, Source, gpu_pump
 from qtui.ui.widgets.model_list import Choice
 
@@ -67,13 +68,7 @@ class QtuiApp(App[int]):
     CSS_PATH = "qtui.tcss"
     TITLE = "qtui"
     COMMANDS = App.COMMANDS | {QtuiCommands}
-    BINDINGS = [
-        Binding("question_mark", "help", "Help", tooltip="All keys, grouped by where they work"),
-        Binding("t", "theme", "Theme", show=False, tooltip="Pick a colour theme (saved in the config)"),
-        Binding("comma,f2", "settings", "Settings", show=False,
-                tooltip="Settings: corpus, context, chunks, llama binary and arguments, data dir"),
-        Binding("q", "request_quit", "Quit", tooltip="Quit (runs go on in the background)"),
-    ]
+    BINDINGS = APP_BINDINGS
 
     def __init__(self, ctx: AppContext) -> None:
         super().__init__()
@@ -85,9 +80,7 @@ class QtuiApp(App[int]):
             self.sub_title = f"results: {ctx.results} (read-only)"
 
     def get_default_screen(self) -> Screen[Any]:
-        from qtui.ui.screens.main import MainScreen
-
-        return MainScreen()
+        return MainScreen(self)
 
     def on_mount(self) -> None:
         self._load_themes()
@@ -150,7 +143,7 @@ class QtuiApp(App[int]):
     def action_theme(self) -> None:
         self.action_change_theme()
 
-    # -- settings, help, export ------------------------------------------------------------
+    # -- settings, help ------------------------------------------------------------
     def action_settings(self) -> None:
         from qtui.ui.screens.settings import SettingsScreen
 
@@ -180,22 +173,6 @@ class QtuiApp(App[int]):
         from qtui.ui.screens.help import HelpScreen
 
         self.push_screen(HelpScreen(key_groups()))
-
-    def action_export(self) -> None:
-        from qtui.ui.screens.export import ExportScreen
-        from qtui.ui.widgets.leaderboard import Leaderboard
-
-        board = self.screen.query_one(Leaderboard)
-        rows = [r for r in board.rows if r.status == "done"]
-        if not rows:
-            self.notify("nothing to export yet: no finished KLD runs", severity="warning")
-            return
-        records = getattr(self.screen, "records", [])
-        self.push_screen(ExportScreen(rows, records), self._exported)
-
-    def _exported(self, path: Path | None) -> None:
-        if path is not None:
-            self.notify(f"exported to {path}", title="Export")
 
     def read_only_reason(self) -> str:
         return (f"read-only: qtui was opened with --results {self.ctx.results}. "
@@ -253,9 +230,9 @@ class QtuiApp(App[int]):
 
     # -- quitting --------------------------------------------------------------------------
     def action_request_quit(self) -> None:
-        from qtui.ui.screens.main import MainScreen
         from qtui.ui.screens.quit import QuitScreen
 
+        # The main screen holds the queue as last read: the same counts its Runs tab shows.
         main = next((s for s in self.screen_stack if isinstance(s, MainScreen)), None)
         jobs = main.jobs if main is not None else []
         running = sum(1 for j in jobs if j.state.status == "running")

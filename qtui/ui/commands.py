@@ -10,6 +10,11 @@ from typing import TYPE_CHECKING
 from textual.binding import Binding, BindingType
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 
+from qtui.ui.bindings import APP_BINDINGS, BOARD_BINDINGS, MAIN_BINDINGS
+from qtui.ui.widgets.leaderboard import Leaderboard
+from qtui.ui.widgets.model_list import ModelList
+from qtui.ui.widgets.queue import QueueView
+
 if TYPE_CHECKING:
     from textual.app import App
 
@@ -27,19 +32,13 @@ class Command:
 
 
 def _sources() -> list[tuple[str, str | None, str, list[BindingType]]]:
-    from qtui.ui.app import QtuiApp
-    from qtui.ui.screens.main import BoardPane, MainScreen
-    from qtui.ui.widgets.leaderboard import Leaderboard
-    from qtui.ui.widgets.model_list import ModelList
-    from qtui.ui.widgets.queue import QueueView
-
     return [
         ("Models tab", "models", "#model-list", list(ModelList.BINDINGS)),
         ("Runs tab", "runs", "#queue-view", list(QueueView.BINDINGS)),
         ("Leaderboard tab", "board", "#leaderboard", list(Leaderboard.BINDINGS)),
-        ("Leaderboard tab", "board", "#board-pane", list(BoardPane.BINDINGS)),
-        ("Everywhere", None, "screen", list(MainScreen.BINDINGS)),
-        ("Everywhere", None, "app", list(QtuiApp.BINDINGS)),
+        ("Leaderboard tab", "board", "#board-pane", list(BOARD_BINDINGS)),
+        ("Everywhere", None, "screen", list(MAIN_BINDINGS)),
+        ("Everywhere", None, "app", list(APP_BINDINGS)),
     ]
 
 

@@ -9,6 +9,9 @@ the model's file name:
   *Q8_0*  -> kld-q8_0        *Q4*  -> kld-q4_0       no --kl-divergence -> base generation
   *TRUNC* -> fail-truncated-base (a real failure: exit 0, no final block)
   *SLOW*  -> kld-q4_0 streamed over ~20 s (for cancel / re-attach / quit-while-running)
+
+Each case is replayed in its recorded order of stdout and stderr; `--version` and `--help`
+answer with the recorded texts of the same build.
 """
 
 from __future__ import annotations
@@ -39,13 +42,7 @@ N_VOCAB = 64  # what the fake's base file says, so a cached base file is reusabl
 
 WRAPPER = '''#!{python}
 import os, sys
-args = sys.argv[1:]
-if "--version" in args:
-    sys.stderr.write("version: 0 (test)\\nbuilt with fake for qtui tests\\n")
-    sys.exit(0)
-if "--help" in args:
-    print("-m, --model FNAME   model path\\n--kl-divergence   compute KLD")
-    sys.exit(0)
+args = sys.argv[1:]  # --version / --help: the fake answers with the recorded texts
 fix = {fixtures!r}
 flavour = os.environ.get("QTUI_TEST_FLAVOUR", "llama")
 model = os.path.basename(args[args.index("-m") + 1]) if "-m" in args else ""
@@ -72,7 +69,8 @@ def qtui_dirs(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.Monk
     for k, p in dirs.items():
         p.mkdir()
         monkeypatch.setenv(f"QTUI_{k.upper()}_DIR", str(p))
-    for var in ("QTUI_LLAMA_BIN", "FAKE_LLAMA_DELAY", "FAKE_LLAMA_EXIT", "FAKE_LLAMA_CASE"):
+    for var in ("QTUI_LLAMA_BIN", "FAKE_LLAMA_DELAY", "FAKE_LLAMA_SPEED", "FAKE_LLAMA_EXIT", "FAKE_LLAMA_CASE",
+                "FAKE_LLAMA_BUILD"):
         monkeypatch.delenv(var, raising=False)
     yield dirs
     stop_jobs(dirs["data"])

@@ -8,18 +8,21 @@ once, or queue the jobs and make sure a detached scheduler runs them.
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
 
 from textual import on, work
 from textual.app import ComposeResult
-from textual.binding import Binding
 from textual.containers import Vertical
+from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, TabbedContent, TabPane
 
 from qtui.core.jobs.queue import ACTIVE, Job
 from qtui.core.results.leaderboard import Row
 from qtui.core.results.store import ResultRecord
+from qtui.ui.bindings import BOARD_BINDINGS, MAIN_BINDINGS
 from qtui.ui.messages import GpuSampled, JobsChanged, LiveRun, RecordsChanged, RunProgress, RunQueued, StartRefused
 from qtui.ui.screens.details import InfoScreen, model_details, problems_text, record_details, skipped_details
 from qtui.ui.widgets.gpu_panel import GpuPanel
@@ -29,7 +32,7 @@ from qtui.ui.widgets.queue import QueueView
 from qtui.ui.widgets.run_panel import RunPanel
 
 if TYPE_CHECKING:
-    from qtui.ui.app import QtuiApp
+    from qtui.ui.source import Source
     from qtui.ui.widgets.scatter import Scatter
 
 TABS = ("models", "runs", "board")
@@ -56,6 +59,51 @@ def board_records(records: list[ResultRecord]) -> list[ResultRecord]:
     return [r for r in records if r.status == "done" or id(r) in keep]
 
 
+class Autostart(Protocol):
+    """The models a demo asks to start at once (what this screen reads of the request)."""
+
+    @property
+    def base(self) -> Path: ...
+
+    @property
+    def variants(self) -> Sequence[Path]: ...
+
+
+class HostContext(Protocol):
+    @property
+    def read_only(self) -> bool: ...
+
+    @property
+    def dirs(self) -> list[Path]: ...
+
+    @property
+    def clock(self) -> Callable[[], float]: ...
+
+    @property
+    def autostart(self) -> Autostart | None: ...
+
+
+class MainHost(Protocol):
+    """What the main screen needs from the app that shows it; the app hands itself in, so the
+    screen never imports the app."""
+
+    @property
+    def ctx(self) -> HostContext: ...
+
+    @property
+    def source(self) -> Source: ...
+
+    def start_pumps(self, screen: Screen[Any]) -> None: ...
+
+    def read_only_reason(self) -> str: ...
+
+    def ensure_scheduler(self) -> None: ...
+
+    def wake_source(self) -> None: ...
+
+    def plan_and_queue(self, choice: Choice, gpu_name: str | None) -> RunQueued | StartRefused: ...
+
+
 class BoardPane(Vertical):
     """Leaderboard over the scatter plot; the keys here act on both.
 
@@ -63,14 +111,15 @@ class BoardPane(Vertical):
     costs more than the rest of the first screen, and nothing needs it before a result exists.
     """
 
-    BINDINGS = [
-        Binding("l", "log_scale", "Log", tooltip="Log-scale KLD axis in the scatter plot"),
-        Binding("v", "view", "View", tooltip="Show table and plot, the table only, or the plot only", show=False),
-        Binding("i", "details", "Info", tooltip="Everything stored about the selected result (also enter)",
-                show=False),
-        Binding("e", "app.export", "Export", tooltip="Export the leaderboard: CSV, JSON, Markdown or SVG"),
-    ]
+    BINDINGS = BOARD_BINDINGS
     VIEWS = ("both", "table", "plot")
+
+    class DetailsRequested(Message):
+        """Show everything stored about this result (the screen holds the records)."""
+
+        def __init__(self, record_id: str | None) -> None:
+            super().__init__()
+            self.record_id = record_id
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
@@ -120,7 +169,7 @@ class BoardPane(Vertical):
         (scatter if nxt == "plot" and scatter is not None else self.query_one(Leaderboard).table).focus()
 
     def action_details(self) -> None:
-        self.screen.show_record(self.query_one(Leaderboard).selected_id)  # type: ignore[attr-defined]
+        self.post_message(self.DetailsRequested(self.query_one(Leaderboard).selected_id))
 
     @on(DataTable.RowSelected)
     def _row_selected(self, event: DataTable.RowSelected) -> None:
@@ -129,15 +178,11 @@ class BoardPane(Vertical):
 
 
 class MainScreen(Screen[None]):
-    BINDINGS = [
-        Binding("s", "start", "Start", tooltip="Start the showdown: base + chosen variants"),
-        Binding("1", "tab('models')", "Models", show=False, tooltip="Show the Models tab"),
-        Binding("2", "tab('runs')", "Runs", show=False, tooltip="Show the Runs tab (queue and live run)"),
-        Binding("3", "tab('board')", "Board", show=False, tooltip="Show the Leaderboard tab"),
-    ]
+    BINDINGS = MAIN_BINDINGS
 
-    def __init__(self) -> None:
+    def __init__(self, host: MainHost) -> None:
         super().__init__(id="main")
+        self.host = host
         self.jobs: list[Job] = []
         self._jobs_seen = False  # the first JobsChanged is history: no toasts for it
         self.live: dict[str, LiveRun] = {}
@@ -146,12 +191,8 @@ class MainScreen(Screen[None]):
         self.last_gpu: GpuSampled | None = None
         self._autostarted = False
 
-    @property
-    def qapp(self) -> QtuiApp:
-        return self.app  # type: ignore[return-value]
-
     def compose(self) -> ComposeResult:
-        ctx = self.qapp.ctx
+        ctx = self.host.ctx
         with TabbedContent(id="tabs", initial="board" if ctx.read_only else "models"):
             with TabPane("Models", id="models"):
                 yield ModelList(ctx.dirs, id="model-list")
@@ -165,11 +206,11 @@ class MainScreen(Screen[None]):
         yield Footer()
 
     def on_mount(self) -> None:
-        ctx = self.qapp.ctx
+        ctx = self.host.ctx
         queue = self.query_one(QueueView)
-        queue.queue = self.qapp.source.queue
+        queue.queue = self.host.source.queue
         if ctx.read_only:
-            queue.read_only_reason = self.qapp.read_only_reason()
+            queue.read_only_reason = self.host.read_only_reason()
             tabs = self.query_one(TabbedContent)
             tabs.hide_tab("models")
             tabs.hide_tab("runs")
@@ -181,7 +222,7 @@ class MainScreen(Screen[None]):
         self.call_after_refresh(self._after_first_frame)
 
     def _after_first_frame(self) -> None:
-        self.qapp.start_pumps(self)
+        self.host.start_pumps(self)
         self._import_scatter()
 
     @work(thread=True, group="imports", exit_on_error=False, description="loading the scatter plot")
@@ -195,8 +236,8 @@ class MainScreen(Screen[None]):
 
     # -- tabs ------------------------------------------------------------------------------
     def action_tab(self, tab: str) -> None:
-        if self.qapp.ctx.read_only and tab != "board":
-            self.notify(self.qapp.read_only_reason(), severity="warning")
+        if self.host.ctx.read_only and tab != "board":
+            self.notify(self.host.read_only_reason(), severity="warning")
             return
         self.query_one(TabbedContent).active = tab
         self.focus_tab(tab)
@@ -282,8 +323,8 @@ class MainScreen(Screen[None]):
         if msg.text:
             self.notify(msg.text, timeout=3)
         if msg.retried:
-            self.qapp.ensure_scheduler()
-        self.qapp.wake_source()
+            self.host.ensure_scheduler()
+        self.host.wake_source()
 
     @on(Leaderboard.Selected)
     def _board_selected(self, msg: Leaderboard.Selected) -> None:
@@ -294,17 +335,32 @@ class MainScreen(Screen[None]):
         rows: list[Row] = [r for r in board.rows if r.status == "done"]
         self.query_one(BoardPane).set_rows(rows, board.selected_id)
 
-    def show_record(self, record_id: str | None) -> None:
-        rec = next((r for r in self.records if r.id == record_id), None)
+    @on(BoardPane.DetailsRequested)
+    def _record_details(self, msg: BoardPane.DetailsRequested) -> None:
+        rec = next((r for r in self.records if r.id == msg.record_id), None)
         if rec is None:
             self.notify("no result selected")
             return
         self.app.push_screen(InfoScreen(f"Result: {rec.model.get('label') or rec.id}", record_details(rec)))
 
+    def action_export(self) -> None:
+        """The board's rows as shown (sorted, finished runs) and the records behind them."""
+        from qtui.ui.screens.export import ExportScreen
+
+        rows = [r for r in self.query_one(Leaderboard).rows if r.status == "done"]
+        if not rows:
+            self.notify("nothing to export yet: no finished KLD runs", severity="warning")
+            return
+        self.app.push_screen(ExportScreen(rows, self.records), self._exported)
+
+    def _exported(self, path: Path | None) -> None:
+        if path is not None:
+            self.notify(f"exported to {path}", title="Export")
+
     # -- models ----------------------------------------------------------------------------
     @on(ModelList.Changed)
     def _models_changed(self) -> None:
-        auto = self.qapp.ctx.autostart
+        auto = self.host.ctx.autostart
         ml = self.query_one(ModelList)
         if auto is None or ml.scanning or self._autostarted:
             return
@@ -329,8 +385,8 @@ class MainScreen(Screen[None]):
 
     # -- start -----------------------------------------------------------------------------
     def action_start(self) -> None:
-        if self.qapp.ctx.read_only:
-            self.notify(self.qapp.read_only_reason(), severity="warning")
+        if self.host.ctx.read_only:
+            self.notify(self.host.read_only_reason(), severity="warning")
             return
         choice = self.query_one(ModelList).choice()
         if choice.base is None:
@@ -353,7 +409,7 @@ class MainScreen(Screen[None]):
 
     @work(thread=True, exclusive=True, group="plan", exit_on_error=False, description="planning the showdown")
     def _plan(self, choice: Choice) -> None:
-        self.post_message(self.qapp.plan_and_queue(choice, self.gpu_name()))
+        self.post_message(self.host.plan_and_queue(choice, self.gpu_name()))
 
     def on_run_queued(self, msg: RunQueued) -> None:
         kld = sum(1 for j in msg.jobs if j.spec.kind == "kld")
@@ -361,7 +417,7 @@ class MainScreen(Screen[None]):
         # One toast, not one per note: at 80x24 a stack of them hides the run panel.
         text = "\n".join([f"queued {kld} KLD run(s)" + (" after the base log-probs" if base else ""), *msg.notes])
         self.notify(text, title="Started", timeout=5)
-        self.qapp.wake_source()
+        self.host.wake_source()
         self.action_tab("runs")
 
     def on_start_refused(self, msg: StartRefused) -> None:

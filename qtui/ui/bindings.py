@@ -1,0 +1,31 @@
+"""The key tables of the app, its main screen and the leaderboard pane, kept apart from the
+classes that use them: the help screen and the command palette (commands.py) read them too, and
+this way none of the app, the screen and the palette has to import another."""
+
+from __future__ import annotations
+
+from textual.binding import Binding, BindingType
+
+APP_BINDINGS: list[BindingType] = [
+    Binding("question_mark", "help", "Help", tooltip="All keys, grouped by where they work"),
+    Binding("t", "theme", "Theme", show=False, tooltip="Pick a colour theme (saved in the config)"),
+    Binding("comma,f2", "settings", "Settings", show=False,
+            tooltip="Settings: corpus, context, chunks, llama binary and arguments, data dir"),
+    Binding("q", "request_quit", "Quit", tooltip="Quit (runs go on in the background)"),
+]
+
+MAIN_BINDINGS: list[BindingType] = [
+    Binding("s", "start", "Start", tooltip="Start the showdown: base + chosen variants"),
+    Binding("1", "tab('models')", "Models", show=False, tooltip="Show the Models tab"),
+    Binding("2", "tab('runs')", "Runs", show=False, tooltip="Show the Runs tab (queue and live run)"),
+    Binding("3", "tab('board')", "Board", show=False, tooltip="Show the Leaderboard tab"),
+]
+
+BOARD_BINDINGS: list[BindingType] = [
+    Binding("l", "log_scale", "Log", tooltip="Log-scale KLD axis in the scatter plot"),
+    Binding("v", "view", "View", tooltip="Show table and plot, the table only, or the plot only", show=False),
+    Binding("i", "details", "Info", tooltip="Everything stored about the selected result (also enter)",
+            show=False),
+    # The main screen holds the records behind the board: it hands them to the export dialog.
+    Binding("e", "screen.export", "Export", tooltip="Export the leaderboard: CSV, JSON, Markdown or SVG"),
+]
