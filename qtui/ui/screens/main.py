@@ -17,6 +17,7 @@ from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.message import Message
 from textual.screen import Screen
+from textual.widget import Widget
 from textual.widgets import DataTable, Footer, TabbedContent, TabPane
 
 from qtui.core.jobs.queue import ACTIVE, Job
@@ -229,7 +230,7 @@ class MainScreen(Screen[None]):
     def _import_scatter(self) -> None:
         importlib.import_module("qtui.ui.widgets.scatter")  # plotext: the slowest import, off the UI thread
 
-        self.app.call_from_thread(self.query_one(BoardPane).mount_scatter)
+        self.app.call_from_thread(self.call_later, self.query_one(BoardPane).mount_scatter)
 
     def on_resize(self) -> None:
         self.set_class(self.size.width >= WIDE, "-wide")
@@ -243,10 +244,10 @@ class MainScreen(Screen[None]):
         self.focus_tab(tab)
 
     def focus_tab(self, tab: str) -> None:
-        target = {"models": lambda: self.query_one(ModelList).table,
-                  "runs": lambda: self.query_one(QueueView).table,
-                  "board": lambda: self.query_one(Leaderboard).table}[tab]()
-        target.focus()
+        tables: dict[str, Callable[[], Widget]] = {"models": lambda: self.query_one(ModelList).table,
+                                                   "runs": lambda: self.query_one(QueueView).table,
+                                                   "board": lambda: self.query_one(Leaderboard).table}
+        tables[tab]().focus()
 
     @on(TabbedContent.TabActivated)
     def _tab_activated(self, event: TabbedContent.TabActivated) -> None:
@@ -273,7 +274,7 @@ class MainScreen(Screen[None]):
         running = sum(1 for j in msg.jobs if j.state.status == "running")
         waiting = sum(1 for j in msg.jobs if j.state.status == "queued")
         label = "Runs" + (f" ({running} running, {waiting} waiting)" if running or waiting else "")
-        self.query_one(TabbedContent).get_tab("runs").label = label  # type: ignore[assignment]
+        self.query_one(TabbedContent).get_tab("runs").label = label
         self._show_selected()
         if self.last_gpu is not None:
             self.on_gpu_sampled(self.last_gpu)
