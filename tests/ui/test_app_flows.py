@@ -3,7 +3,6 @@ of the fake llama-perplexity replaying recorded transcripts (see conftest.py).""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
@@ -11,6 +10,7 @@ import pytest
 from qtui.core.jobs.queue import JobQueue
 from qtui.ui.screens.details import InfoScreen
 from qtui.ui.widgets.model_list import ModelList
+from tests.helpers import wait_until
 from tests.ui.conftest import add_model, notified, ready, rich_text, screen_text, statics_text, wait_for
 
 
@@ -198,7 +198,7 @@ async def test_failed_run_shows_reason_and_stderr(app_factory, models_dir: Path)
         await wait_for(pilot, lambda: status_of(app, "tiny-TRUNC-Q4_0.gguf") == "failed", what="the failure")
         await notified(pilot, "✗ tiny-TRUNC-Q4_0.gguf failed: ")
         await focus_job(pilot, "tiny-TRUNC-Q4_0.gguf")
-        await pilot.pause(0.2)
+        await wait_for(pilot, lambda: "✗ failed:" in screen_text(app), 10, "the failed run's panel")
         text = screen_text(app)
         assert "failed" in text
         reason = job_by_label(app, "tiny-TRUNC-Q4_0.gguf").state.reason
@@ -265,9 +265,7 @@ async def test_quit_while_running_then_reattach(app_factory, models_dir: Path) -
         await pilot.press("q")
         await pilot.press("c")  # cancel the runs and quit
     q = JobQueue(app.ctx.data_dir)
-    deadline = time.time() + 20
-    while q.get(job.id).state.status == "running" and time.time() < deadline:
-        time.sleep(0.1)
+    wait_until(lambda: q.get(job.id).state.status != "running", 20, "the cancelled run to stop")
     assert q.get(job.id).state.status == "cancelled"
 
 
@@ -280,7 +278,6 @@ async def test_results_read_only(app_factory) -> None:
         assert app.screen.query_one("#tabs").active == "board"
         n = len(board_rows(app))
         await pilot.press("s")
-        await pilot.pause(0.1)
         await notified(pilot, "read-only")
         await pilot.press("1")  # the Models tab is not there in read-only mode
         assert app.screen.query_one("#tabs").active == "board"
@@ -373,7 +370,6 @@ async def test_bad_theme_file_is_a_notification(app_factory, qtui_dirs, tmp_path
     (themes / "broken.toml").write_text("name = 'broken'\nprimary = 'not-a-colour'\n")
     app = app_factory(theme_dirs=[themes])
     async with app.run_test(size=(80, 24)) as pilot:
-        await pilot.pause(0.1)
         await notified(pilot, "broken.toml")
         assert app.theme == "textual-dark"
 
@@ -447,7 +443,6 @@ async def test_refused_start_lists_every_problem(app_factory, models_dir: Path) 
     async with app.run_test(size=(80, 24)) as pilot:
         ml = await scanned(pilot)
         await pilot.press("s")  # no variants yet: says what to do
-        await pilot.pause(0.1)
         await notified(pilot, "space toggles")
         await pilot.press("a", "s")
         await wait_for(pilot, lambda: isinstance(app.screen, InfoScreen), 20, "the refusal")
@@ -479,7 +474,6 @@ async def test_no_models_says_so(app_factory, tmp_path: Path) -> None:
         assert ml.models == [] and ml.table.has_focus  # the keys still work on an empty list
         assert "No GGUF models found under" in screen_text(app) and "qtui demo" in screen_text(app)
         await pilot.press("s")
-        await pilot.pause(0.1)
         await notified(pilot, "base model first")
 
 

@@ -8,21 +8,26 @@ Update with: pytest tests/ui/test_snapshots.py --snapshot-update (and look at th
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 from textual.message import Message
+from textual.widgets import TabbedContent
 
 from qtui.core.gpu import GpuProcess, GpuSample, GpuSnapshot
 from qtui.core.jobs.queue import Job, JobSpec, JobState
 from qtui.core.llama.parser import Progress, StreamParser
 from qtui.core.results.store import load_records
 from qtui.ui.messages import JobsChanged, LiveRun, RecordsChanged, RunProgress
+from qtui.ui.screens.details import InfoScreen
+from qtui.ui.screens.help import HelpScreen
+from qtui.ui.screens.quit import QuitScreen
 from qtui.ui.source import ScriptedSource
 from qtui.ui.widgets.model_list import ModelList
-from tests.ui.conftest import FIXTURES, NoGpu
+from tests.ui.conftest import FIXTURES, NoGpu, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "sample_results" / "qwen3.5-27b-q4-published.json"
@@ -66,8 +71,19 @@ def live_for(j: Job, live: LiveRun) -> RunProgress:
     return RunProgress(replace(live, job_id=j.id, started_at=j.state.started_at))
 
 
-def scripted(*messages: Message) -> ScriptedSource:
-    return ScriptedSource([list(messages)])
+class Script(ScriptedSource):
+    """A ScriptedSource that counts its polls: the pump posts a batch before it polls again,
+    so a second poll means the script's messages are on their way to the screen."""
+
+    polls = 0
+
+    def poll(self) -> list[Message]:
+        self.polls += 1
+        return super().poll()
+
+
+def scripted(*messages: Message) -> Script:
+    return Script([list(messages)])
 
 
 def running_state() -> list[Message]:
@@ -98,18 +114,38 @@ def snap_app(app_factory: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) 
     return make
 
 
-def scan_done(*then: str) -> Any:
+def scan_done(*then: str, until: Callable[[Any], object] | None = None) -> Any:
+    """run_before for snap_compare: wait until the scan, the plot, the script and the first GPU
+    sample are on the screen, press `then`, and wait until `until(app)` says the keys took effect."""
+
     async def run_before(pilot: Any) -> None:
-        while not pilot.app.screen.query(ModelList):
-            await pilot.pause(0.05)
-        ml = pilot.app.screen.query_one(ModelList)
-        while ml.scanning or not pilot.app.screen.query("Scatter"):  # the plot is mounted after the first frame
-            await pilot.pause(0.05)
-        await pilot.pause(0.3)  # the scripted source's first poll and the GPU sample
+        app = pilot.app
+        await wait_for(pilot, lambda: bool(app.screen.query(ModelList)), 15, "the main screen")
+        ml = app.screen.query_one(ModelList)
+        # the plot is mounted after the first frame
+        await wait_for(pilot, lambda: not ml.scanning and bool(app.screen.query("Scatter")), 15, "the scan and the plot")
+        await wait_for(pilot, lambda: app.source.polls >= 2 and app.screen.last_gpu is not None, 15,
+                       "the scripted messages and the first GPU sample")
+        await pilot.pause()  # the screen handles every message posted so far
         await pilot.press(*then)
-        await pilot.pause(0.1)
+        if until is not None:
+            await wait_for(pilot, lambda: bool(until(app)), 10, f"the effect of {' '.join(then)}")
 
     return run_before
+
+
+def tab_shown(tab: str) -> Callable[[Any], bool]:
+    """The tab is active and the focus has moved into it (focus_tab runs after a refresh)."""
+    def shown(app: Any) -> bool:
+        focused = app.focused
+        return (app.screen.query_one(TabbedContent).active == tab and focused is not None
+                and any(node.id == tab for node in focused.ancestors))
+
+    return shown
+
+
+def on_top(screen_type: type) -> Callable[[Any], bool]:
+    return lambda app: isinstance(app.screen, screen_type)
 
 
 def test_empty(snap_compare: Any, snap_app: Any) -> None:
@@ -119,52 +155,54 @@ def test_empty(snap_compare: Any, snap_app: Any) -> None:
 
 def test_model_list(snap_compare: Any, snap_app: Any, models_dir: Path) -> None:
     app = snap_app(dirs=[Path("models")])
-    assert snap_compare(app, run_before=scan_done("down", "space", "space"), terminal_size=(80, 24))
+    assert snap_compare(app, run_before=scan_done("down", "space", "space", until=lambda app: len(app.screen.query_one(ModelList).chosen) == 2),
+                        terminal_size=(80, 24))
 
 
 def test_model_details(snap_compare: Any, snap_app: Any, models_dir: Path) -> None:
     app = snap_app(dirs=[Path("models")])
-    assert snap_compare(app, run_before=scan_done("down", "i"), terminal_size=(80, 24))
+    assert snap_compare(app, run_before=scan_done("down", "i", until=on_top(InfoScreen)), terminal_size=(80, 24))
 
 
 def test_running_mid_run_narrow(snap_compare: Any, snap_app: Any) -> None:
     app = snap_app(running_state(), gpu=OneGpu())
-    assert snap_compare(app, run_before=scan_done("2"), terminal_size=(80, 24))
+    assert snap_compare(app, run_before=scan_done("2", until=tab_shown("runs")), terminal_size=(80, 24))
 
 
 def test_running_mid_run_wide(snap_compare: Any, snap_app: Any) -> None:
     app = snap_app(running_state(), gpu=OneGpu())
-    assert snap_compare(app, run_before=scan_done("2"), terminal_size=(160, 40))
+    assert snap_compare(app, run_before=scan_done("2", until=tab_shown("runs")), terminal_size=(160, 40))
 
 
 def test_failed_run(snap_compare: Any, snap_app: Any) -> None:
     app = snap_app(failed_state(), gpu=NoGpu())
-    assert snap_compare(app, run_before=scan_done("2", "down", "ctrl+t"), terminal_size=(80, 24))
+    assert snap_compare(app, run_before=scan_done("2", "down", "ctrl+t", until=lambda app: app.screen.query_one("#run-stderr").display),
+                        terminal_size=(80, 24))
 
 
 def test_finished_leaderboard_narrow(snap_compare: Any, snap_app: Any) -> None:
     records = load_records(SAMPLE).records
     app = snap_app([RecordsChanged(records)])
-    assert snap_compare(app, run_before=scan_done("3"), terminal_size=(80, 24))
+    assert snap_compare(app, run_before=scan_done("3", until=tab_shown("board")), terminal_size=(80, 24))
 
 
 def test_finished_leaderboard_wide(snap_compare: Any, snap_app: Any) -> None:
     records = load_records(SAMPLE).records
     app = snap_app([RecordsChanged(records)], gpu=OneGpu())
-    assert snap_compare(app, run_before=scan_done("3"), terminal_size=(160, 40))
+    assert snap_compare(app, run_before=scan_done("3", until=tab_shown("board")), terminal_size=(160, 40))
 
 
 def test_help_narrow(snap_compare: Any, snap_app: Any) -> None:
-    assert snap_compare(snap_app(), run_before=scan_done("question_mark"), terminal_size=(80, 24))
+    assert snap_compare(snap_app(), run_before=scan_done("question_mark", until=on_top(HelpScreen)), terminal_size=(80, 24))
 
 
 def test_quit_while_running(snap_compare: Any, snap_app: Any) -> None:
     app = snap_app(running_state(), gpu=NoGpu())
-    assert snap_compare(app, run_before=scan_done("2", "q"), terminal_size=(80, 24))
+    assert snap_compare(app, run_before=scan_done("2", "q", until=on_top(QuitScreen)), terminal_size=(80, 24))
 
 
 def test_running_no_color(snap_compare: Any, snap_app: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     # Under NO_COLOR the states, marks and the chart must still read: words and glyphs, not hues.
     monkeypatch.setenv("NO_COLOR", "1")
     app = snap_app(running_state(), gpu=OneGpu())
-    assert snap_compare(app, run_before=scan_done("2"), terminal_size=(80, 24))
+    assert snap_compare(app, run_before=scan_done("2", until=tab_shown("runs")), terminal_size=(80, 24))
