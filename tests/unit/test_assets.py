@@ -13,6 +13,7 @@ import pytest
 
 from qtui.core.llama import assets
 from qtui.core.llama.tools import LlamaTools
+from tests.helpers import require_module
 
 
 @pytest.fixture
@@ -45,7 +46,7 @@ def test_stdlib_corpus_explicit_path(tmp_path):
 
 
 def test_tiny_model_has_the_metadata_llama_cpp_needs(cache):
-    gguf = pytest.importorskip("gguf")
+    gguf = require_module("gguf")
     path = assets.tiny_model(vocab_size=512, seed=3)
     r = gguf.GGUFReader(str(path))
 

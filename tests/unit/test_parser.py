@@ -316,7 +316,8 @@ def llama_cases(prefix: str = "") -> list:
         if case.startswith(("version", "help", "bench", "SUMMARY")) or not case.startswith(prefix):
             continue
         cases.append(pytest.param(meta, id=f"{meta.parent.name}/{case}"))
-    return cases or [pytest.param(None, marks=pytest.mark.skip(reason="no llama.cpp fixtures recorded yet"))]
+    assert cases, f"no recorded llama.cpp transcripts{' named ' + prefix + '*' if prefix else ''} under {LLAMA}"
+    return cases
 
 
 def load_llama(meta: Path) -> tuple[bytes, bytes, dict]:
@@ -469,7 +470,8 @@ REASONS = {
 def reason_cases() -> list:
     cases = [c for c in llama_cases("fail") + llama_cases("lost") + llama_cases("ctx")
              if c.values[0] is not None and c.values[0].stem in REASONS]
-    return cases or [pytest.param(None, marks=pytest.mark.skip(reason="no failure fixtures recorded yet"))]
+    assert cases, f"no recorded failure transcripts under {LLAMA}"
+    return cases
 
 
 @pytest.mark.parametrize("meta", reason_cases())
@@ -485,8 +487,7 @@ def test_llama_failure_reasons(meta: Path) -> None:
 
 def test_llama_ctx_mismatch_is_also_a_warning() -> None:
     metas = sorted(LLAMA.glob("*/fail-ctx-smaller.json")) if LLAMA.is_dir() else []
-    if not metas:
-        pytest.skip("no fail-ctx-smaller fixture")
+    assert metas, "the fail-ctx-smaller transcript is missing from tests/fixtures/llama"
     out, err, info = load_llama(metas[0])
     p = StreamParser()
     events = p.feed("err", err)
@@ -510,8 +511,7 @@ def test_eta_join_without_log_prefixes() -> None:
     """Builds without prefixes (or --no-log-prefix) join the next stderr entry onto
     `... - ETA ` the same way: strip the prefixes from a real recording."""
     metas = sorted(LLAMA.glob("*/fail-truncated-base.json")) if LLAMA.is_dir() else []
-    if not metas:
-        pytest.skip("no fail-truncated-base fixture")
+    assert metas, "the fail-truncated-base transcript is missing from tests/fixtures/llama"
     out, err, info = load_llama(metas[0])
     plain = re.sub(rb"\d+\.\d\d\.\d{3}\.\d{3} [IWED] ", b"", err)
     assert b"- ETA kl_divergence: failed reading" in plain
@@ -539,8 +539,7 @@ def test_llama_combined_log(meta: Path) -> None:
 
 def test_eta_with_hours_and_eta_per_row() -> None:
     metas = [m for m in sorted(LLAMA.glob("*/kld-q*_0.json")) if b"n_seq=" in m.with_suffix(".err").read_bytes()]
-    if not metas:
-        pytest.skip("no batched KLD fixture")
+    assert metas, "no batched KLD transcript (n_seq > 1) in tests/fixtures/llama"
     out, err, info = load_llama(metas[0])
     minutes = re.search(rb"(?m)^[\d.]+ minutes$", out).group(0)
     hours = out.replace(minutes, b"1 hours 5.50 minutes", 1)
