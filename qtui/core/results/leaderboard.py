@@ -1,9 +1,7 @@
 """The leaderboard: which records it shows, its rows and columns, sorting.
 
 Shared by the TUI's DataTable, `qtui results` and every export, so that all of them rank
-the same way. The ranking itself (efficiency score, Pareto front, per measurement setup) is
-computed on the results table in qtui.core.results.table; a board with nothing to rank never
-imports pandas.
+the same way. The ranking maths (ranking.py) is the one the results DataFrame applies too.
 """
 
 from __future__ import annotations
@@ -13,8 +11,8 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from qtui.core import formats
+from qtui.core.results.ranking import GIB, Point, efficiency, model_label, number, pareto, setup_key, size_gib
 from qtui.core.results.store import ResultRecord
-from qtui.core.results.table import GIB, model_label, number, setup_key, size_gib
 
 __all__ = ["COLUMNS", "COLUMN_KEYS", "GIB", "Column", "Row", "board_records", "build_rows", "efficiency_scores",
            "format_cell", "pareto_front", "row_from_record", "setup_key", "sort_rows"]
@@ -108,10 +106,8 @@ def row_from_record(rec: ResultRecord) -> Row:
     )
 
 
-def _as_records(rows: Sequence[Row]) -> list[ResultRecord]:
-    """Rows as finished KLD records of one setup: what the ranking maths reads from them."""
-    return [ResultRecord(id=r.id, kind="kld", status="done", model={} if r.size_gib is None else {"size_gib": r.size_gib},
-                         stats={} if r.kld is None else {"kld_mean": r.kld}) for r in rows]
+def _point(r: Row) -> Point:
+    return (r.size_gib, r.kld) if r.size_gib is not None and r.kld is not None else None
 
 
 def efficiency_scores(rows: Sequence[Row]) -> list[float | None]:
@@ -120,32 +116,29 @@ def efficiency_scores(rows: Sequence[Row]) -> list[float | None]:
     Relative to the set on screen (as in the showdown post): adding a row can change every
     score. Rows missing size or KLD get None. A constant axis normalises to 0.
     """
-    if not rows:
-        return []
-    from qtui.core.results.table import scores_and_front
-
-    return scores_and_front(_as_records(rows))[0]
+    return efficiency([_point(r) for r in rows])
 
 
 def pareto_front(rows: Sequence[Row]) -> list[bool]:
     """True where no other row is at least as small AND at least as close, and better in one."""
-    if not rows:
-        return []
-    from qtui.core.results.table import scores_and_front
-
-    return scores_and_front(_as_records(rows))[1]
+    return pareto([_point(r) for r in rows])
 
 
 def build_rows(records: Iterable[ResultRecord], include_failed: bool = False) -> list[Row]:
     """KLD rows; score and Pareto flag computed over the finished rows of the same setup."""
     kept = [r for r in records if r.kind == "kld" and (include_failed or r.status == "done")]
     rows = [row_from_record(r) for r in kept]
-    if not any(r.status == "done" for r in rows):
-        return rows  # nothing to rank: spare the first screen the pandas import
-    from qtui.core.results.table import scores_and_front
-
-    scores, front = scores_and_front(kept)
-    return [replace(r, score=s, pareto=p) for r, s, p in zip(rows, scores, front)]
+    groups: dict[tuple[Any, ...], list[int]] = {}
+    for i, (rec, row) in enumerate(zip(kept, rows)):
+        if row.status == "done":
+            groups.setdefault(setup_key(rec), []).append(i)
+    scores: list[float | None] = [None] * len(rows)
+    front = [False] * len(rows)
+    for members in groups.values():
+        ranked = [rows[i] for i in members]
+        for i, s, f in zip(members, efficiency_scores(ranked), pareto_front(ranked)):
+            scores[i], front[i] = s, f
+    return [replace(r, score=s, pareto=f) for r, s, f in zip(rows, scores, front)]
 
 
 def board_records(records: Sequence[ResultRecord]) -> list[ResultRecord]:

@@ -1,12 +1,13 @@
 """The results table: one row per result record, as a pandas DataFrame.
 
-This is the form for analysis (`qtui.load_results()` in a notebook) and where the ranking
-maths lives: the efficiency score and the Pareto front are computed within each measurement
-setup by a groupby, so the leaderboard, `qtui results` and every export rank the same way.
+The form for analysis (`qtui.load_results()` in a notebook): every figure of every run, the
+measurement setup it belongs to, and the leaderboard's efficiency score and Pareto front,
+computed within each setup by a groupby with the same functions the leaderboard rows use
+(ranking.py), so a notebook, the app and every export rank the same way.
 
 pandas is imported inside the functions, never at module level: importing it costs about as
 much as drawing the app's whole first screen, and `import qtui` or opening the app must not pay
-for it before a single result is shown.
+for it.
 """
 
 from __future__ import annotations
@@ -20,12 +21,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from qtui.core.llama.stats import FinalStats
+from qtui.core.results.ranking import efficiency, model_label, number, pareto, setup_key, size_gib
 from qtui.core.results.store import ResultRecord, load_records
 
 if TYPE_CHECKING:
     import pandas as pd
-
-GIB = 1024**3
 
 # The headline statistics, in the order a reader compares them; every other FinalStats field
 # follows them at the end of the table.
@@ -83,37 +83,9 @@ _FLOAT_COLUMNS = ("size_gib", "bpw", *HEADLINE_STATS, "score", "duration_s", *OT
 _TIME_COLUMNS = ("started_at", "ended_at")
 
 
-def number(d: dict[str, Any], key: str) -> float | None:
-    """A finite number stored under `key`, else None: nan/inf (stored as text), bools and text are unknown."""
-    v = d.get(key)
-    if isinstance(v, bool) or not isinstance(v, (int, float)):
-        return None
-    return None if math.isnan(v) or math.isinf(v) else float(v)
-
-
 def _int(d: dict[str, Any], key: str) -> int | None:
     v = d.get(key)
     return v if isinstance(v, int) and not isinstance(v, bool) else None
-
-
-def model_label(model: dict[str, Any]) -> str:
-    return str(model.get("label") or model.get("name") or model.get("path") or "?")
-
-
-def size_gib(model: dict[str, Any]) -> float | None:
-    """GiB from the byte count; published figures give only the GiB they printed."""
-    size = number(model, "size_bytes")
-    return size / GIB if size is not None else number(model, "size_gib")
-
-
-def setup_key(rec: ResultRecord) -> tuple[Any, ...]:
-    """What makes two KLD figures comparable: the same base, tokens, context and source.
-
-    KLD against one base means nothing next to KLD against another, so the efficiency score
-    and the Pareto front are computed within each setup, never across them.
-    """
-    base = rec.base.get("label") or rec.base.get("path")
-    return (base, rec.corpus.get("sha256"), rec.ctx, rec.source.get("url"))
 
 
 def _setup_numbers(records: Sequence[ResultRecord]) -> list[int]:
@@ -157,53 +129,20 @@ def results_frame(records: Iterable[ResultRecord]) -> pd.DataFrame:
 
 
 def rank(frame: pd.DataFrame) -> pd.DataFrame:
-    """Fill `score` and `pareto` for the finished KLD rows with a size and a KLD, per setup.
+    """Fill `score` and `pareto` for the finished KLD rows, within each setup.
 
-    Relative to the set (as in the showdown post): adding a row can change every score of
-    its setup. Other rows get NaN and False.
+    Rows missing a size or a KLD, failed runs and base runs get NaN and False.
     """
-    import pandas as pd
-
     frame = frame.copy()
-    ranked = (frame["kind"] == "kld") & (frame["status"] == "done") & frame["size_gib"].notna() & frame["kld_mean"].notna()
     frame["score"] = math.nan
     frame["pareto"] = False
-    if not ranked.any():
-        return frame
-    axes = frame.loc[ranked, ["setup", "size_gib", "kld_mean"]].astype({"size_gib": "float64", "kld_mean": "float64"})
-    by_setup = axes.groupby("setup", sort=False)[["size_gib", "kld_mean"]]
-    lo, hi = by_setup.transform("min"), by_setup.transform("max")
-    span = hi - lo
-    # a constant axis (one row, or equal values) scales to 0, not to 0/0
-    scaled = ((axes[["size_gib", "kld_mean"]] - lo) / span).where(span != 0, 0.0)
-    # math.hypot, not numpy's: correctly rounded everywhere, so a score is the same figure
-    # to the last digit on every machine that exports it
-    frame.loc[ranked, "score"] = pd.Series(
-        [math.hypot(x, y) for x, y in scaled.itertuples(index=False)], index=scaled.index, dtype="float64")
-    for _, group in axes.groupby("setup", sort=False):
-        frame.loc[group.index, "pareto"] = pareto_mask(group["size_gib"].to_numpy(), group["kld_mean"].to_numpy())
+    ranked = frame[(frame["kind"] == "kld") & (frame["status"] == "done")]
+    for _, group in ranked.groupby("setup", sort=False):
+        points = [None if math.isnan(s) or math.isnan(k) else (s, k)
+                  for s, k in zip(group["size_gib"].tolist(), group["kld_mean"].tolist())]
+        frame.loc[group.index, "score"] = [math.nan if v is None else v for v in efficiency(points)]
+        frame.loc[group.index, "pareto"] = pareto(points)
     return frame
-
-
-def pareto_mask(size: Any, kld: Any) -> Any:
-    """True where no other point is at least as small AND at least as close, and better in one.
-
-    All pairs at once: a setup holds tens of quants, so n² comparisons are nothing.
-    """
-    import numpy as np
-
-    s, k = np.asarray(size, dtype="float64"), np.asarray(kld, dtype="float64")
-    # [i, j]: does point j dominate point i?
-    no_worse = (s[None, :] <= s[:, None]) & (k[None, :] <= k[:, None])
-    better = (s[None, :] < s[:, None]) | (k[None, :] < k[:, None])
-    return ~(no_worse & better).any(axis=1)
-
-
-def scores_and_front(records: Sequence[ResultRecord]) -> tuple[list[float | None], list[bool]]:
-    """rank() over `records`, as plain Python values in the same order (for the leaderboard rows)."""
-    frame = results_frame(records)
-    scores = [None if math.isnan(v) else v for v in frame["score"].tolist()]
-    return scores, [bool(v) for v in frame["pareto"].tolist()]
 
 
 def load_results(path: str | os.PathLike[str] | None = None) -> pd.DataFrame:

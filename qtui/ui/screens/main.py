@@ -21,7 +21,7 @@ from textual.widget import Widget
 from textual.widgets import DataTable, Footer, TabbedContent, TabPane
 
 from qtui.core.jobs.queue import ACTIVE, Job
-from qtui.core.results.leaderboard import Row
+from qtui.core.results.leaderboard import Row, board_records
 from qtui.core.results.store import ResultRecord
 from qtui.ui.bindings import BOARD_BINDINGS, MAIN_BINDINGS
 from qtui.ui.messages import GpuSampled, JobsChanged, LiveRun, RecordsChanged, RunProgress, RunQueued, StartRefused
@@ -38,26 +38,6 @@ if TYPE_CHECKING:
 
 TABS = ("models", "runs", "board")
 WIDE = 150  # columns from which the Runs and Leaderboard tabs go side by side
-
-
-def board_records(records: list[ResultRecord]) -> list[ResultRecord]:
-    """Every finished run, plus the latest failure of a model that has no finished run yet.
-
-    A failed or cancelled attempt that was later retried with success is history, not news:
-    showing it would fill the board with one FAILED row per retry.
-    """
-    def key(r: ResultRecord) -> tuple[object, object]:
-        return r.model.get("path") or r.model.get("label"), r.base.get("file") or r.base.get("label")
-
-    done = {key(r) for r in records if r.status == "done"}
-    latest_failure: dict[tuple[object, object], ResultRecord] = {}
-    for r in records:
-        if r.status != "done" and key(r) not in done:
-            prev = latest_failure.get(key(r))
-            if prev is None or (r.ended_at or 0) >= (prev.ended_at or 0):
-                latest_failure[key(r)] = r
-    keep = {id(r) for r in latest_failure.values()}
-    return [r for r in records if r.status == "done" or id(r) in keep]
 
 
 class Autostart(Protocol):
