@@ -132,15 +132,20 @@ class Showdown:
         read-only or full). A few bytes are written, since on a full disk an empty file
         can still be made."""
         probe = self.queue.root / f".write-check-{os.getpid()}"
+        made = [d for d in (self.data_dir, self.queue.root) if not d.is_dir()]
         try:
             self.queue.root.mkdir(parents=True, exist_ok=True)
             with open(probe, "wb") as fh:
                 fh.write(b"\0" * 4096)
         except OSError as exc:
-            raise DataDirError(self.data_dir, exc) from exc
-        finally:
             with contextlib.suppress(OSError):
                 probe.unlink()
+            for d in reversed(made):  # leave the data dir as it was found
+                with contextlib.suppress(OSError):
+                    d.rmdir()
+            raise DataDirError(self.data_dir, exc) from exc
+        with contextlib.suppress(OSError):
+            probe.unlink()
 
     def _queue(self, plan: RunPlan, again: bool) -> Queued:
         notes = list(plan.notes)
