@@ -20,7 +20,7 @@ from textual.screen import Screen
 from textual.widget import Widget
 from textual.widgets import DataTable, Footer, TabbedContent, TabPane
 
-from qtui.core.jobs.queue import ACTIVE, Job
+from qtui.core.jobs.queue import Job
 from qtui.core.results.leaderboard import Row, board_records
 from qtui.core.results.store import ResultRecord
 from qtui.ui.bindings import BOARD_BINDINGS, MAIN_BINDINGS
@@ -374,25 +374,23 @@ class MainScreen(Screen[None]):
             self.notify("Choose a base model first: move to it on the Models tab and press b.", severity="warning")
             self.action_tab("models")
             return
-        active = {str(j.spec.model.get("path")) for j in self.jobs if j.state.status in ACTIVE and j.spec.kind == "kld"}
-        fresh = [v for v in choice.variants if str(v) not in active]
         if not choice.variants:
             self.notify("Choose variants to compare first: space toggles one, a chooses all shown.", severity="warning")
             self.action_tab("models")
             return
-        if not fresh:
-            self.notify("Every chosen variant is already waiting or running (see the Runs tab).", severity="warning")
-            return
-        skipped = len(choice.variants) - len(fresh)
-        self.notify(f"checking {len(fresh)} variant(s) and the corpus…"
-                    + (f" ({skipped} already queued, skipped)" if skipped else ""), timeout=1.5)
-        self._plan(Choice(choice.base, fresh))
+        # Which variants are worth running (not measured, queued or running on this setup) is
+        # the showdown service's call, as for `qtui run`: it says what it skipped and why.
+        self.notify(f"checking {len(choice.variants)} variant(s) and the corpus…", timeout=1.5)
+        self._plan(choice)
 
     @work(thread=True, exclusive=True, group="plan", exit_on_error=False, description="planning the showdown")
     def _plan(self, choice: Choice) -> None:
         self.post_message(self.host.plan_and_queue(choice, self.gpu_name()))
 
     def on_run_queued(self, msg: RunQueued) -> None:
+        if not msg.jobs:
+            self.notify("\n".join(["nothing new to run", *msg.notes]), title="Not started", severity="warning", timeout=8)
+            return
         kld = sum(1 for j in msg.jobs if j.spec.kind == "kld")
         base = any(j.spec.kind == "base" for j in msg.jobs)
         # One toast, not one per note: at 80x24 a stack of them hides the run panel.
