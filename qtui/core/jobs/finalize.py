@@ -84,15 +84,25 @@ def _word(value: float) -> str:
 def _base_file_in_place(job: Job) -> bool:
     """The finished base file is already under its final name, placed by this very job.
 
-    Its metadata (written before the rename) names the job: a base file of another run,
-    or one whose metadata never got written, does not count."""
+    Its metadata (written before the rename) names the job, or, for a file placed before its
+    metadata was written, the file was last written during this job's run: a base file left by
+    an earlier run does not count."""
     final = Path(str(job.spec.output))
     try:
-        meta = read_json(Path(str(final) + ".json"))
         check_base_file(final)
-    except (BaseFileError, OSError, ValueError):
+        written = final.stat().st_mtime
+    except (BaseFileError, OSError):
         return False
-    return isinstance(meta, dict) and meta.get("job_id") == job.id
+    started = job.state.started_at
+    return _meta_job(final) == job.id or (started is not None and written >= started - 1.0)
+
+
+def _meta_job(base_file: Path) -> str | None:
+    try:
+        meta = read_json(Path(str(base_file) + ".json"))
+    except (OSError, ValueError):
+        return None
+    return meta.get("job_id") if isinstance(meta, dict) else None
 
 
 def disk_nearly_full(path: Path) -> bool:
@@ -126,23 +136,26 @@ def finalize_job(queue: JobQueue, job_id: str, exit_code: int | None) -> ResultR
         queue.update(job.id, status="queued", pid=None, pid_started=None, slot=None, started_at=None,
                      attempts=job.state.attempts + 1, reason=f"re-run: {reason}", result_id=None)
         return None
+    partial = Path(f"{job.spec.output}.partial")
     if status == "failed" and disk_nearly_full(job.dir):
         reason = f"{reason} (the disk is full)"  # checked before the partial file frees space
+    if status != "done" and job.spec.kind == "base" and job.spec.output:
+        # A partial base file is useless (and can be tens of GB): never leave it behind, and
+        # free its space before writing anything else (it may be what filled the disk).
+        with contextlib.suppress(FileNotFoundError):
+            partial.unlink()
     record_id = job.state.result_id or new_id()
     if job.state.result_id is None:
         # Fixed before the record is written: finalizing again rewrites the same record.
         queue.update(job.id, result_id=record_id)
-    if job.spec.kind == "base" and job.spec.output:
-        partial = Path(job.spec.output + ".partial")
-        if status == "done":
-            if partial.exists():
-                # Metadata first: a base file under its final name always has its metadata.
-                atomic_write_json(Path(job.spec.output + ".json"), _base_meta(job, parsed, partial))
-                os.replace(partial, job.spec.output)
-        else:
-            # A partial base file is useless (and can be tens of GB): never leave it behind.
-            with contextlib.suppress(FileNotFoundError):
-                partial.unlink()
+    if status == "done" and job.spec.kind == "base" and job.spec.output:
+        final = Path(job.spec.output)
+        if partial.exists():
+            # Metadata first: a base file under its final name always has its metadata.
+            atomic_write_json(Path(job.spec.output + ".json"), _base_meta(job, parsed, partial))
+            os.replace(partial, final)
+        elif _meta_job(final) != job.id:  # placed, then the scheduler died: finish the job
+            atomic_write_json(Path(job.spec.output + ".json"), _base_meta(job, parsed, final))
     ended = time.time()
     record = ResultRecord(
         id=record_id,
