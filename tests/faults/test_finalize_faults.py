@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -151,3 +152,34 @@ def test_retry_of_a_kld_job_whose_base_failed_requeues_the_base(data_dir: Path) 
     assert (status(q, base.id), status(q, kld.id)) == ("queued", "queued")
     Scheduler(data_dir).run()
     assert (status(q, base.id), status(q, kld.id)) == ("done", "done")
+
+
+def test_failure_that_cannot_be_written_is_left_to_the_next_scheduler(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """When even the failure cannot be written (the queue's disk refuses everything), the
+    scheduler logs it and exits instead of waiting for ever on a job it cannot end; the next
+    scheduler adopts the job and ends it once the disk takes writes again."""
+    import errno
+
+    from qtui.core.jobs import finalize as finalize_mod
+
+    q = JobQueue(data_dir)
+    j = q.add(fake_spec("kld", "ik-tiny-kld-q8_0", data_dir))
+    later = q.add(fake_spec("kld", "ik-tiny-kld-q4_0", data_dir))
+
+    def refuse(*_: object, **__: object) -> None:
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    with monkeypatch.context() as m:
+        m.setattr(finalize_mod, "finalize_job", refuse)
+        m.setattr("qtui.core.jobs.scheduler.finalize_job", refuse)
+        m.setattr(JobQueue, "fail", refuse)
+        sched = Scheduler(data_dir)
+        runner = threading.Thread(target=sched.run, daemon=True)
+        runner.start()
+        runner.join(timeout=30)
+        assert not runner.is_alive(), "the scheduler kept waiting on jobs it could not end"
+    assert sched.stranded == {j.id, later.id}
+    assert status(q, j.id) == "running"
+    assert "Read-only file system" in (data_dir / "jobs" / "scheduler.log").read_text()
+    Scheduler(data_dir).run()
+    assert (status(q, j.id), status(q, later.id)) == ("done", "done")

@@ -219,3 +219,33 @@ def test_two_slots_run_two_jobs_at_once_one_gpu_each(tmp_path: Path, monkeypatch
 )
 def test_slot_gets_one_of_the_gpus_qtui_was_given(parent: dict[str, str], slot: int, expected: dict[str, str]) -> None:
     assert slot_gpu_env(slot, parent) == expected
+
+
+def test_a_job_folder_left_half_made_is_not_a_job(tmp_path: Path) -> None:
+    """A qtui killed while queuing leaves at most a hidden temporary folder, never a job."""
+    q = JobQueue(tmp_path)
+    j = q.add(spec("kld", "ik-tiny-kld-q8_0", tmp_path))
+    leftover = tmp_path / "jobs" / f".new-{j.id}x"
+    leftover.mkdir()
+    for name in ("job.json", "state.json"):
+        (leftover / name).write_bytes((j.dir / name).read_bytes())
+    assert [x.id for x in q.jobs()] == [j.id]
+
+
+def test_a_failure_is_recorded_in_place_when_the_disk_refuses_new_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+
+    from qtui.core.jobs import queue as queue_mod
+
+    q = JobQueue(tmp_path)
+    j = q.add(spec("kld", "ik-tiny-kld-q8_0", tmp_path))
+
+    def full(*_: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(queue_mod, "atomic_write_json", full)
+    with pytest.raises(OSError):
+        q.update(j.id, status="running")  # an ordinary write is refused...
+    q.fail(j.id, "disk full: qtui could not record the result")  # ...the last resort is not
+    got = q.get(j.id)
+    assert got is not None and got.state.status == "failed" and got.state.reason.startswith("disk full")  # type: ignore[union-attr]
