@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -118,7 +119,15 @@ def small_disk(tmp_path: Path) -> Iterator[Path | None]:
         return
     d = tmp_path / "small"
     d.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(d)], check=True)
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(d)],
+                             capture_output=True, text=True, check=False)
+    if mounted.returncode != 0:
+        why = f"cannot mount a tmpfs as root ({mounted.stderr.strip()})"
+        if os.environ.get("CI"):
+            pytest.fail(f"{why}: CI must run the real full-disk tests")
+        warnings.warn(f"{why}: injecting ENOSPC instead", stacklevel=1)
+        yield None
+        return
     try:
         yield d
     finally:

@@ -145,6 +145,8 @@ class Scheduler:
             try:
                 job, pending = self._claim_next(slot)
             except Exception as exc:
+                if not self.queue.root.is_dir():
+                    return  # the data dir is gone: nothing left to run, nobody to tell
                 # The queue cannot be written (a full disk): wait, longer each time, rather
                 # than spin; the job stays queued and starts once there is room again.
                 self._note_claim_error(exc)
