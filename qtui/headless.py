@@ -406,7 +406,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from qtui.demo import prepare_demo_request, run_demo_app
 
     cfg, data_dir = settings(args)
-    request, llama_bin = prepare_demo_request(args)
+    request, llama_bin = prepare_demo_request(args, effective_llama_bin(cfg))
     if not args.headless:
         return run_demo_app(args, request, llama_bin)
     # As in the app: the configured llama arguments first, the demo's own after them.

@@ -73,8 +73,14 @@ def test_run_prints_the_figures_llama_printed(env, tiny_model, tiny_ladder, corp
     jobs = JobQueue(data).jobs()
     assert [j.spec.kind for j in jobs] == ["base", "kld", "kld", "kld"]
     assert_board_matches_llama(res.stdout, data, ctx=128)
-    # a second run reuses the cached base log-probs instead of regenerating them
-    res2 = qtui(env, "run", "--base", str(tiny_model), "--corpus", str(corpus), "--ctx", "128", "--chunks", "12", variants[0])
+    # a second run of a measured variant on the same setup measures nothing twice...
+    again = ("run", "--base", str(tiny_model), "--corpus", str(corpus), "--ctx", "128", "--chunks", "12", variants[0])
+    skipped = qtui(env, *again)
+    assert skipped.returncode == 0, skipped.stderr
+    assert "reusing the base" in skipped.stdout and "already measured on this setup" in skipped.stdout
+    assert "nothing to run" in skipped.stdout and len(JobQueue(data).jobs()) == 4
+    # ... unless asked: then it reuses the cached base log-probs instead of regenerating them
+    res2 = qtui(env, *again, "--again")
     assert res2.returncode == 0, res2.stderr
     assert "reusing the base" in res2.stdout
     assert [j.spec.kind for j in JobQueue(data).jobs()].count("base") == 1
