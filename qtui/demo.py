@@ -35,14 +35,20 @@ class DemoSetup:
     llama_args: tuple[str, ...] = DEMO_LLAMA_ARGS
 
 
-def prepare_demo(progress: Progress, tiny: bool = False, chunks: int | None = None, llama_bin: str | None = None) -> DemoSetup:
+def prepare_demo(progress: Progress, tiny: bool = False, chunks: int | None = None, llama_bin: str | None = None,
+                 config_bin: str | None = None) -> DemoSetup:
     from qtui.core.llama import assets
     from qtui.core.llama.build import setup_llama
-    from qtui.core.llama.tools import LlamaNotFound, find_tools
+    from qtui.core.llama.tools import LlamaNotFound, LlamaTools, find_tools
 
     progress("llama.cpp tools", None)
+    tools: LlamaTools | None
     try:
-        tools = find_tools(llama_bin) if llama_bin else None
+        # The tools `qtui run` would use (--llama-bin, the config, PATH, qtui's own builds),
+        # provided they include llama-quantize to make the ladder; else qtui builds its own.
+        tools = find_tools(llama_bin, config_bin)
+        if tools.quantize_argv() is None:
+            tools = None
     except LlamaNotFound:
         tools = None
     if tools is None:
@@ -79,7 +85,7 @@ def demo_request(setup: DemoSetup) -> ShowdownRequest:
                            chunks=setup.chunks, llama_args=setup.llama_args, again=True)
 
 
-def prepare_demo_request(args: argparse.Namespace) -> tuple[ShowdownRequest, Path]:
+def prepare_demo_request(args: argparse.Namespace, config_bin: str | None = None) -> tuple[ShowdownRequest, Path]:
     """Prepare everything (cached after the first time), printing progress; returns the
     showdown to run and the llama.cpp bin folder to run it with."""
     from qtui.core.llama.assets import AssetError
@@ -88,7 +94,8 @@ def prepare_demo_request(args: argparse.Namespace) -> tuple[ShowdownRequest, Pat
     started = time.time()
     err_console.print("[bold]qtui demo[/]: preparing (cached after the first time)")
     try:
-        setup = prepare_demo(progress_printer(), tiny=args.tiny, chunks=args.chunks, llama_bin=getattr(args, "llama_bin", None))
+        setup = prepare_demo(progress_printer(), tiny=args.tiny, chunks=args.chunks, llama_bin=getattr(args, "llama_bin", None),
+                             config_bin=config_bin)
     except (AssetError, SetupError) as exc:
         raise UserError(str(exc)) from None
     err_console.print(f"prepared in {time.time() - started:.0f} s: base {setup.base.name}, {len(setup.variants)} variants")
