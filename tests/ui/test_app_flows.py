@@ -3,6 +3,9 @@ of the fake llama-perplexity replaying recorded transcripts (see conftest.py).""
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -163,13 +166,49 @@ async def test_cancel_retry_remove(app_factory, models_dir: Path) -> None:
         assert all(j.spec.label != "tiny-SLOW-Q4_0.gguf" for j in JobQueue(app.ctx.data_dir).jobs())
 
 
+@contextlib.contextmanager
+def scheduler_busy_elsewhere(data_dir: Path) -> Iterator[None]:
+    """Hold the scheduler's singleton lock, as a scheduler at work would: nothing starts one."""
+    lock = data_dir / "jobs" / ".scheduler.lock"
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, "a+") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+async def test_opening_the_app_restarts_a_dead_scheduler(app_factory, qtui_dirs) -> None:
+    """Jobs left queued with no scheduler (it was killed, or the machine rebooted) run as soon
+    as the app opens: opening qtui re-attaches."""
+    import sys
+
+    from qtui.core.jobs.queue import JobSpec
+    from tests.ui.conftest import FAKE, FIXTURES
+
+    argv = [sys.executable, str(FAKE), "-m", "x.gguf", "--kl-divergence-base", "b.kld", "--kl-divergence"]
+    q = JobQueue(qtui_dirs["data"])
+    jobs = q.add_many([JobSpec(kind="kld", argv=argv, env={"FAKE_LLAMA_CASE": str(FIXTURES / "llama" / "b0336" / "kld-q8_0")},
+                               label=name) for name in "AB"])
+    app = app_factory()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot)
+        await wait_for(pilot, lambda: all(status_of(app, j.spec.label) == "done" for j in jobs), what="the left jobs to run")
+
+
 async def test_reorder_waiting_jobs(app_factory, qtui_dirs) -> None:
     from qtui.core.jobs.queue import JobSpec
 
     q = JobQueue(qtui_dirs["data"])
-    # queued by hand and no scheduler started: they stay waiting while the keys reorder them
+    # queued by hand while a scheduler is busy elsewhere: they stay waiting while the keys reorder them
     q.add_many([JobSpec(kind="kld", argv=["true"], label=name, seq=i) for i, name in enumerate("ABC")])
     app = app_factory()
+    with scheduler_busy_elsewhere(qtui_dirs["data"]):
+        await _reorder(app, q)
+
+
+async def _reorder(app, q: JobQueue) -> None:
     async with app.run_test(size=(80, 24)) as pilot:
         await ready(pilot)
         await pilot.press("2")
