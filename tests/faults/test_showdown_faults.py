@@ -186,3 +186,33 @@ def test_an_unusable_data_dir_is_one_line_and_no_job(tmp_path: Path, models, lla
         after = sorted(p.name for p in data.rglob("*")) if data.is_dir() else None
         assert after == before  # not even an empty jobs folder
         assert not scheduler_procs(data)
+
+
+def test_cancel_of_a_run_whose_scheduler_died_is_recorded(tmp_path: Path, data_dir: Path, models, llama_bin: Path) -> None:
+    env = cli_env(tmp_path, data_dir, FAKE_LLAMA_DELAY="0.5")  # a base run of about 10 s
+    res = subprocess.run(run_argv(models, llama_bin, "Q8_0"), env=env, capture_output=True, text=True,
+                         timeout=120, stdin=subprocess.DEVNULL, cwd=ROOT)
+    assert res.returncode == 0, res.stdout + res.stderr
+    q = JobQueue(data_dir)
+    base = wait_for("the base job to run", lambda: next((j for j in q.jobs() if j.state.status == "running" and j.state.pid), None))
+    (sched,) = wait_for("the scheduler", lambda: scheduler_procs(data_dir))
+    kill9(sched.pid)
+    wait_for("the scheduler's lock to be free", lambda: not scheduler_running(data_dir), timeout=10)
+    out = qtui(env, "cancel", base.id)
+    assert out.returncode == 0, out.stdout + out.stderr
+    wait_for("the cancel to be recorded", lambda: all_finished(q), timeout=60)
+    states = {j.spec.kind: j.state.status for j in q.jobs()}
+    assert states == {"base": "cancelled", "kld": "failed"}, [(j.spec.label, j.state.status, j.state.reason) for j in q.jobs()]
+
+
+# -- B6 ------------------------------------------------------------------------------------
+@pytest.mark.parametrize("flags,words", [(("-c", "0"), "-c 0 is too small"), (("--chunks", "0"), "--chunks 0 is not a number of chunks"),
+                                         (("--chunks", "-1"), "--chunks -1 is not a number of chunks")])
+def test_qtui_run_refuses_a_zero_context_and_bad_chunks(tmp_path: Path, data_dir: Path, models, llama_bin: Path,
+                                                        flags: tuple[str, str], words: str) -> None:
+    argv = [a for a in run_argv(models, llama_bin, "Q8_0") if a not in ("-c", "128", "--chunks", "4")]
+    res = subprocess.run([*argv[:4], *flags, *argv[4:]], env=cli_env(tmp_path, data_dir), capture_output=True, text=True,
+                         timeout=120, stdin=subprocess.DEVNULL, cwd=ROOT)
+    assert res.returncode == 2, res.stdout + res.stderr
+    assert words in " ".join(res.stderr.split()) and "Traceback" not in res.stderr
+    assert JobQueue(data_dir).jobs() == []
