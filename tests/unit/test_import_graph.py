@@ -12,8 +12,6 @@ import ast
 from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
 import qtui
 
 ROOT = Path(qtui.__file__).resolve().parent
@@ -194,9 +192,6 @@ def test_sees_qtuis_own_imports() -> None:
     assert len(graph) >= 50
 
 
-# Known cycles, being taken apart: headless <-> demo (the demo calls `qtui run`'s handler) and
-# ui.app <-> ui.commands. Drop this mark once they are gone.
-@pytest.mark.xfail(reason="known import cycles still being removed", strict=False)
 def test_no_import_cycle_in_qtui() -> None:
     found = cycles(import_graph(ROOT))
     assert not found, "import cycles in qtui/:\n" + "\n".join("  " + " -> ".join(c) for c in found)

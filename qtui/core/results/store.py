@@ -176,6 +176,9 @@ def load_records(path: Path) -> LoadResult:
             continue
         items = data.get("records") if isinstance(data, dict) and "records" in data else data
         for item in items if isinstance(items, list) else [items]:
+            if not isinstance(item, dict):
+                problems.append(f"{file.name}: not a result record ({type(item).__name__})")
+                continue
             try:
                 rec = ResultRecord.from_dict(item)
             except (TypeError, ValueError) as exc:
