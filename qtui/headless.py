@@ -18,7 +18,7 @@ from qtui.core.config import Config, effective_data_dir, effective_llama_bin, lo
 from qtui.core.fsutil import human_bytes
 from qtui.core.jobs.queue import FINISHED, JobQueue, Outcome
 from qtui.core.results.export import export
-from qtui.core.results.leaderboard import COLUMNS, Column, Row, build_rows, format_cell, sort_rows
+from qtui.core.results.leaderboard import COLUMNS, Column, Row, board_records, build_rows, format_cell, sort_rows
 from qtui.core.results.store import ResultRecord, ResultStore, load_records
 
 if TYPE_CHECKING:
@@ -179,7 +179,7 @@ def _records(args: argparse.Namespace) -> list[ResultRecord]:
 
 def _sorted_rows(args: argparse.Namespace, records: list[ResultRecord], include_failed: bool = False) -> list[Row]:
     try:
-        return sort_rows(build_rows(records, include_failed=include_failed), args.sort, args.reverse)
+        return sort_rows(build_rows(board_records(records), include_failed=include_failed), args.sort, args.reverse)
     except ValueError as exc:  # an unknown column: sort_rows says which ones exist
         raise UserError(str(exc)) from None
 

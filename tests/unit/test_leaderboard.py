@@ -112,3 +112,19 @@ def test_a_failure_against_another_base_stays_on_the_board() -> None:
     done = ResultRecord(id="ok", kind="kld", status="done", model={"path": "a.gguf"}, base={"file": "one.kld"})
     other = ResultRecord(id="bad", kind="kld", status="failed", model={"path": "a.gguf"}, base={"file": "two.kld"})
     assert [r.id for r in board_records([done, other])] == ["ok", "bad"]
+
+
+def test_a_variant_measured_again_is_one_row_its_latest() -> None:
+    def run(i: str, path: str, ended: float, kld: float, base: str = "one.kld") -> ResultRecord:
+        return ResultRecord(id=i, kind="kld", status="done", model={"path": path, "size_bytes": 1, "mtime": 1.0},
+                            base={"file": base}, ctx=512, ended_at=ended, stats={"kld_mean": kld})
+
+    records = [run("old", "a.gguf", 1, 0.2), run("new", "a.gguf", 2, 0.1), run("b", "b.gguf", 1, 0.3),
+               run("other-base", "a.gguf", 3, 0.4, base="two.kld")]
+    assert [r.id for r in board_records(records)] == ["new", "b", "other-base"]
+
+
+def test_published_rows_without_a_file_are_never_merged() -> None:
+    a = ResultRecord(id="aes", kind="kld", status="done", model={"label": "IQ4_XS", "quantized_by": "AesSedai"})
+    b = ResultRecord(id="ub", kind="kld", status="done", model={"label": "IQ4_XS", "quantized_by": "ubergarm"})
+    assert [r.id for r in board_records([a, b])] == ["aes", "ub"]

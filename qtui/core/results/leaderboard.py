@@ -142,14 +142,25 @@ def build_rows(records: Iterable[ResultRecord], include_failed: bool = False) ->
 
 
 def board_records(records: Sequence[ResultRecord]) -> list[ResultRecord]:
-    """Every finished run, plus the latest failure of a model that has no finished run yet.
+    """What the board ranks: the latest finished run of each measurement, plus the latest
+    failure of a model that has no finished run yet.
 
     A failed or cancelled attempt that was later retried with success is history, not news:
-    showing it would fill the board with one FAILED row per retry.
+    showing it would fill the board with one FAILED row per retry. A variant measured again on
+    the same setup (`qtui run --again`, a second demo) is one row, its latest run: two rows for
+    one file would read as two quants. Records with no local file (published sweeps) are
+    never merged: two quantizers' IQ4_XS are two rows.
     """
     def key(r: ResultRecord) -> tuple[object, object]:
         return r.model.get("path") or r.model.get("label"), r.base.get("file") or r.base.get("label")
 
+    latest_done: dict[tuple[object, ...], ResultRecord] = {}
+    for r in records:
+        measured = _measurement(r)
+        if r.status == "done" and measured is not None:
+            prev = latest_done.get(measured)
+            if prev is None or (r.ended_at or 0) >= (prev.ended_at or 0):
+                latest_done[measured] = r
     done = {key(r) for r in records if r.status == "done"}
     latest_failure: dict[tuple[object, object], ResultRecord] = {}
     for r in records:
@@ -157,8 +168,16 @@ def board_records(records: Sequence[ResultRecord]) -> list[ResultRecord]:
             prev = latest_failure.get(key(r))
             if prev is None or (r.ended_at or 0) >= (prev.ended_at or 0):
                 latest_failure[key(r)] = r
-    keep = {id(r) for r in latest_failure.values()}
-    return [r for r in records if r.status == "done" or id(r) in keep]
+    keep = {id(r) for r in (*latest_failure.values(), *latest_done.values())}
+    return [r for r in records if id(r) in keep or (r.status == "done" and _measurement(r) is None)]
+
+
+def _measurement(r: ResultRecord) -> tuple[object, ...] | None:
+    """One variant file against one base file at one context; None without a local file."""
+    path = r.model.get("path")
+    if not path:
+        return None
+    return path, r.model.get("size_bytes"), r.model.get("mtime"), r.base.get("file") or r.base.get("label"), r.ctx
 
 
 def sort_rows(rows: Iterable[Row], key: str = "kld", reverse: bool = False) -> list[Row]:
