@@ -55,6 +55,8 @@ class AppContext:
     gpu: GpuSampler | None = None
     clock: Callable[[], float] = time.time
     poll_interval: float = 0.33
+    keep_going_interval: float = 5.0
+    """seconds between checks that a scheduler runs while jobs wait (it may have been killed)"""
     gpu_interval: float | None = None
     theme_dirs: list[Path] | None = None
     autostart: Autostart | None = None
@@ -99,6 +101,9 @@ class QtuiApp(App[int]):
             interval = self.ctx.gpu_interval or self.ctx.cfg.gpu_interval_s
             self._start_pump(gpu_pump(sampler, screen.post_message, interval))
             self.ensure_scheduler()  # opening qtui re-attaches: a scheduler that died comes back
+            # ... and so does one that dies while qtui is open: the app reads the queue all the
+            # time, it must keep its work going as every reading command does.
+            self.set_interval(self.ctx.keep_going_interval, self.ensure_scheduler)
 
     def _start_pump(self, pump: Pump) -> Pump:
         self._pumps.append(pump)

@@ -197,6 +197,24 @@ async def test_opening_the_app_restarts_a_dead_scheduler(app_factory, qtui_dirs)
         await wait_for(pilot, lambda: all(status_of(app, j.spec.label) == "done" for j in jobs), what="the left jobs to run")
 
 
+async def test_a_scheduler_that_dies_while_the_app_is_open_comes_back(app_factory, qtui_dirs) -> None:
+    """Jobs that wait with no scheduler while the app is open (it was killed mid-run: here
+    they are queued by hand, which starts none) run without a key pressed."""
+    import sys
+
+    from qtui.core.jobs.queue import JobSpec
+    from tests.ui.conftest import FAKE, FIXTURES
+
+    app = app_factory(keep_going_interval=0.3)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot)
+        argv = [sys.executable, str(FAKE), "-m", "x.gguf", "--kl-divergence-base", "b.kld", "--kl-divergence"]
+        jobs = JobQueue(qtui_dirs["data"]).add_many(
+            [JobSpec(kind="kld", argv=argv, env={"FAKE_LLAMA_CASE": str(FIXTURES / "llama" / "b0336" / "kld-q8_0")}, label=name)
+             for name in "CD"])
+        await wait_for(pilot, lambda: all(status_of(app, j.spec.label) == "done" for j in jobs), what="the waiting jobs to run")
+
+
 async def test_reorder_waiting_jobs(app_factory, qtui_dirs) -> None:
     from qtui.core.jobs.queue import JobSpec
 
