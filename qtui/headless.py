@@ -138,14 +138,16 @@ def run_showdown(request: ShowdownRequest, cfg: Config, data_dir: Path, *, llama
     if detach:
         console.print(f"queued {len(ids)} job(s); follow them with [bold]qtui jobs --watch[/] or open [bold]qtui[/]")
         return 0
-    return follow(service.queue, ids, data_dir)
+    return follow(service.queue, ids, data_dir, service.slots)
 
 
-def follow(queue: JobQueue, ids: Sequence[str], data_dir: Path) -> int:
+def follow(queue: JobQueue, ids: Sequence[str], data_dir: Path, slots: int) -> int:
+    from qtui.core.showdown.service import Showdown
     from qtui.watch import Detached, watch
 
     try:
-        jobs = watch(queue, ids, console)
+        # A scheduler killed while we watch is started again, as opening `qtui jobs` would.
+        jobs = watch(queue, ids, console, keep_going=Showdown(data_dir, slots).ensure_scheduler)
     except Detached:
         _say_detached()
         return 0
@@ -309,7 +311,7 @@ def cmd_jobs(args: argparse.Namespace) -> int:
         if not active:
             console.print("no queued or running jobs")
             return 0
-        return follow(queue, active, data_dir)
+        return follow(queue, active, data_dir, cfg.slots)
     if not jobs:
         console.print("no jobs")
         return 0

@@ -20,6 +20,7 @@ from qtui.core.jobs.live import LiveRun, LiveTracker
 from qtui.core.jobs.queue import FINISHED, Job, JobQueue
 
 REFRESH_S = 0.5
+KEEP_GOING_S = 5.0
 BAR_WIDTH = 16
 STATE_STYLE = {"done": "green", "failed": "red", "cancelled": "yellow", "running": "cyan"}
 
@@ -52,10 +53,14 @@ def render(runs: Sequence[tuple[Job, LiveRun]], now: float) -> Table:
 
 
 def watch(queue: JobQueue, job_ids: Sequence[str], console: Console,
-          clock: Callable[[], float] = time.time) -> list[Job]:
-    """Follow the given jobs until all have finished. Raises Detached on Ctrl-C or SIGHUP."""
+          clock: Callable[[], float] = time.time, keep_going: Callable[[], object] | None = None) -> list[Job]:
+    """Follow the given jobs until all have finished. Raises Detached on Ctrl-C or SIGHUP.
+
+    `keep_going` is called every KEEP_GOING_S: it restarts a scheduler that died meanwhile,
+    so the jobs being watched never wait for ever."""
     trackers: dict[str, LiveTracker] = {}
     announced: set[str] = set()
+    checked = clock()
 
     def on_hup(signum: int, frame: FrameType | None) -> None:
         raise Detached()
@@ -79,6 +84,9 @@ def watch(queue: JobQueue, job_ids: Sequence[str], console: Console,
                 live.update(Group(render([(t.job, t.snapshot()) for t in trackers.values()], clock())))
                 if all(j.state.status in FINISHED for j in jobs):
                     return jobs
+                if keep_going is not None and clock() - checked >= KEEP_GOING_S:
+                    checked = clock()
+                    keep_going()
                 time.sleep(REFRESH_S)
     except KeyboardInterrupt:
         raise Detached() from None

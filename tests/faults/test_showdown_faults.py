@@ -143,6 +143,32 @@ def test_a_reader_restarts_a_scheduler_killed_mid_run(tmp_path: Path, data_dir: 
     assert [j.state.status for j in q.jobs()] == ["done"] * 3, [(j.spec.label, j.state.status, j.state.reason) for j in q.jobs()]
 
 
+def test_a_watcher_restarts_a_scheduler_killed_while_it_watches(tmp_path: Path, data_dir: Path, models,
+                                                               llama_bin: Path) -> None:
+    env = cli_env(tmp_path, data_dir, FAKE_LLAMA_DELAY="0.15")
+    res = subprocess.run(run_argv(models, llama_bin, "Q8_0", "Q4_K_M"), env=env, capture_output=True, text=True,
+                         timeout=120, stdin=subprocess.DEVNULL, cwd=ROOT)
+    assert res.returncode == 0, res.stdout + res.stderr
+    q = JobQueue(data_dir)
+    wait_for("the base job to run", lambda: any(j.state.status == "running" and j.state.pid for j in q.jobs()))
+    (first,) = wait_for("the scheduler", lambda: scheduler_procs(data_dir))
+    kill9(first.pid)
+    wait_for("the scheduler's lock to be free", lambda: not scheduler_running(data_dir), timeout=10)
+    watcher = subprocess.Popen([sys.executable, "-m", "qtui.cli", "jobs", "--watch"], env=env, cwd=ROOT,
+                               stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        # The watcher restarts it as it opens, then watches; kill that one too: now only the
+        # watcher's periodic check can bring a scheduler back.
+        (second,) = wait_for("the scheduler the watcher started", lambda: scheduler_procs(data_dir))
+        assert any(j.state.status in ("queued", "running") for j in q.jobs())
+        kill9(second.pid)
+        out, _ = watcher.communicate(timeout=180)
+    finally:
+        watcher.kill()
+    assert watcher.returncode == 0, out
+    assert [j.state.status for j in q.jobs()] == ["done"] * 3, [(j.spec.label, j.state.status, j.state.reason) for j in q.jobs()]
+
+
 # -- B7 ------------------------------------------------------------------------------------
 @contextlib.contextmanager
 def tmpfs(where: Path, options: str) -> Iterator[Path]:
