@@ -93,6 +93,7 @@ def main() -> int:
     ap.add_argument("--variants", type=int, default=8, choices=range(1, len(TYPES) + 1), metavar="N")
     ap.add_argument("--ctx", type=int, default=128)
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--repeat", type=int, default=3, help="the corpus text repeated this many times (longer runs)")
     ap.add_argument("--gap", type=float, nargs=2, default=(0.5, 4.0), metavar=("MIN", "MAX"),
                     help="seconds between events, drawn uniformly")
     ap.add_argument("--work", type=Path, help="working folder (default: a temporary one, removed at the end)")
@@ -106,6 +107,8 @@ def main() -> int:
     tools = find_tools()
     corpus = assets.stdlib_corpus(work / "corpus.txt")
     tiny = assets.tiny_model(work / "tiny", corpus=corpus)
+    # Runs long enough (seconds each, on 2 cores) that most events land on a busy queue.
+    corpus.write_text(corpus.read_text() * args.repeat)
     variants = assets.ladder(tools, tiny, TYPES[: args.variants], work / "ladder")
     env = {k: v for k, v in os.environ.items() if not k.startswith("QTUI_")}
     env.update(QTUI_DATA_DIR=str(data), QTUI_CACHE_DIR=str(work / "cache"), QTUI_CONFIG_DIR=str(work / "config"),

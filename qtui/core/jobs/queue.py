@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
 import json
 import os
 import shutil
@@ -21,7 +20,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from qtui.core.fsutil import atomic_write_json, read_json
+from qtui.core.fsutil import atomic_write_json, file_lock, read_json
 from qtui.core.jobs.procs import alive, scheduler_running, signal_group
 from qtui.core.results.store import new_id
 
@@ -117,13 +116,8 @@ class JobQueue:
     @contextlib.contextmanager
     def locked(self) -> Iterator[None]:
         """An exclusive lock over queue mutations, shared by every qtui process on the box."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        with open(self.root / ".lock", "a+") as fh:
-            fcntl.flock(fh, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(fh, fcntl.LOCK_UN)
+        with file_lock(self.root / ".lock"):
+            yield
 
     # -- reading ---------------------------------------------------------------------------
     def jobs(self) -> list[Job]:

@@ -8,7 +8,6 @@ and stores from several machines merge by copying files into one folder.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import time
 import uuid
@@ -17,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from qtui.core.fsutil import atomic_write_json, read_json
+from qtui.core.fsutil import atomic_write_json, file_lock, read_json
 
 SCHEMA = 1
 Status = Literal["done", "failed", "cancelled"]
@@ -116,13 +115,8 @@ class ResultStore:
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
-        self.root.mkdir(parents=True, exist_ok=True)
-        with open(self.root / ".lock", "a+") as fh:
-            fcntl.flock(fh, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(fh, fcntl.LOCK_UN)
+        with file_lock(self.root / ".lock"):
+            yield
 
     def _content_index(self) -> dict[str, str]:
         """source sha256 -> file name over the store; reads only the files it has not read before."""
