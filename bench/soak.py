@@ -76,6 +76,14 @@ def kill(pid: int, sig: int) -> bool:
         return False
 
 
+def retry_failed(data: Path, env: dict[str, str]) -> int:
+    """`qtui retry` every failed or cancelled job, bases first (a KLD job waits for its base)."""
+    failed = [j for j in JobQueue(data).jobs() if j.state.status in ("failed", "cancelled")]
+    for j in sorted(failed, key=lambda j: j.spec.kind != "base"):
+        qtui(env, "retry", j.id)
+    return len(failed)
+
+
 def wait_finished(data: Path, env: dict[str, str], timeout: float) -> bool:
     """Until no job is active; `qtui jobs` now and then, which restarts a dead scheduler."""
     deadline = time.time() + timeout
@@ -122,6 +130,7 @@ def main() -> int:
     watchers = [watcher(env)]
     events: Counter[str] = Counter()
     hup_not_detached = 0
+    retried = 0
     for _ in range(args.events):
         time.sleep(rng.uniform(*args.gap))
         what = rng.choice(("scheduler", "child", "watcher"))
@@ -139,18 +148,18 @@ def main() -> int:
                     hup_not_detached += 1
                     w.kill()
         events[f"{what}{'' if hit else ' (nothing to hit)'}"] += 1
-        watchers.append(watcher(env))  # what a user does next: look again
+        # What a user does next: look again, and retry what the kill failed.
+        watchers.append(watcher(env))
+        retried += retry_failed(data, env)
 
     rounds = 0
     finished = wait_finished(data, env, timeout=600)
     while finished and rounds < 10:
-        failed = [j for j in JobQueue(data).jobs() if j.state.status in ("failed", "cancelled")]
-        if not failed:
+        n = retry_failed(data, env)
+        if not n:
             break
         rounds += 1
-        # Retry bases first: a KLD job waits for its base.
-        for j in sorted(failed, key=lambda j: j.spec.kind != "base"):
-            qtui(env, "retry", j.id)
+        retried += n
         finished = wait_finished(data, env, timeout=600)
     for w in watchers:
         if w.poll() is None:
@@ -173,7 +182,7 @@ def main() -> int:
 
     print(f"soak: {args.variants} variants, {args.events} events ({', '.join(f'{k} {n}' for k, n in sorted(events.items()))}), "
           f"seed {args.seed}")
-    print(f"      {len(jobs)} jobs, {len(records)} records, {rounds} retry round(s), {time.time() - started:.0f} s, "
+    print(f"      {len(jobs)} jobs, {len(records)} records, {retried} retries ({rounds} round(s) after the events), {time.time() - started:.0f} s, "
           f"watchers that ignored SIGHUP: {hup_not_detached}")
     for j in jobs:
         if j.state.status != "done":
