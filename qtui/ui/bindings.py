@@ -6,6 +6,9 @@ from __future__ import annotations
 
 from textual.binding import Binding, BindingType
 
+KeyGroups = list[tuple[str, list[BindingType]]]
+"""(where the keys work, its bindings): what the help screen and the palette list"""
+
 APP_BINDINGS: list[BindingType] = [
     Binding("question_mark", "help", "Help", tooltip="All keys, grouped by where they work"),
     Binding("t", "theme", "Theme", show=False, tooltip="Pick a colour theme (saved in the config)"),

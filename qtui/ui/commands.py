@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from textual.binding import Binding, BindingType
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 
-from qtui.ui.bindings import APP_BINDINGS, BOARD_BINDINGS, MAIN_BINDINGS
+from qtui.ui.bindings import APP_BINDINGS, BOARD_BINDINGS, MAIN_BINDINGS, KeyGroups
 from qtui.ui.widgets.leaderboard import Leaderboard
 from qtui.ui.widgets.model_list import ModelList
 from qtui.ui.widgets.queue import QueueView
@@ -18,7 +18,6 @@ from qtui.ui.widgets.queue import QueueView
 if TYPE_CHECKING:
     from textual.app import App
 
-KeyGroups = list[tuple[str, list[BindingType]]]
 
 
 @dataclass(frozen=True)

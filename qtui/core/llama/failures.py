@@ -21,7 +21,8 @@ _ERRORS: list[tuple[str, re.Pattern[str], Template]] = [
     ("for writing", re.compile(r"failed to open (.+?) for writing"),
      "cannot write the base file {0}: check that its folder exists and is writable"),
     ("GGUF file", re.compile(r"failed to open GGUF file '(.+?)'(?: \((.+)\))?"),
-     "cannot open the model file {0} ({1})"),
+     # older builds print no reason in brackets: say none rather than "(?)"
+     lambda g: f"cannot open the model file {g[0]}" + (f" ({g[1]})" if g[1] != "?" else "")),
     ("failed to open file", re.compile(r"error: failed to open file '(.+?)'"),
      "cannot open {0} (given on the command line): check the path"),
     ("does not look like", re.compile(r"(?:\w+: )?(.+) does not look like a file containing log-prob"),

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 from rich.table import Table
 from rich.text import Text
-from textual.binding import Binding, BindingType
+from textual.binding import Binding
 from textual.keys import format_key
 
+from qtui.ui.bindings import KeyGroups
 from qtui.ui.screens.details import InfoScreen
-
-KeyGroups = list[tuple[str, list[BindingType]]]
 
 INTRO = ("qtui ranks quantized GGUF variants by their KL divergence from a base model, measured by "
          "llama.cpp's llama-perplexity. Choose a base (b) and variants (space) on the Models tab, press s; "
