@@ -3,6 +3,8 @@ results, the printed leaderboard, base reuse, refusals, and a SIGHUP to the CLI 
 
 from __future__ import annotations
 
+import csv
+import io
 import os
 import re
 import signal
@@ -84,9 +86,13 @@ def test_run_prints_the_figures_llama_printed(env, tiny_model, tiny_ladder, corp
     assert res2.returncode == 0, res2.stderr
     assert "reusing the base" in res2.stdout
     assert [j.spec.kind for j in JobQueue(data).jobs()].count("base") == 1
-    # results and exports read the same store
+    # results and exports read the same store; the variant measured again is one row, its latest run
     out = qtui(env, "export", "--format", "csv")
-    assert out.returncode == 0 and len(out.stdout.strip().splitlines()) == 1 + 4
+    assert out.returncode == 0 and len(out.stdout.strip().splitlines()) == 1 + 3, out.stdout
+    latest = max((r for r in ResultStore(data).load().records if r.kind == "kld" and r.model.get("path") == str(variants[0])),
+                 key=lambda r: r.ended_at or 0)
+    (row,) = [r for r in csv.DictReader(io.StringIO(out.stdout)) if r["path"] == variants[0]]
+    assert float(row["kld"]) == pytest.approx(latest.stats["kld_mean"])
 
 
 def test_truncated_base_file_is_refused(env, tiny_model, tiny_ladder, corpus, tmp_path) -> None:
