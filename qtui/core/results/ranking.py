@@ -9,8 +9,11 @@ the whole screen takes to draw.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from qtui.core.results.store import ResultRecord
@@ -39,14 +42,80 @@ def size_gib(model: dict[str, Any]) -> float | None:
     return size / GIB if size is not None else number(model, "size_gib")
 
 
-def setup_key(rec: ResultRecord) -> tuple[Any, ...]:
-    """What makes two KLD figures comparable: the same base, tokens, context and source.
+SetupKey = tuple[Any, ...]
+"""What setup_key returns: equal keys, comparable figures."""
 
-    KLD against one base means nothing next to KLD against another, so the efficiency score
-    and the Pareto front are computed within each setup, never across them.
+
+def chunk_count(rec: ResultRecord) -> int | None:
+    """How many chunks the base file a KLD record was measured on holds, when the record says.
+
+    llama-perplexity runs every chunk of the base file in KLD mode, so a finished run's chunk
+    count is its base file's. A failed or cancelled run's count is how far it got (or what was
+    asked for), not its base file's: unknown here, setups.setup_keys finds it from the finished
+    runs on the same base file.
+    """
+    for value in (rec.base.get("n_chunk"), rec.chunks if rec.status == "done" else None):
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
+    return None
+
+
+def build_family(rec: ResultRecord) -> str | None:
+    """llama.cpp or ik_llama.cpp: the fork, not the version (a rebuild of one fork measures the
+    same thing; the two forks' kernels differ enough to move a KLD)."""
+    fork = rec.llama.get("fork") if isinstance(rec.llama, dict) else None
+    return str(fork) if fork else None
+
+
+def setup_key(rec: ResultRecord) -> SetupKey:
+    """What makes two KLD figures comparable: the same base, tokens, context, chunks, build
+    family and source.
+
+    KLD against one base means nothing next to KLD against another, and a 4-chunk figure is
+    not a 30-chunk one: the efficiency score and the Pareto front are computed within each
+    setup, never across them. A published sweep is one setup (its post's URL).
     """
     base = rec.base.get("label") or rec.base.get("path")
-    return (base, rec.corpus.get("sha256"), rec.ctx, rec.source.get("url"))
+    return (base, rec.corpus.get("sha256"), rec.ctx, chunk_count(rec), build_family(rec), rec.source.get("url"))
+
+
+@dataclass(frozen=True)
+class Setup:
+    """A setup in words, for a header or a `--setup` list."""
+
+    key: SetupKey
+    base: str | None
+    corpus: str | None
+    """the corpus file's sha256 (first 6 hex digits), else its name"""
+    ctx: int | None
+    chunks: int | None
+    family: str | None
+    url: str | None
+    """the post a published sweep comes from"""
+
+    @classmethod
+    def of(cls, rec: ResultRecord, key: SetupKey | None = None) -> Setup:
+        key = setup_key(rec) if key is None else key
+        sha = rec.corpus.get("sha256")
+        corpus = sha[:6] if isinstance(sha, str) and sha else rec.corpus.get("name")
+        return cls(key, key[0], str(corpus) if corpus else None, key[2], key[3], key[4], key[5])
+
+    @property
+    def id(self) -> str:
+        """Six hex digits of the key: stable across runs and machines, short enough to type."""
+        return hashlib.sha256(json.dumps(list(self.key), default=str).encode()).hexdigest()[:6]
+
+    @property
+    def label(self) -> str:
+        """e.g. "gemma-3-270m-F16 · corpus 1a2b3c · -c 512 · 30 chunks · llama.cpp"."""
+        parts = [f"{self.base or '?'}", f"corpus {self.corpus or '?'}", f"-c {self.ctx or '?'}"]
+        if self.url:  # published figures: chunks and build are the post's, rarely stated
+            if self.chunks:
+                parts.append(f"{self.chunks} chunks")
+            parts.append("published: " + self.url.split("://", 1)[-1].removeprefix("www.").rstrip("/"))
+        else:
+            parts += [f"{self.chunks or '?'} chunks", self.family or "build ?"]
+        return " · ".join(parts)
 
 
 def efficiency(points: Sequence[Point]) -> list[float | None]:
