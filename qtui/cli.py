@@ -37,6 +37,12 @@ runs go on in the background when qtui exits or the SSH connection drops; run qt
 """
 
 
+# A ranking holds one setup: KLD against another base, corpus, context, chunk set or llama build
+# family is not comparable.
+SETUP_HELP = ("which setup to rank (same base, corpus, -c, chunks and llama build): its number, id or the start "
+              "of its name; default the one with the most results; all: every setup, one after another")
+
+
 def _add_common(p: argparse.ArgumentParser, top: bool = False) -> None:
     """--data-dir and --llama-bin, accepted before the subcommand (`top`) and after it.
 
@@ -91,7 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("results", help="print the leaderboard of stored results")
     p.add_argument("--sort", default="kld", metavar="COL", help="column to rank by (default kld); e.g. kld_p99, size_gib, score, same_top")
     p.add_argument("--reverse", action="store_true", help="descending order")
-    p.add_argument("--failed", action="store_true", help="include failed and cancelled runs")
+    p.add_argument("--failed", action="store_true", help="list failed and cancelled runs (apart from the ranking)")
+    p.add_argument("--setup", metavar="N|ID|all", help=SETUP_HELP)
     p.add_argument("--from", dest="source", type=Path, metavar="PATH", help="read results from PATH instead of the store")
     _add_common(p)
 
@@ -100,6 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file", nargs="?", type=Path, help="output file (default: stdout)")
     p.add_argument("--sort", default="kld", metavar="COL")
     p.add_argument("--reverse", action="store_true")
+    p.add_argument("--setup", metavar="N|ID|all", help=SETUP_HELP + " (all: Markdown only, one table per setup)")
     p.add_argument("--from", dest="source", type=Path, metavar="PATH", help="read results from PATH instead of the store")
     _add_common(p)
 

@@ -17,8 +17,9 @@ from qtui.core import formats, paths
 from qtui.core.config import Config, effective_data_dir, effective_llama_bin, load_config
 from qtui.core.fsutil import human_bytes
 from qtui.core.jobs.queue import FINISHED, JobQueue, Outcome
-from qtui.core.results.export import export
+from qtui.core.results.export import export, to_markdown
 from qtui.core.results.leaderboard import COLUMNS, Column, Row, board_records, build_rows, format_cell, sort_rows
+from qtui.core.results.setups import SetupGroup, SetupNotFound, find_setup, group_setups
 from qtui.core.results.store import ResultRecord, ResultStore, load_records
 
 if TYPE_CHECKING:
@@ -179,11 +180,38 @@ def _records(args: argparse.Namespace) -> list[ResultRecord]:
     return res.records
 
 
-def _sorted_rows(args: argparse.Namespace, records: list[ResultRecord], include_failed: bool = False) -> list[Row]:
+def _setups(args: argparse.Namespace, records: list[ResultRecord]) -> tuple[list[SetupGroup], list[SetupGroup]]:
+    """Every setup the board's records span, and the ones `--setup` picks: the default (the one
+    with the most results) without it, all of them with `--setup all`."""
+    _sorted_rows(args, [])  # an unknown --sort column is an error even with nothing to sort
+    groups = group_setups(board_records(records))
+    wanted = getattr(args, "setup", None)
+    if not groups or wanted is None:
+        return groups, groups[:1]
+    if wanted.strip().lower() == "all":
+        return groups, groups
     try:
-        return sort_rows(build_rows(board_records(records), include_failed=include_failed), args.sort, args.reverse)
+        return groups, [find_setup(groups, wanted)]
+    except SetupNotFound as exc:
+        raise UserError(str(exc)) from None
+
+
+def _sorted_rows(args: argparse.Namespace, records: Sequence[ResultRecord], include_failed: bool = False) -> list[Row]:
+    """The rows of one setup's records (board_records already applied), sorted as asked."""
+    try:
+        return sort_rows(build_rows(records, include_failed=include_failed), args.sort, args.reverse)
     except ValueError as exc:  # an unknown column: sort_rows says which ones exist
         raise UserError(str(exc)) from None
+
+
+def _others_line(groups: Sequence[SetupGroup], shown: SetupGroup, command: str) -> str | None:
+    """Where the results not shown are: a board never hides other setups silently."""
+    others = [g for g in groups if g is not shown]
+    if not others:
+        return None
+    n = sum(len(g.records) for g in others)
+    return (f"{n} result{'s' if n != 1 else ''} in {len(others)} other setup{'s' if len(others) != 1 else ''}: "
+            f"{command} --setup all shows every setup, --setup N one of them")
 
 
 # Columns in the order they are given up when the terminal is too narrow to show all of them:
@@ -229,14 +257,72 @@ def print_board(rows: Sequence[Row], title: str = "Leaderboard") -> None:
         console.print(f"[dim]{hidden} columns hidden at this width (qtui export -f md shows all)[/]")
 
 
+def print_unranked(rows: Sequence[Row], records: Sequence[ResultRecord]) -> None:
+    """Failed and cancelled runs of a setup, apart from its ranking: they have no place in it."""
+    why = {r.id: (r.failure or {}).get("reason") or "" for r in records}
+    t = Table(title="Not ranked: failed or cancelled", box=None, header_style="bold")
+    for title in ("Model", "Quant", "Status", "Why"):
+        t.add_column(title, no_wrap=title != "Why", max_width=44 if title == "Model" else None)
+    for r in rows:
+        t.add_row(r.model, r.quant or "?", r.status, why.get(r.id, ""), style="red")
+    console.print(t)
+
+
 def cmd_results(args: argparse.Namespace) -> int:
-    print_board(_sorted_rows(args, _records(args), include_failed=args.failed))
+    groups, chosen = _setups(args, _records(args))
+    if not groups:
+        print_board([])
+        return 0
+    for i, g in enumerate(chosen):
+        if i:
+            console.print()
+        rows = _sorted_rows(args, g.records, include_failed=True)
+        ranked = [r for r in rows if r.status == "done"]
+        apart = [r for r in rows if r.status != "done"]
+        title = f"Setup {g.number} of {len(groups)}: {g.label}" if len(groups) > 1 else f"Leaderboard · {g.label}"
+        # The setup on a line of its own, above the table: a table's title wraps to its width.
+        console.print(title if ranked else f"{title}: no finished runs", style="bold", markup=False, soft_wrap=True)
+        if ranked:
+            print_board(ranked, title="")
+        if apart and args.failed:
+            print_unranked(apart, g.records)
+        elif apart:
+            n = len(apart)
+            console.print(f"{n} failed or cancelled run{'s' if n != 1 else ''} on this setup, not ranked "
+                          "(--failed lists them)", style="dim", markup=False)
+    line = _others_line(groups, chosen[0], "qtui results") if len(chosen) == 1 else None
+    if line:
+        console.print(line, markup=False, soft_wrap=True)
     return 0
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    records = _records(args)
-    text = export(args.format, _sorted_rows(args, records), records)
+    groups, chosen = _setups(args, _records(args))
+    if len(chosen) > 1 and args.format != "md":
+        raise UserError(f"--setup all writes one table per setup, which only Markdown holds (-f md); "
+                        f"export {args.format} one setup at a time with --setup N")
+    # Failed and cancelled runs travel in CSV and JSON (their status says so, they have no score);
+    # a Markdown table or a plot holds the ranking only.
+    carries_failed = args.format in ("csv", "json")
+    parts: list[str] = []
+    for g in chosen:
+        rows = _sorted_rows(args, g.records, include_failed=True)
+        ranked = [r for r in rows if r.status == "done"]
+        kept = ranked + [r for r in rows if r.status != "done"] if carries_failed else ranked
+        if len(chosen) > 1:
+            parts.append(to_markdown(kept, g.records, title=f"KLD leaderboard · setup {g.number}: {g.label}"))
+        else:
+            parts.append(export(args.format, kept, g.records))
+        if len(kept) < len(rows):
+            n = len(rows) - len(kept)
+            err_console.print(f"{n} failed or cancelled run{'s' if n != 1 else ''} of setup {g.number} not in the "
+                              f"{args.format} table (csv and json carry them)", markup=False, soft_wrap=True)
+    text = "\n".join(parts) if parts else export(args.format, [], [])
+    if len(chosen) == 1:
+        err_console.print(f"setup {chosen[0].number}: {chosen[0].label}", markup=False, soft_wrap=True)
+        line = _others_line(groups, chosen[0], "qtui export")
+        if line:
+            err_console.print(line, markup=False, soft_wrap=True)
     if args.file:
         try:
             args.file.write_text(text, encoding="utf-8")
