@@ -24,7 +24,10 @@ from qtui.core.jobs.queue import FINISHED, Job, JobQueue, JobStatus
 from qtui.core.llama.basefile import BaseFileError, check_base_file
 from qtui.core.llama.parser import ParseResult, parse_transcript
 from qtui.core.llama.stats import FinalStats
+from qtui.core.llama.tokendump import JOB_FILE, TokenDumpError
+from qtui.core.results.chunks import running_means_field
 from qtui.core.results.store import ResultRecord, ResultStore, new_id
+from qtui.core.results.tokens import exact_chunk_field, store_tokens
 
 # The figures a leaderboard row is made of: if one of them is nan/inf, the row means nothing.
 KEY_STATS = (("kld_mean", "KLD"), ("ppl_q", "PPL"), ("ppl_ratio", "PPL ratio"),
@@ -178,13 +181,29 @@ def finalize_job(queue: JobQueue, job_id: str, exit_code: int | None) -> ResultR
             "stderr_tail": parsed.failed.stderr_tail if parsed.failed else _tail(job.stderr_path),
         },
         job_id=job.id,
+        chunk_kld=running_means_field(parsed.progress) if job.spec.kind == "kld" else None,
     )
     if job.spec.kind == "base" and parsed.base_estimate is not None:
         est = FinalStats(ppl_base=parsed.base_estimate.ppl, ppl_base_err=parsed.base_estimate.ppl_err).to_dict()
         record.stats = {k: est[k] for k in ("ppl_base", "ppl_base_err")}  # nan-safe, like every stat
+    if job.spec.kind == "kld":
+        _keep_tokens(queue, job, record)
     ResultStore(queue.data_dir).save(record)
     queue.update(job.id, status=status, reason=reason, exit_code=exit_code, ended_at=ended, result_id=record.id)
     return record
+
+
+def _keep_tokens(queue: JobQueue, job: Job, record: ResultRecord) -> None:
+    """Store the per-token data the run left (qtui's own builds write it; a cancelled run keeps
+    its finished chunks too) and take the record's per-chunk series from it, exact. Without it
+    the series stays the one derived from the printed running means: never a reason to lose the
+    result itself, so a damaged dump or a failed write only costs the exact series."""
+    try:
+        dump = store_tokens(ResultStore(queue.data_dir).root, record.id, job.dir / JOB_FILE)
+    except (TokenDumpError, OSError):
+        return
+    if dump is not None:
+        record.chunk_kld = exact_chunk_field(dump, record.id)
 
 
 def mark_failed(queue: JobQueue, job_id: str, reason: str) -> None:

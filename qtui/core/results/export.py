@@ -22,8 +22,10 @@ if TYPE_CHECKING:
 
 FORMATS = ("csv", "json", "md", "svg")
 COLUMN_KEYS = [c.key for c in COLUMNS]
-# CSV: the leaderboard's columns, then the run's status and where the figures come from
-CSV_KEYS = [*COLUMN_KEYS, "kld_status", "path", "source"]
+# CSV: the leaderboard's columns, then the run's status and where the figures come from; the
+# rank and the paired comparison with the next row come last, so older columns keep their place
+PAIRED_KEYS = ["rank", "next_id", "next_diff", "next_low", "next_high", "next_chunks", "next_verdict", "chunk_data"]
+CSV_KEYS = [*(k for k in COLUMN_KEYS if k != "rank"), "kld_status", "path", "source", *PAIRED_KEYS]
 
 
 def board_frame(rows: Sequence[Row]) -> pd.DataFrame:
@@ -38,9 +40,51 @@ def board_frame(rows: Sequence[Row]) -> pd.DataFrame:
     return pd.DataFrame([[getattr(r, k) for k in keys] for r in rows], columns=keys, dtype=object)
 
 
+def vs_next(row: Row) -> dict[str, Any] | None:
+    """The paired comparison of a row with the next one down its setup's ranking, for JSON.
+
+    `diff` is the next row's mean KLD minus this row's over the chunks both have (positive:
+    the next one is further from the base), `low`..`high` its 95 % interval.
+    """
+    sep = row.vs_next
+    if sep is None or row.next_id is None:
+        return None
+    out: dict[str, Any] = {"next_id": row.next_id, "verdict": sep.verdict, "words": sep.words}
+    if sep.diff is not None:
+        d = sep.diff
+        out.update(diff=d.mean, low=d.low, high=d.high, level=d.level, n_chunks=d.n, p=d.p,
+                   precision=d.precision, data="exact" if d.exact else "derived")
+    return out
+
+
+def _paired_cells(row: Row) -> list[Any]:
+    nxt = vs_next(row) or {}
+    return [row.rank, nxt.get("next_id"), nxt.get("diff"), nxt.get("low"), nxt.get("high"), nxt.get("n_chunks"),
+            nxt.get("verdict"), row.chunk_data]
+
+
 def to_csv(rows: Sequence[Row]) -> str:
     frame = board_frame(rows).rename(columns={"status": "kld_status"})
+    paired = [_paired_cells(r) for r in rows]
+    for j, key in enumerate(PAIRED_KEYS):
+        frame[key] = [cells[j] for cells in paired]
     return str(frame.to_csv(columns=CSV_KEYS, index=False, lineterminator="\n"))
+
+
+def json_rows(rows: Sequence[Row]) -> list[dict[str, Any]]:
+    """The rows as JSON objects: the columns, id and status, the kind of per-chunk data, and the
+    paired comparisons with the neighbours in the ranking (vs_prev: this row minus the one ranked
+    just above it; vs_next: the one just below minus this row)."""
+    table = board_frame(rows)[[*COLUMN_KEYS, "id", "status"]]
+    listed = [{str(k): v for k, v in item.items()} for item in table.to_dict(orient="records")]
+    above = {r.next_id: r for r in rows if r.next_id is not None}
+    for item, row in zip(listed, rows):
+        prev = above.get(row.id)
+        back = vs_next(prev) if prev is not None else None
+        if back is not None and prev is not None:
+            back = {"prev_id": prev.id, **{k: v for k, v in back.items() if k != "next_id"}}
+        item.update(chunk_data=row.chunk_data, vs_prev=back, vs_next=vs_next(row))
+    return listed
 
 
 def to_json(rows: Sequence[Row], records: Iterable[ResultRecord]) -> str:
@@ -48,7 +92,7 @@ def to_json(rows: Sequence[Row], records: Iterable[ResultRecord]) -> str:
     table = board_frame(rows)[[*COLUMN_KEYS, "id", "status"]]
     payload = {
         "generator": f"qtui {__version__}",
-        "rows": table.to_dict(orient="records"),
+        "rows": json_rows(rows),
         "records": [by_id[i].to_dict() for i in table["id"] if i in by_id],
     }
     return json.dumps(payload, indent=2, allow_nan=False) + "\n"
@@ -84,14 +128,31 @@ def to_markdown(rows: Sequence[Row], records: Iterable[ResultRecord] = (), title
     # the mean KLD carries its uncertainty in the same cell, as posted showdowns write it
     cells["kld"] = cells["kld"] + table["kld_err"].map(lambda e: "" if e is None else f" ± {e:.6f}")
     text = table[[]].assign(**cells).map(lambda s: s.replace("|", "\\|"))
-    head = "| # | " + " | ".join(c.title for c in cols) + " |"
-    sep = "|---|" + "|".join("---" if formats.align(c.key) == "left" else "---:" for c in cols) + "|"
+    names = {r.id: r.quant or r.model for r in rows}
+    text = text.assign(vs_next=[_next_cell(r, names) for r in rows])
+    head = "| # | " + " | ".join(c.title for c in cols) + " | vs next-ranked (95 %) |"
+    sep = "|---|" + "|".join("---" if formats.align(c.key) == "left" else "---:" for c in cols) + "|---|"
     body = [f"| {i} | " + " | ".join(line) + " |" for i, line in enumerate(text.itertuples(index=False), 1)]
     notes = ["", "Lower KLD = closer to the base. Eff. = distance to (0 size, 0 KLD) after min-max scaling over "
-             "these rows (lower is better); ★ = on the size/KLD Pareto front; ? = not measured or not published."]
+             "these rows (lower is better); ★ = on the size/KLD Pareto front; ? = not measured or not published.",
+             "Rank 3-5 = neighbours not separated at 95 %. vs next-ranked = the next-ranked row's mean KLD minus "
+             "this one's over the chunks both ran, with its 95 % interval (paired by chunk, Holm over the neighbours)."]
     notes += [f"- {line}" for line in provenance(records)]
     notes.append(f"\n_Made with qtui {__version__} (llama-perplexity --kl-divergence)._")
     return "\n".join([f"### {title}", "", head, sep, *body, *notes]) + "\n"
+
+
+def _next_cell(row: Row, names: dict[str, str]) -> str:
+    sep = row.vs_next
+    if sep is None or row.next_id is None:
+        return ""
+    other = names.get(row.next_id, row.next_id)
+    if sep.diff is None:
+        text = f"{other}: {sep.words}"
+    else:
+        d = sep.diff
+        text = f"{other}: {d.mean:+.6f} [{d.low:+.6f}, {d.high:+.6f}] {sep.words}, {d.n} chunks"
+    return text.replace("|", "\\|")
 
 
 def to_svg(rows: Sequence[Row], title: str = "Size vs mean KLD", width: int = 760, height: int = 440) -> str:

@@ -11,11 +11,13 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from qtui.core import formats
+from qtui.core.results.chunks import ChunkSeries, chunk_series
+from qtui.core.results.paired import Separation, adjacent_separations, rank_ranges
 from qtui.core.results.ranking import GIB, Point, efficiency, model_label, number, pareto, setup_key, size_gib
 from qtui.core.results.store import ResultRecord
 
 __all__ = ["COLUMNS", "COLUMN_KEYS", "GIB", "Column", "Row", "board_records", "build_rows", "efficiency_scores",
-           "format_cell", "pareto_front", "row_from_record", "setup_key", "sort_rows"]
+           "format_cell", "pareto_front", "rank_rows", "row_from_record", "setup_key", "sort_rows"]
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,13 @@ class Row:
     score: float | None = None
     pareto: bool = False
     source: str = "qtui"
+    rank: str | None = None
+    """place in the KLD ranking of its setup: '3', or '3-5' for neighbours not separated"""
+    vs_next: Separation | None = None
+    """paired comparison with the next row down the ranking (next_id)"""
+    next_id: str | None = None
+    chunk_data: str | None = None
+    """'exact' or 'derived' (from the printed running means); None without per-chunk data"""
 
 
 @dataclass(frozen=True)
@@ -69,6 +78,8 @@ COLUMNS: tuple[Column, ...] = (
     Column("ppl_ratio", "PPL ratio", _num(4), "PPL(Q)/PPL(base)"),
     Column("kld", "Mean KLD", _num(6), "mean KL divergence from the base (lower = closer)"),
     Column("kld_err", "±", _num(6), "uncertainty of the mean KLD"),
+    Column("rank", "Rank", _text, "place by mean KLD within the setup; neighbours not separated at 95 % "
+           "(paired by chunk, Holm over the neighbours) share a range such as 3-5"),
     Column("kld_p99", "KLD 99%", _num(5), "99th percentile KLD (tail)"),
     Column("kld_p999", "KLD 99.9%", _num(5), "99.9th percentile KLD"),
     Column("kld_max", "Max KLD", _num(4), "maximum KLD"),
@@ -138,7 +149,31 @@ def build_rows(records: Iterable[ResultRecord], include_failed: bool = False) ->
         ranked = [rows[i] for i in members]
         for i, s, f in zip(members, efficiency_scores(ranked), pareto_front(ranked)):
             scores[i], front[i] = s, f
-    return [replace(r, score=s, pareto=f) for r, s, f in zip(rows, scores, front)]
+    return rank_rows(kept, [replace(r, score=s, pareto=f) for r, s, f in zip(rows, scores, front)])
+
+
+def rank_rows(records: Sequence[ResultRecord], rows: Sequence[Row]) -> list[Row]:
+    """Rank ranges and paired separations, within each setup, of rows made from `records`
+    (one row per record, same order).
+
+    Finished rows with a mean KLD are ranked by it; each is compared with the next one down
+    over their common chunks, Holm across the setup's V-1 neighbours. Neighbours without
+    per-chunk data in common are never called separated.
+    """
+    series: list[ChunkSeries | None] = [chunk_series(rec) for rec in records]
+    out = [replace(r, chunk_data=s.kind if s is not None else None) for r, s in zip(rows, series)]
+    groups: dict[tuple[Any, ...], list[int]] = {}
+    for i, (rec, row) in enumerate(zip(records, rows)):
+        if row.status == "done" and row.kld is not None:
+            groups.setdefault(setup_key(rec), []).append(i)
+    for members in groups.values():
+        order = sorted(members, key=lambda i: (rows[i].kld or 0.0, rows[i].id))
+        seps = adjacent_separations([series[i] for i in order])
+        for pos, (i, rank) in enumerate(zip(order, rank_ranges(seps))):
+            nxt = order[pos + 1] if pos + 1 < len(order) else None
+            out[i] = replace(out[i], rank=rank, vs_next=seps[pos] if nxt is not None else None,
+                             next_id=rows[nxt].id if nxt is not None else None)
+    return out
 
 
 def board_records(records: Sequence[ResultRecord]) -> list[ResultRecord]:
@@ -190,10 +225,18 @@ def sort_rows(rows: Iterable[Row], key: str = "kld", reverse: bool = False) -> l
 
     def k(r: Row) -> Any:
         v = getattr(r, key)
+        if key == "rank":
+            return _rank_order(v)
         return v.lower() if isinstance(v, str) else v
 
     known.sort(key=k, reverse=reverse)
     return known + unknown
+
+
+def _rank_order(rank: str) -> tuple[int, int]:
+    """'3-5' sorts as (3, 5): numbers, not text ('10' after '9')."""
+    lo, _, hi = rank.partition("-")
+    return int(lo), int(hi or lo)
 
 
 def format_cell(column: Column | str, row: Row) -> str:

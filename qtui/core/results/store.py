@@ -50,6 +50,9 @@ class ResultRecord:
     source: dict[str, Any] = field(default_factory=lambda: {"type": "qtui"})
     """where the figures come from: qtui run, imported log, or a published post (with its URL)"""
     job_id: str | None = None
+    chunk_kld: dict[str, Any] | None = None
+    """per-chunk KLD: {"kind": "running", "decimals": 5, "rows": [[chunk, running mean], ...]} as
+    printed (see results/chunks.py), or {"kind": "exact", "rows": [[chunk, mean], ...]}"""
     schema: int = SCHEMA
 
     @property
