@@ -624,6 +624,7 @@ def test_board_hides_failures_that_were_retried_with_success() -> None:
 async def test_second_start_reuses_the_pending_base_job(app_factory, tmp_path: Path) -> None:
     from gguf_builders import F16, dense_tensors, write_model
 
+    from qtui.ui.widgets.queue import QueueView
     from tests.ui.conftest import N_VOCAB
 
     d = tmp_path / "slow-base"
@@ -639,6 +640,10 @@ async def test_second_start_reuses_the_pending_base_job(app_factory, tmp_path: P
         ml.table.move_cursor(row=names.index("tiny-Q4_0.gguf"))
         await pilot.press("space", "s")
         await wait_for(pilot, lambda: status_of(app, "tiny-Q4_0.gguf") is not None, what="the first start")
+        # The start moves to the Runs tab once it is queued: wait for that, as a person sees it,
+        # before going back (else the move can come after "1" and take the keys meant for Models).
+        await wait_for(pilot, lambda: app.screen.query_one("#tabs").active == "runs"
+                       and app.focused is app.screen.query_one(QueueView).table, 10, "the Runs tab after the start")
         await pilot.press("1")
         ml.table.move_cursor(row=names.index("tiny-Q8_0.gguf"))
         await pilot.press("space", "s")
