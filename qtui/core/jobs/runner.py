@@ -10,6 +10,7 @@ from typing import IO
 
 from qtui.core.jobs.procs import alive, signal_group
 from qtui.core.jobs.queue import TERM_GRACE_S, Job, JobQueue
+from qtui.core.llama.tokendump import DUMP_ENV, JOB_FILE
 
 POLL_S = 0.25
 
@@ -17,8 +18,12 @@ POLL_S = 0.25
 def start_child(job: Job, env: dict[str, str]) -> subprocess.Popen[bytes]:
     """Start the job's command in its own session. Raises OSError (no binary, disk full...)."""
     out: IO[bytes]
-    for old in (job.stdout_path, job.stderr_path):
+    for old in (job.stdout_path, job.stderr_path, job.dir / JOB_FILE):
         old.unlink(missing_ok=True)  # fresh files (new inodes): watchers notice a re-run
+    # qtui's own builds write per-token data where this names (others ignore it): see tokendump.py
+    env = {k: v for k, v in env.items() if k != DUMP_ENV}
+    if job.spec.kind == "kld":
+        env[DUMP_ENV] = str(job.dir / JOB_FILE)
     with open(job.stdout_path, "wb") as out, open(job.stderr_path, "wb") as err:
         return subprocess.Popen(
             job.spec.argv,

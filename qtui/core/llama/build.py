@@ -13,10 +13,14 @@ CMake build trees hold absolute paths (CMakeCache, rpaths), so a build cannot be
 temporary folder and renamed; instead the stamp is written only after verification, and a
 killed build is simply resumed (cmake rebuilds incrementally).
 
-One patch is applied to the source (see apply_patches): recent llama.cpp (e.g. the one in
+Two patches are applied to the source (see apply_patches). Recent llama.cpp (e.g. the one in
 llama-cpp-python 0.3.36) leaks its log singleton on purpose (llama.cpp issue 22142), so a
 process can exit before the log thread has written the last lines -- the KLD final statistics. On a busy 2-core box 13 of 20 unpatched
-runs lost them. qtui's builds drain the logger at exit.
+runs lost them. qtui's builds drain the logger at exit. And `kl_divergence()` writes the
+per-token KLD and delta-p values of every chunk to the file that QTUI_KLD_DUMP names (format in
+tokendump.py): exact statistics over any set of chunks, instead of per-chunk values derived from
+rounded running means. Each patch is applied only where its anchors are found verbatim; a tree
+they do not fit is built unpatched (its runs simply have no per-token data).
 """
 
 from __future__ import annotations
@@ -45,7 +49,7 @@ BASE_CMAKE_ARGS = ("-DCMAKE_BUILD_TYPE=Release", "-DLLAMA_CURL=OFF", "-DLLAMA_BU
 Progress = Callable[[str, "float | None"], None]
 
 # Bump when the recipe (cmake args, patches) changes: older stamps are rebuilt incrementally.
-RECIPE = 2
+RECIPE = 3
 LOG_PATCH = "log-drain-at-exit"
 _LOG_LEAK = "        log = new common_log;\n"
 _LOG_FIX = (
@@ -54,6 +58,51 @@ _LOG_FIX = (
     "        // qtui patch: drain the leaked logger at exit, or the last lines can be lost\n"
     "        std::atexit([]() { log->pause(); });\n"
     "#endif\n"
+)
+
+
+TOKENS_PATCH = "per-token-dump"
+TOKENS_FILE = Path("tools") / "perplexity" / "perplexity.cpp"
+# (anchor, replacement) pairs for tools/perplexity/perplexity.cpp, applied in order. With the
+# environment variable set, kl_divergence() appends each chunk's per-token KLD and delta-p values
+# (and its same-top count) to the named file as soon as the chunk is computed, flushed per pass,
+# so a run killed midway still leaves every finished pass. Format: qtui/core/llama/tokendump.py.
+_TOKENS_EDITS = (
+    ("#include <cstdio>\n", "#include <cstdio>\n#include <cstdlib> // qtui patch: getenv\n"),
+    ("    auto p_diff_ptr = p_diff_values.data();\n",
+     "    auto p_diff_ptr = p_diff_values.data();\n"
+     "\n"
+     "    // qtui patch: per-token dump; header \"QTUIKLD\\0\", uint32 version, n_ctx, tokens per chunk,\n"
+     "    // n_chunk; then per chunk: uint32 chunk, n, n_same_top, float32 kld[n], float32 dp[n]\n"
+     "    struct qtui_file { FILE * f = nullptr; ~qtui_file() { if (f) { fclose(f); } } } qtui_dump;\n"
+     "    if (const char * qtui_path = getenv(\"QTUI_KLD_DUMP\")) {\n"
+     "        qtui_dump.f = fopen(qtui_path, \"wb\");\n"
+     "        if (qtui_dump.f) {\n"
+     "            const uint32_t qtui_hdr[4] = {1u, uint32_t(n_ctx), uint32_t(n_ctx - 1 - n_ctx/2), uint32_t(n_chunk)};\n"
+     "            fwrite(\"QTUIKLD\", 1, 8, qtui_dump.f);\n"
+     "            fwrite(qtui_hdr, sizeof(uint32_t), 4, qtui_dump.f);\n"
+     "            fflush(qtui_dump.f);\n"
+     "        } else {\n"
+     "            LOG_WRN(\"%s: qtui: per-token dump not written, cannot create %s\\n\", __func__, qtui_path);\n"
+     "        }\n"
+     "    }\n"),
+    ("            process_logits(n_vocab, all_logits, tokens.data() + start + seq*n_ctx + first, n_ctx - 1 - first,\n"
+     "                    workers, log_probs_uint16, kld, kld_ptr, p_diff_ptr);\n",
+     "            const size_t qtui_same_before = kld.n_same_top; // qtui patch\n"
+     "            process_logits(n_vocab, all_logits, tokens.data() + start + seq*n_ctx + first, n_ctx - 1 - first,\n"
+     "                    workers, log_probs_uint16, kld, kld_ptr, p_diff_ptr);\n"
+     "            if (qtui_dump.f) {\n"
+     "                const uint32_t qtui_n = uint32_t(n_ctx - 1 - first);\n"
+     "                const uint32_t qtui_rec[3] = {uint32_t(i + seq), qtui_n, uint32_t(kld.n_same_top - qtui_same_before)};\n"
+     "                fwrite(qtui_rec, sizeof(uint32_t), 3, qtui_dump.f);\n"
+     "                fwrite(kld_ptr, sizeof(float), qtui_n, qtui_dump.f);\n"
+     "                fwrite(p_diff_ptr, sizeof(float), qtui_n, qtui_dump.f);\n"
+     "            }\n"),
+    ("        logits.clear();\n    }\n\n    LOG(\"\\n\");\n\n    if (kld.count < 100) return;",
+     "        if (qtui_dump.f) {\n"
+     "            fflush(qtui_dump.f); // qtui patch: a killed run keeps every finished pass\n"
+     "        }\n"
+     "        logits.clear();\n    }\n\n    LOG(\"\\n\");\n\n    if (kld.count < 100) return;"),
 )
 
 
@@ -249,22 +298,61 @@ def _adopted_cmake_args(d: Path) -> list[str] | None:
 
 def apply_patches(src: Path) -> tuple[list[str], bool]:
     """Apply qtui's source patches; returns (patches in effect, whether a file changed now)."""
+    patches: list[str] = []
+    changed = False
+    for name, patch in ((LOG_PATCH, _patch_log), (TOKENS_PATCH, _patch_tokens)):
+        state = patch(src)
+        if state is not None:
+            patches.append(name)
+            changed = changed or state
+    return patches, changed
+
+
+def _write_source(path: Path, text: str) -> None:
+    # Replaced whole: a killed qtui never leaves a half-patched source behind.
+    tmp = path.with_name(path.name + ".qtui-partial")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _patch_log(src: Path) -> bool | None:
+    """None: not applicable; False: applied before; True: applied now."""
     log_cpp = src / "common" / "log.cpp"
     try:
         text = log_cpp.read_text()
     except OSError:
-        return [], False
+        return None
     if _LOG_FIX in text:
-        return [LOG_PATCH], False
+        return False
     if _LOG_LEAK in text and "std::call_once" in text:
-        log_cpp.write_text(text.replace(_LOG_LEAK, _LOG_FIX, 1))
-        return [LOG_PATCH], True
-    return [], False  # older builds keep a static logger that is destroyed (drained) at exit
+        _write_source(log_cpp, text.replace(_LOG_LEAK, _LOG_FIX, 1))
+        return True
+    return None  # older builds keep a static logger that is destroyed (drained) at exit
 
 
-def _binaries_older_than(d: Path, src_file: Path) -> bool:
+def _patch_tokens(src: Path) -> bool | None:
+    """The per-token dump in kl_divergence(); None where the code differs from what it expects."""
+    path = src / TOKENS_FILE
     try:
-        newest_src = src_file.stat().st_mtime
+        text = path.read_text()
+    except OSError:
+        return None
+    if _TOKENS_EDITS[1][1] in text:
+        return False
+    if any(text.count(anchor) != 1 for anchor, _ in _TOKENS_EDITS):
+        return None
+    for anchor, new in _TOKENS_EDITS:
+        text = text.replace(anchor, new, 1)
+    _write_source(path, text)
+    return True
+
+
+_PATCHED_FILES = {LOG_PATCH: Path("common") / "log.cpp", TOKENS_PATCH: TOKENS_FILE}
+
+
+def _binaries_older_than(d: Path, *src_files: Path) -> bool:
+    try:
+        newest_src = max((f.stat().st_mtime for f in src_files), default=0.0)
         return any((d / "build" / "bin" / t).stat().st_mtime < newest_src for t in TOOL_NAMES)
     except OSError:
         return True
@@ -335,7 +423,7 @@ def setup_llama(version: str = DEFAULT_VERSION, cuda: bool | None = None, cuda_a
         patches, changed = apply_patches(src) if (src / "CMakeLists.txt").is_file() else ([], False)
         # A complete, up-to-date tree without a current stamp (built by hand, or by a qtui
         # killed while verifying): verify and adopt it instead of spending minutes rebuilding.
-        fresh = not changed and not (patches and _binaries_older_than(d, src / "common" / "log.cpp"))
+        fresh = not changed and not (patches and _binaries_older_than(d, *(src / _PATCHED_FILES[p] for p in patches)))
         if not force and fresh and all((bins / t).is_file() for t in TOOL_NAMES):
             report("verify", None)
             try:

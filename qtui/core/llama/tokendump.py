@@ -28,6 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 DUMP_ENV = "QTUI_KLD_DUMP"
+JOB_FILE = "tokens.dump"
+"""the dump's name in a job's folder"""
 MAGIC = b"QTUIKLD\0"
 VERSION = 1
 HEADER = struct.Struct("<8s4I")
