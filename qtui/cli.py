@@ -100,6 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--failed", action="store_true", help="list failed and cancelled runs (apart from the ranking)")
     p.add_argument("--setup", metavar="N|ID|all", help=SETUP_HELP)
     p.add_argument("--from", dest="source", type=Path, metavar="PATH", help="read results from PATH instead of the store")
+    p.add_argument("--json", action="store_true", help="print the rows as JSON, with rank ranges and the paired "
+                   "intervals to the neighbours in the ranking")
     _add_common(p)
 
     p = sub.add_parser("export", help="write the leaderboard as CSV, JSON, Markdown or SVG")

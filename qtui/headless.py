@@ -216,7 +216,7 @@ def _others_line(groups: Sequence[SetupGroup], shown: SetupGroup, command: str) 
 
 # Columns in the order they are given up when the terminal is too narrow to show all of them:
 # a readable table of the essentials beats every column cut to "0.…".
-_PRIORITY = ("model", "quantizer", "quant", "kld", "size_gib", "kld_err", "kld_p99", "bpw", "same_top", "ppl_ratio", "score",
+_PRIORITY = ("model", "quantizer", "quant", "kld", "rank", "size_gib", "kld_err", "kld_p99", "bpw", "same_top", "ppl_ratio", "score",
              "pareto", "ppl_q", "kld_p999", "kld_max", "dp_rms", "duration_s")
 
 
@@ -270,6 +270,9 @@ def print_unranked(rows: Sequence[Row], records: Sequence[ResultRecord]) -> None
 
 def cmd_results(args: argparse.Namespace) -> int:
     groups, chosen = _setups(args, _records(args))
+    if getattr(args, "json", False):
+        print_results_json(args, chosen)
+        return 0
     if not groups:
         print_board([])
         return 0
@@ -294,6 +297,20 @@ def cmd_results(args: argparse.Namespace) -> int:
     if line:
         console.print(line, markup=False, soft_wrap=True)
     return 0
+
+
+def print_results_json(args: argparse.Namespace, chosen: Sequence[SetupGroup]) -> None:
+    """`qtui results --json`: per setup, its rows as sorted, each with its rank range and the paired
+    intervals to its neighbours in the ranking (failed and cancelled rows with --failed, unranked)."""
+    from qtui import __version__
+    from qtui.core.results.export import json_rows
+
+    setups = []
+    for g in chosen:
+        rows = _sorted_rows(args, g.records, include_failed=args.failed)
+        setups.append({"number": g.number, "id": g.id, "label": g.label, "rows": json_rows(rows)})
+    payload = {"generator": f"qtui {__version__}", "setups": setups}
+    sys.stdout.write(json.dumps(payload, indent=2, allow_nan=False) + "\n")
 
 
 def cmd_export(args: argparse.Namespace) -> int:
