@@ -26,6 +26,9 @@ MAIN_BINDINGS: list[BindingType] = [
 
 BOARD_BINDINGS: list[BindingType] = [
     Binding("l", "log_scale", "Log", tooltip="Log-scale KLD axis in the scatter plot"),
+    # One setup (base, corpus, -c, chunks, llama build) is ranked at a time: KLD across setups is not comparable.
+    Binding("u", "next_setup", "Setup", show=False, tooltip="Rank the next setup (base, corpus, -c, chunks, build)"),
+    Binding("U", "prev_setup", "Previous setup", show=False, tooltip="Rank the previous setup"),
     Binding("v", "view", "View", tooltip="Show table and plot, the table only, or the plot only", show=False),
     Binding("i", "details", "Info", tooltip="Everything stored about the selected result (also enter)",
             show=False),

@@ -152,7 +152,7 @@ async def test_sort_keys_cycle_and_reverse_with_unknowns_last() -> None:
     app = BoardApp()
     async with app.run_test(size=(100, 30)) as pilot:
         board = app.query_one(Leaderboard)
-        board.set_records(records(Q27) + records(Q35))
+        board.set_records(records(Q35))  # one setup: the board ranks one at a time
         await pilot.pause()
         # from Mean KLD, "<" twice: PPL ratio, then PPL(Q)
         await pilot.press("less_than_sign", "less_than_sign")

@@ -152,6 +152,14 @@ class BoardPane(Vertical):
     def action_details(self) -> None:
         self.post_message(self.DetailsRequested(self.query_one(Leaderboard).selected_id))
 
+    def action_next_setup(self, step: int = 1) -> None:
+        board = self.query_one(Leaderboard)
+        if not board.next_setup(step):
+            self.notify("every result on the board is from one setup", timeout=3)
+
+    def action_prev_setup(self) -> None:
+        self.action_next_setup(-1)
+
     @on(DataTable.RowSelected)
     def _row_selected(self, event: DataTable.RowSelected) -> None:
         event.stop()
@@ -308,7 +316,8 @@ class MainScreen(Screen[None]):
         self.host.wake_source()
 
     @on(Leaderboard.Selected)
-    def _board_selected(self, msg: Leaderboard.Selected) -> None:
+    @on(Leaderboard.SetupChanged)
+    def _board_selected(self, msg: Leaderboard.Selected | Leaderboard.SetupChanged) -> None:
         self._update_scatter()
 
     def _update_scatter(self) -> None:
@@ -332,7 +341,9 @@ class MainScreen(Screen[None]):
         if not rows:
             self.notify("nothing to export yet: no finished KLD runs", severity="warning")
             return
-        self.app.push_screen(ExportScreen(rows, self.records), self._exported)
+        # The setup shown, and its records only: an export never mixes setups.
+        ids = {r.id for r in rows}
+        self.app.push_screen(ExportScreen(rows, [r for r in self.records if r.id in ids]), self._exported)
 
     def _exported(self, path: Path | None) -> None:
         if path is not None:

@@ -3,6 +3,8 @@
 Rows come from qtui.core.results.leaderboard (build_rows/sort_rows), the same code the CLI and the
 exports rank with, so the screen, `qtui results` and an exported table always agree. The
 score and the Pareto flag are computed over the rows shown: they are relative to this set.
+One setup is shown at a time (results/setups.py; the default is the one with the most
+results), and its failed or cancelled runs sit below a "not ranked" line, outside the ranking.
 """
 
 from __future__ import annotations
@@ -24,11 +26,14 @@ from textual.widgets import DataTable, Static
 
 from qtui.core import formats
 from qtui.core.results.leaderboard import COLUMN_KEYS, COLUMNS, Column, Row, build_rows, format_cell, sort_rows
+from qtui.core.results.setups import SetupGroup, group_setups
 from qtui.core.results.store import ResultRecord
 
 ASC, DESC = "▲", "▼"
 # Columns where bigger is better start descending, so the first press shows the best first.
 DESCENDING_FIRST = frozenset({"same_top", "pareto"})
+# The key of the line between the ranking and the failed or cancelled runs shown below it.
+SEPARATOR = "\x00not-ranked"
 
 
 def natural_reverse(key: str) -> bool:
@@ -82,6 +87,16 @@ class Leaderboard(Widget, can_focus=False):
     Leaderboard.-no-caption > .leaderboard--caption {
         display: none;
     }
+    Leaderboard > .leaderboard--setup {
+        height: auto;
+        max-height: 2;
+        text-style: bold;
+        padding: 0 1;
+        display: none;
+    }
+    Leaderboard.-setups > .leaderboard--setup {
+        display: block;
+    }
     Leaderboard .leaderboard--failed { color: $error; text-style: bold; }
     Leaderboard .leaderboard--pareto { color: $success; text-style: bold; }
     """
@@ -103,6 +118,12 @@ class Leaderboard(Widget, can_focus=False):
 
         row_id: str | None
 
+    @dataclass
+    class SetupChanged(Message):
+        """Another setup is shown (the rows are all new)."""
+
+        setup_id: str | None
+
     def __init__(
         self,
         *,
@@ -123,8 +144,12 @@ class Leaderboard(Widget, can_focus=False):
         self.include_failed = include_failed
         self._columns: list[Column] = [c for k in keys for c in COLUMNS if c.key == k]
         self._records: list[ResultRecord] = []
+        self._groups: list[SetupGroup] = []
+        self._setup_id: str | None = None
+        """the setup the user switched to; None: the default (the one with the most results)"""
         self._rows: list[Row] = []
         self._shown: dict[str, Row] = {}
+        self._separator = False
         self._selected_id: str | None = None
         self._pending = False
         if not show_caption:
@@ -144,11 +169,36 @@ class Leaderboard(Widget, can_focus=False):
     def table(self) -> DataTable[Text]:
         return self.query_one(_Table)
 
+    @property
+    def setups(self) -> list[SetupGroup]:
+        """Every setup the records span, the default first."""
+        return list(self._groups)
+
+    @property
+    def setup(self) -> SetupGroup | None:
+        """The setup shown: one at a time, since KLD of different setups is not comparable."""
+        return next((g for g in self._groups if g.id == self._setup_id), self._groups[0] if self._groups else None)
+
     def set_records(self, records: Sequence[ResultRecord]) -> None:
-        """Show these records (replacing the previous set), keeping the cursor on its row."""
-        self._records = list(records)
+        """Show these records (replacing the previous set), keeping the setup and the cursor's row."""
+        self._groups = group_setups(records)
+        self._show_setup()
+
+    def next_setup(self, step: int = 1) -> bool:
+        """Show the next (step=-1: previous) setup; False when there is no other one."""
+        current = self.setup
+        if current is None or len(self._groups) < 2:
+            return False
+        self._setup_id = self._groups[(self._groups.index(current) + step) % len(self._groups)].id
+        self._show_setup()
+        self.post_message(self.SetupChanged(self._setup_id))
+        return True
+
+    def _show_setup(self) -> None:
+        group = self.setup
+        self._records = list(group.records) if group is not None else []
         rows = build_rows(self._records, include_failed=self.include_failed)
-        self._rows = sort_rows(rows, self.sort_key, self.sort_reverse)
+        self._rows = _ranked_first(sort_rows(rows, self.sort_key, self.sort_reverse))
         if not self.is_mounted:
             self._pending = True
             return
@@ -212,6 +262,7 @@ class Leaderboard(Widget, can_focus=False):
             zebra_stripes=True,
         )
         table.fixed_columns = 1
+        yield Static("", classes="leaderboard--setup")
         yield table
         yield Static("", classes="leaderboard--caption")
 
@@ -287,6 +338,7 @@ class Leaderboard(Widget, can_focus=False):
                     for col, cell in zip(self._columns, self._cells(row, styles)):
                         table.update_cell(row.id, col.key, cell, update_width=True)
                 self._shown[row.id] = row
+            self._sync_separator()
             self._apply_order()
         self._update_caption()
         if first_fill:
@@ -305,8 +357,20 @@ class Leaderboard(Widget, can_focus=False):
                 for col, cell in zip(self._columns, self._cells(row, styles)):
                     table.update_cell(row.id, col.key, cell)
 
+    def _sync_separator(self) -> None:
+        """The line above the failed and cancelled runs: they are shown, never ranked."""
+        table = self.table
+        wanted = any(r.status != "done" for r in self._rows)
+        if wanted and not self._separator:
+            first = _IdText("── not ranked ──", style=Style(dim=True), no_wrap=True)
+            first.row_id = SEPARATOR
+            table.add_row(first, *[Text("") for _ in self._columns[1:]], key=SEPARATOR)
+        elif self._separator and not wanted:
+            table.remove_row(SEPARATOR)
+        self._separator = wanted
+
     def _resort(self) -> None:
-        self._rows = sort_rows(self._rows, self.sort_key, self.sort_reverse)
+        self._rows = _ranked_first(sort_rows(self._rows, self.sort_key, self.sort_reverse))
         if not self.is_mounted:
             return
         with self.app.batch_update():
@@ -318,7 +382,10 @@ class Leaderboard(Widget, can_focus=False):
     def _apply_order(self) -> None:
         table = self.table
         keep = self._selected_id
-        rank = {r.id: i for i, r in enumerate(self._rows)}
+        order = [r.id for r in self._rows]
+        if self._separator:
+            order.insert(sum(1 for r in self._rows if r.status == "done"), SEPARATOR)
+        rank = {rid: i for i, rid in enumerate(order)}
         # Not DataTable.sort on the column itself: it cannot keep unknown values last in
         # both directions, and it compares formatted text. The order is sort_rows'.
         table.sort("model", key=lambda cell: rank[cell.row_id])
@@ -338,7 +405,8 @@ class Leaderboard(Widget, can_focus=False):
         if table.row_count == 0:
             return None
         row = min(max(table.cursor_row, 0), table.row_count - 1)
-        return str(table.coordinate_to_cell_key(Coordinate(row, 0)).row_key.value)
+        key = str(table.coordinate_to_cell_key(Coordinate(row, 0)).row_key.value)
+        return None if key == SEPARATOR else key
 
     def _update_labels(self) -> None:
         table = self.table
@@ -380,8 +448,31 @@ class Leaderboard(Widget, can_focus=False):
         arrow = DESC if self.sort_reverse else ASC
         n = len(self._rows)
         count = "no results yet" if n == 0 else f"{n} row{'s' if n != 1 else ''}"
+        apart = sum(1 for r in self._rows if r.status != "done")
+        if apart:
+            count += f" ({apart} not ranked: failed or cancelled)"
         text = f"{count} · sorted by {col.title} {arrow} ({col.help}) · o/O: sort"
         try:
             self.query_one(".leaderboard--caption", Static).update(Text(text))
+            self._update_setup_line()
         except Exception:  # noqa: BLE001 - before compose
             pass
+
+    def _update_setup_line(self) -> None:
+        """Which setup is ranked and what the others hold; shown only when there are others."""
+        group = self.setup
+        several = group is not None and len(self._groups) > 1
+        self.set_class(several, "-setups")
+        if group is None or not several:
+            return
+        others = [g for g in self._groups if g is not group]
+        n = sum(len(g.records) for g in others)
+        # Two lines at most at 80 columns: what is ranked, then where the rest is.
+        text = (f"Setup {group.number}/{len(self._groups)}: {group.label} · {n} result{'s' if n != 1 else ''} in "
+                f"{len(others)} other setup{'s' if len(others) != 1 else ''} (u: next)")
+        self.query_one(".leaderboard--setup", Static).update(Text(text))
+
+
+def _ranked_first(rows: list[Row]) -> list[Row]:
+    """Finished runs in the sort order, then the failed and cancelled ones: never among the ranks."""
+    return [r for r in rows if r.status == "done"] + [r for r in rows if r.status != "done"]
