@@ -105,3 +105,11 @@ def test_find_setup_by_number_id_or_label_prefix() -> None:
         find_setup(groups, "m-F16")
     with pytest.raises(SetupNotFound, match="no setup matches 'zzz'"):
         find_setup(groups, "zzz")
+
+
+def test_the_results_table_numbers_setups_the_same_way() -> None:
+    from qtui.core.results.table import results_frame
+
+    frame = results_frame([run("done"), run("stopped", chunks=7, status="cancelled"),
+                           run("short", chunks=4, base_file="n4.kld"), run("ik", fork="ik_llama.cpp")])
+    assert frame["setup"].tolist() == [0, 0, 1, 2]

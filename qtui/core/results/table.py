@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from qtui.core.llama.stats import FinalStats
-from qtui.core.results.ranking import efficiency, model_label, number, pareto, setup_key, size_gib
+from qtui.core.results.ranking import efficiency, model_label, number, pareto, size_gib
+from qtui.core.results.setups import setup_keys
 from qtui.core.results.store import ResultRecord, load_records
 
 if TYPE_CHECKING:
@@ -58,7 +59,7 @@ FRAME_COLUMNS: tuple[tuple[str, str], ...] = (
     *((name, "as llama-perplexity printed it (percent for dp_* and same_top_err)") for name in OTHER_STATS),
     ("score", "efficiency: distance to (0 size, 0 KLD) after min-max scaling within the setup; lower is better"),
     ("pareto", "on the size/KLD Pareto front of its setup"),
-    ("setup", "measurement setup number (0, 1, ...; Int64): same base, corpus, context and source"),
+    ("setup", "measurement setup number (0, 1, ...; Int64): same base, corpus, context, chunk count, llama build family and source"),
     ("base", "base model label (or path)"),
     ("corpus", "corpus name"),
     ("corpus_sha256", "SHA-256 of the corpus file"),
@@ -89,8 +90,9 @@ def _int(d: dict[str, Any], key: str) -> int | None:
 
 
 def _setup_numbers(records: Sequence[ResultRecord]) -> list[int]:
+    # setup_keys, not setup_key: a cancelled run gets the number of its base file's setup
     seen: dict[tuple[Any, ...], int] = {}
-    return [seen.setdefault(setup_key(r), len(seen)) for r in records]
+    return [seen.setdefault(k, len(seen)) for k in setup_keys(records)]
 
 
 def _record_row(rec: ResultRecord, setup: int) -> dict[str, Any]:
