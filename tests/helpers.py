@@ -13,7 +13,6 @@ import os
 import struct
 import time
 from collections.abc import Callable
-from pathlib import Path
 from types import ModuleType
 from typing import NoReturn
 
@@ -22,10 +21,9 @@ import pytest
 from qtui.core.llama.basefile import (
     BaseFileError,
     BaseFileHeader,
-    chunk_records_bytes,
+    cut_window,
     expected_size,
     read_base_header,
-    tokens_bytes,
 )
 
 PathLike = str | os.PathLike[str]
@@ -87,48 +85,12 @@ def write_synthetic_base_file(path: PathLike, n_ctx: int, n_vocab: int, n_chunk:
             pos += n
 
 
-def _copy(src, dst, n: int, done: int, total: int, progress: Callable[[int, int], None] | None) -> int:  # type: ignore[no-untyped-def]
-    left = n
-    while left:
-        block = src.read(min(_BLOCK, left))
-        if not block:
-            raise BaseFileError(f"{src.name} ended while copying: it is truncated")
-        dst.write(block)
-        left -= len(block)
-        done += len(block)
-        if progress is not None:
-            progress(done, total)
-    return done
-
-
 def cut_base_file(src: PathLike, dst: PathLike, n_chunks: int,
                   progress: Callable[[int, int], None] | None = None) -> BaseFileHeader:
-    """Write a valid base file made of the first n_chunks chunks of src.
-
-    A KLD run processes every chunk of its base file (--chunks is ignored in that mode), so
-    the tests make smaller files this way to see what llama-perplexity does with them. Written
-    to dst + ".partial" and renamed, so dst is never a half-written file; progress(bytes_done,
-    bytes_total) is called after each block.
-    """
-    src_p, dst_p = Path(src), Path(dst)
-    head = read_base_header(src_p)
+    """Write a valid base file made of the first n_chunks chunks of src (qtui's cut_window on
+    [0, n_chunks)): the tests make smaller files this way to see what llama-perplexity does
+    with them."""
+    head = read_base_header(src)
     if not 1 <= n_chunks <= head.n_chunk:
-        raise BaseFileError(f"cannot cut {n_chunks} chunks from {src_p}: it has {head.n_chunk} (1..{head.n_chunk})")
-    if dst_p.exists() and dst_p.resolve() == src_p.resolve():
-        raise BaseFileError(f"cut_base_file: the destination is the source file {src_p}")
-    want = expected_size(head.n_ctx, head.n_vocab, n_chunks)
-    tmp = dst_p.with_name(dst_p.name + ".partial")
-    tok_keep = tokens_bytes(head.n_ctx, n_chunks)
-    rec_keep = n_chunks * chunk_records_bytes(head.n_ctx, head.n_vocab)
-    try:
-        with open(src_p, "rb") as fin, open(tmp, "wb") as fout:
-            fout.write(_HEADER.pack(MAGIC, head.n_ctx, head.n_vocab, n_chunks))
-            fin.seek(HEADER_SIZE)
-            done = _copy(fin, fout, tok_keep, HEADER_SIZE, want, progress)
-            fin.seek(HEADER_SIZE + tokens_bytes(head.n_ctx, head.n_chunk))
-            _copy(fin, fout, rec_keep, done, want, progress)
-        os.replace(tmp, dst_p)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return read_base_header(dst_p)
+        raise BaseFileError(f"cannot cut {n_chunks} chunks from {src}: it has {head.n_chunk} (1..{head.n_chunk})")
+    return cut_window(src, dst, 0, n_chunks, progress)

@@ -14,8 +14,12 @@ from __future__ import annotations
 
 import os
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+from qtui.core.fsutil import file_lock
 
 MAGIC = b"_logits_"
 HEADER_SIZE = 20
@@ -151,3 +155,87 @@ def check_base_file(path: PathLike, n_vocab: int | None = None,
             f"pass -c {header.n_ctx}"
         )
     return header
+
+
+
+# -- windows: a base file made of some of another's chunks -----------------------------------
+_COPY_BLOCK = 8 << 20
+
+
+def window_path(full: PathLike, a: int, b: int) -> Path:
+    """Where the window [a, b) (0-based chunks) of the base file `full` is kept: next to it, so
+    it is found again, and deleted with it by hand."""
+    p = Path(full)
+    return p.with_name(f"{p.name}.w{a}-{b}.kld")
+
+
+def _copy_range(fin: Any, fout: Any, n: int, done: int, total: int,
+                progress: Callable[[int, int], None] | None) -> int:
+    left = n
+    while left:
+        block = fin.read(min(_COPY_BLOCK, left))
+        if not block:
+            raise BaseFileError(f"{fin.name} ended while copying: it is truncated")
+        fout.write(block)
+        left -= len(block)
+        done += len(block)
+        if progress is not None:
+            progress(done, total)
+    return done
+
+
+def cut_window(src: PathLike, dst: PathLike, a: int, b: int,
+               progress: Callable[[int, int], None] | None = None) -> BaseFileHeader:
+    """Write a valid base file holding chunks [a, b) (0-based) of `src`: the header with
+    n_chunk = b - a, those chunks' tokens, then their log-prob records.
+
+    A KLD run processes every chunk of its base file (llama-perplexity ignores --chunks in that
+    mode), so a run on part of a corpus needs a base file of just that part. Runs on consecutive
+    windows concatenate, token for token, into the run on their union. Written to
+    `dst.partial` and renamed: `dst` is never a half-written file. progress(bytes_done,
+    bytes_total) is called after each block. Raises BaseFileError (or OSError)."""
+    src_p, dst_p = Path(src), Path(dst)
+    head = read_base_header(src_p)
+    if not 0 <= a < b <= head.n_chunk:
+        raise BaseFileError(f"cannot cut chunks [{a}, {b}) from {src_p}: it has {head.n_chunk} "
+                            f"(a window must lie within 0..{head.n_chunk} and hold at least one chunk)")
+    if dst_p.exists() and dst_p.resolve() == src_p.resolve():
+        raise BaseFileError(f"cannot cut a window: the destination is the source file {src_p}")
+    n = b - a
+    want = expected_size(head.n_ctx, head.n_vocab, n)
+    per_chunk = chunk_records_bytes(head.n_ctx, head.n_vocab)
+    tmp = dst_p.with_name(dst_p.name + ".partial")
+    try:
+        with open(src_p, "rb") as fin, open(tmp, "wb") as fout:
+            fout.write(_HEADER.pack(MAGIC, head.n_ctx, head.n_vocab, n))
+            fin.seek(HEADER_SIZE + tokens_bytes(head.n_ctx, a))
+            done = _copy_range(fin, fout, tokens_bytes(head.n_ctx, n), HEADER_SIZE, want, progress)
+            fin.seek(HEADER_SIZE + tokens_bytes(head.n_ctx, head.n_chunk) + a * per_chunk)
+            _copy_range(fin, fout, n * per_chunk, done, want, progress)
+        os.replace(tmp, dst_p)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return read_base_header(dst_p)
+
+
+def ensure_window(full: PathLike, a: int, b: int) -> Path:
+    """The window [a, b) of the base file `full`, cut now unless a valid one is cached.
+
+    A cached window counts only when its header matches (n_ctx, n_vocab of the full file,
+    n_chunk = b - a, complete) and it is not older than the full file: a base file made again
+    under the same name must not be measured through windows of the old one. A lock beside
+    the window makes two jobs that want it at once cut it once."""
+    full_p = Path(full)
+    head = read_base_header(full_p)
+    dst = window_path(full_p, a, b)
+    with file_lock(dst.with_name(dst.name + ".lock")):
+        try:
+            have = read_base_header(dst)
+            fresh = dst.stat().st_mtime >= full_p.stat().st_mtime
+            if fresh and (have.n_ctx, have.n_vocab, have.n_chunk) == (head.n_ctx, head.n_vocab, b - a):
+                return dst
+        except (BaseFileError, OSError):
+            pass
+        cut_window(full_p, dst, a, b)
+    return dst
