@@ -334,3 +334,54 @@ def _set_sizes(tensors: list[TensorInfo], data_size: int) -> None:
         # A formula that overlaps the next tensor means a fork reuses this type id with
         # another block layout; the gap is then the better measure.
         t.nbytes = formula if formula <= nxt - t.offset else nxt - t.offset
+
+
+VOCAB_KEY = "tokenizer.ggml.tokens"
+
+
+def read_token_strings(path: Path | str) -> list[str]:
+    """The vocabulary's token strings (`tokenizer.ggml.tokens`), by token id.
+
+    read_header skips long arrays by their length (a scanner must not build 262k strings per
+    file); a view that shows tokens as text needs them all, so this walks the metadata again
+    and keeps that one array. Same bounds as read_header. Raises GGUFError when the file has
+    no such array.
+    """
+    path = Path(path)
+    try:
+        with open(path, "rb", buffering=0) as f:
+            size = os.fstat(f.fileno()).st_size
+            if size < 24:
+                raise GGUFError("file is too short for a GGUF header")
+            r = _Reader(f, size)
+            r._seek(0, 64 * 1024)
+            if r.buf[:4] != MAGIC:
+                raise GGUFError("not a GGUF file")
+            r.pos = 4
+            r.u32("version")
+            r.u64("tensor count")
+            n_kv = r.u64("metadata count")
+            if n_kv * 13 > r.left:
+                raise GGUFError(f"file is truncated or corrupt: {n_kv} metadata entries cannot fit")
+            for i in range(n_kv):
+                key = r.string(f"metadata key #{i}", MAX_KEY_LEN)
+                if isinstance(key, SkippedString):
+                    raise GGUFError(f"corrupt header: metadata key #{i} is {key.length} bytes long")
+                vtype = r.u32(f"metadata {key!r} type")
+                if key != VOCAB_KEY or vtype != T_ARRAY:
+                    _value(r, key, vtype)
+                    continue
+                etype = r.u32(f"metadata {key!r} array type")
+                count = r.u64(f"metadata {key!r} array length")
+                if etype != T_STRING or count * 8 > r.left:
+                    raise GGUFError(f"metadata {key!r} is not an array of {count} strings")
+                out: list[str] = []
+                for _ in range(count):
+                    s = r.string(key, MAX_KEPT_STRING)
+                    out.append(s if isinstance(s, str) else "")
+                return out
+    except IsADirectoryError as exc:
+        raise GGUFError(f"{path} is a folder, not a file") from exc
+    except OSError as exc:
+        raise _open_error(path, exc) from exc
+    raise GGUFError(f"{path.name} has no token list ({VOCAB_KEY})")
