@@ -91,6 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sha256", action="store_true", help="record each variant's sha256 in its result (slow for big files)")
     p.add_argument("--again", action="store_true", help="measure variants already measured, queued or running on the same "
                    "setup (same files, base log-probs and context) once more; by default they are skipped")
+    p.add_argument("--floor", action="store_true", help="also measure the noise floor: the base against its own "
+                   "log-probs with half the batch size; differences below it are called ties")
     p.add_argument("variants", nargs="+", type=Path, metavar="VARIANT.gguf")
     _add_common(p)
 

@@ -97,6 +97,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         chunks=args.chunks if args.chunks is not None else cfg.chunks,
         llama_args=args.llama_args or cfg.llama_args, base_file=args.base_file,
         again=getattr(args, "again", False), hash_models=getattr(args, "sha256", False),
+        floor=getattr(args, "floor", False),
     )
     return run_showdown(request, cfg, data_dir, llama_bin=getattr(args, "llama_bin", None), detach=args.detach)
 

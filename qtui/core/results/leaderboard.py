@@ -12,6 +12,7 @@ from typing import Any
 
 from qtui.core import formats
 from qtui.core.results.chunks import ChunkSeries, chunk_series
+from qtui.core.results.floor import floors_by_setup, is_floor
 from qtui.core.results.paired import Separation, adjacent_separations, rank_ranges
 from qtui.core.results.ranking import GIB, Point, efficiency, model_label, number, pareto, setup_key, size_gib
 from qtui.core.results.store import ResultRecord
@@ -136,8 +137,13 @@ def pareto_front(rows: Sequence[Row]) -> list[bool]:
 
 
 def build_rows(records: Iterable[ResultRecord], include_failed: bool = False) -> list[Row]:
-    """KLD rows; score and Pareto flag computed over the finished rows of the same setup."""
-    kept = [r for r in records if r.kind == "kld" and (include_failed or r.status == "done")]
+    """KLD rows; score and Pareto flag computed over the finished rows of the same setup.
+
+    A noise-floor run (the base against itself, results/floor.py) is no row: it is the
+    threshold below which the setup's neighbours are tied."""
+    records = list(records)
+    floors = floors_by_setup(records)
+    kept = [r for r in records if r.kind == "kld" and (include_failed or r.status == "done") and not is_floor(r.model)]
     rows = [row_from_record(r) for r in kept]
     groups: dict[tuple[Any, ...], list[int]] = {}
     for i, (rec, row) in enumerate(zip(kept, rows)):
@@ -149,16 +155,18 @@ def build_rows(records: Iterable[ResultRecord], include_failed: bool = False) ->
         ranked = [rows[i] for i in members]
         for i, s, f in zip(members, efficiency_scores(ranked), pareto_front(ranked)):
             scores[i], front[i] = s, f
-    return rank_rows(kept, [replace(r, score=s, pareto=f) for r, s, f in zip(rows, scores, front)])
+    return rank_rows(kept, [replace(r, score=s, pareto=f) for r, s, f in zip(rows, scores, front)], floors)
 
 
-def rank_rows(records: Sequence[ResultRecord], rows: Sequence[Row]) -> list[Row]:
+def rank_rows(records: Sequence[ResultRecord], rows: Sequence[Row],
+              floors: dict[tuple[Any, ...], float] | None = None) -> list[Row]:
     """Rank ranges and paired separations, within each setup, of rows made from `records`
     (one row per record, same order).
 
     Finished rows with a mean KLD are ranked by it; each is compared with the next one down
     over their common chunks, Holm across the setup's V-1 neighbours. Neighbours without
-    per-chunk data in common are never called separated.
+    per-chunk data in common are never called separated, nor are neighbours whose mean
+    difference is within their setup's noise floor (`floors`, by setup key).
     """
     series: list[ChunkSeries | None] = [chunk_series(rec) for rec in records]
     out = [replace(r, chunk_data=s.kind if s is not None else None) for r, s in zip(rows, series)]
@@ -166,9 +174,9 @@ def rank_rows(records: Sequence[ResultRecord], rows: Sequence[Row]) -> list[Row]
     for i, (rec, row) in enumerate(zip(records, rows)):
         if row.status == "done" and row.kld is not None:
             groups.setdefault(setup_key(rec), []).append(i)
-    for members in groups.values():
+    for key, members in groups.items():
         order = sorted(members, key=lambda i: (rows[i].kld or 0.0, rows[i].id))
-        seps = adjacent_separations([series[i] for i in order])
+        seps = adjacent_separations([series[i] for i in order], floor=(floors or {}).get(key))
         for pos, (i, rank) in enumerate(zip(order, rank_ranges(seps))):
             nxt = order[pos + 1] if pos + 1 < len(order) else None
             out[i] = replace(out[i], rank=rank, vs_next=seps[pos] if nxt is not None else None,
@@ -212,7 +220,8 @@ def _measurement(r: ResultRecord) -> tuple[object, ...] | None:
     path = r.model.get("path")
     if not path:
         return None
-    return path, r.model.get("size_bytes"), r.model.get("mtime"), r.base.get("file") or r.base.get("label"), r.ctx
+    return (path, r.model.get("size_bytes"), r.model.get("mtime"), r.base.get("file") or r.base.get("label"), r.ctx,
+            is_floor(r.model))
 
 
 def sort_rows(rows: Iterable[Row], key: str = "kld", reverse: bool = False) -> list[Row]:

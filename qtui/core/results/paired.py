@@ -209,11 +209,14 @@ class Separation:
         return VERDICT_WORDS[self.verdict]
 
 
-def adjacent_separations(ranked: Sequence[ChunkSeries | None], level: float = LEVEL) -> list[Separation]:
+def adjacent_separations(ranked: Sequence[ChunkSeries | None], level: float = LEVEL,
+                          floor: float | None = None) -> list[Separation]:
     """Each row of a ranked list (best first) against the next: V-1 separations, Holm at `level`.
 
     A pair is separated only when Holm rejects it in the worst case the printed precision
-    allows; rejected only with the rounded figures, it is "limited".
+    allows; rejected only with the rounded figures, it is "limited". With a noise floor (the
+    KLD of the base against itself under another batch size), a mean difference no larger
+    than the floor is a tie whatever the test says: the measurement itself moves that much.
     """
     # next minus this: positive when the data agree with the order
     diffs = [paired_diff(b, a, level) if a is not None and b is not None else None
@@ -225,6 +228,8 @@ def adjacent_separations(ranked: Sequence[ChunkSeries | None], level: float = LE
     for d, sep, sep_worst in zip(diffs, naive, worst):
         if d is None:
             out.append(Separation(None, "no data"))
+        elif floor is not None and abs(d.mean) <= floor:
+            out.append(Separation(d, "tie"))
         else:
             out.append(Separation(d, "separated" if sep_worst else ("limited" if sep else "tie")))
     return out

@@ -116,6 +116,30 @@ def kld_argv(tools: LlamaTools, model: Path, base_file: Path, ctx: int, extra: S
             "--kl-divergence", "-c", str(ctx), *extra]
 
 
+DEFAULT_BATCH, DEFAULT_UBATCH = 2048, 512
+"""llama.cpp's default -b and -ub"""
+FLOOR_LABEL = "noise floor"
+
+
+def _last_int(args: Sequence[str], names: tuple[str, ...], default: int) -> int:
+    """The value of the last of `names` in `args` (as llama.cpp's parser reads it: last wins)."""
+    found = default
+    for flag, value in zip(args, list(args[1:]) + [""]):
+        if flag in names and value.isdigit() and int(value) > 0:
+            found = int(value)
+    return found
+
+
+def floor_args(extra: Sequence[str]) -> list[str]:
+    """What the noise-floor job adds to the user's arguments: half the batch (-b) and half the
+    micro-batch (-ub) they run with. The logits are the same maths, summed in another order;
+    the KLD of the base against its own log-probs under that change is what the measurement
+    itself moves, the floor under which two quants cannot be told apart."""
+    batch = _last_int(extra, ("-b", "--batch-size"), DEFAULT_BATCH)
+    ubatch = min(_last_int(extra, ("-ub", "--ubatch-size"), DEFAULT_UBATCH), batch)
+    return ["-b", str(max(1, batch // 2)), "-ub", str(max(1, ubatch // 2))]
+
+
 def estimated_base_bytes(corpus_bytes: int, ctx: int, n_vocab: int, chunks: int | None) -> int:
     est_chunks = max(1, int(corpus_bytes / BYTES_PER_TOKEN_LOW) // max(1, ctx))
     if chunks and chunks > 0:
@@ -163,6 +187,7 @@ def plan_showdown(
     base_file: Path | None = None,
     gpu_name: str | None = None,
     hash_models: bool = False,
+    floor: bool = False,
 ) -> RunPlan:
     # Jobs run later, from their own folder: every path in their argv must be absolute.
     base_model = Path(base_model).absolute()
@@ -268,6 +293,14 @@ def plan_showdown(
         )
         for m in models
     ]
+    if floor:
+        # First in line: it says, before the variants finish, how small a difference can be trusted.
+        kld_jobs.insert(0, JobSpec(
+            kind="kld", argv=kld_argv(tools, base.path, bfile, kld_ctx, [*extra_args, *floor_args(extra_args)]),
+            env=env, model={**model_summary(base, sha256=hash_models), "floor": True}, base=base_meta,
+            corpus=corpus_meta, ctx=kld_ctx, chunks=chunks, llama=llama,
+            depends_on=base_job.id if base_job else None, label=f"{FLOOR_LABEL} {base.path.name}",
+        ))
     return RunPlan(base_job, kld_jobs, bfile, notes, base_note)
 
 

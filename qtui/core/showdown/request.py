@@ -29,6 +29,8 @@ class ShowdownRequest:
     """measure variants already measured (or queued) on the same setup once more"""
     hash_models: bool = False
     """record each variant's sha256 (slow for big files)"""
+    floor: bool = False
+    """also measure the noise floor: the base against its own log-probs with half the batch"""
 
     def __post_init__(self) -> None:
         # Frozen and comparable whatever sequence types the caller used.

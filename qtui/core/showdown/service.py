@@ -124,7 +124,7 @@ class Showdown:
         return plan_showdown(
             base_model=request.base, variants=list(request.variants), corpus=resolve_corpus(request.corpus),
             ctx=request.ctx, chunks=request.chunks, extra_args=list(request.llama_args), tools=tools, build=build,
-            base_file=request.base_file, gpu_name=gpu_name, hash_models=request.hash_models,
+            base_file=request.base_file, gpu_name=gpu_name, hash_models=request.hash_models, floor=request.floor,
         )
 
     def check_data_dir(self) -> None:
@@ -241,6 +241,8 @@ def same_setup(model_a: dict[str, Any], base_a: dict[str, Any], ctx_a: int | Non
     context and chunk count)."""
     if ctx_a is None or ctx_a != ctx_b:
         return False
+    if bool(model_a.get("floor")) != bool(model_b.get("floor")):
+        return False  # the noise floor is the base under other settings, not the base as a variant
     if not (_same_file(model_a, model_b) and _same_file(base_a, base_b)):
         return False
     if not base_a.get("file") or _resolved(base_a.get("file")) != _resolved(base_b.get("file")):
