@@ -1,0 +1,248 @@
+"""Adaptive screening decisions (results/screening.py) on synthetic per-chunk data with a known
+truth (a shared hard-chunk effect, a per-variant factor, per-chunk noise, fixed seeds) and on
+REAL per-chunk data from recorded llama-perplexity transcripts."""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import pytest
+
+from qtui.core.llama.parser import parse_transcript
+from qtui.core.results.chunks import ChunkSeries
+from qtui.core.results.paired import paired_diff
+from qtui.core.results.screening import Decision, ScreenPolicy, decide, look_weights, windows
+
+LLAMA = Path(__file__).resolve().parents[1] / "fixtures" / "llama"
+
+
+# -- helpers ---------------------------------------------------------------------------------
+def world(factors: Mapping[str, float], n: int, seed: int, noise: float = 0.05,
+          hard_sd: float = 0.6) -> dict[str, list[float]]:
+    """Per-chunk mean KLD of each variant over n chunks: chunk difficulty h_c shared by all
+    (hard passages are hard for every quant), times the variant's factor, times its own noise."""
+    rng = random.Random(seed)
+    hard = [rng.lognormvariate(-3.0, hard_sd) for _ in range(n)]
+    return {k: [h * f * (1.0 + rng.gauss(0.0, noise)) for h in hard] for k, f in sorted(factors.items())}
+
+
+def series(values: Sequence[float], n: int) -> ChunkSeries:
+    return ChunkSeries.from_exact(range(1, n + 1), values[:n])
+
+
+def screen(truth: Mapping[str, list[float]], policy: ScreenPolicy,
+           n_total: int) -> tuple[list[dict[str, Decision]], dict[str, int]]:
+    """What the orchestration does: every variant runs window 1, then only the open ones run
+    the next window. Returns the decisions after each look and the chunks each variant ran."""
+    plan = windows(n_total, policy)
+    ran = {k: 0 for k in truth}
+    history: list[dict[str, Decision]] = []
+    running = set(truth)
+    for look, (_, end) in enumerate(plan, start=1):
+        for k in running:
+            ran[k] = end
+        got = decide({k: series(v, ran[k]) for k, v in truth.items()}, look, len(plan), n_total, policy)
+        history.append(got)
+        running = {k for k, d in got.items() if d.state == "open"}
+        if not running:
+            break
+    return history, ran
+
+
+def transcript_series(name: str) -> ChunkSeries:
+    case = LLAMA / "b0336" / name
+    parsed = parse_transcript(case.with_suffix(".out").read_bytes(), case.with_suffix(".err").read_bytes(), 0)
+    return ChunkSeries.from_running_means([(p.chunk, p.kld) for p in parsed.progress if p.kld is not None])
+
+
+def head(s: ChunkSeries, n: int) -> ChunkSeries:
+    return ChunkSeries(s.chunks[:n], s.means[:n], s.exact, s.step)
+
+
+# -- windows ---------------------------------------------------------------------------------
+@pytest.mark.parametrize("policy", [ScreenPolicy(), ScreenPolicy(first=4, growth=1.5), ScreenPolicy(first=1, growth=1.0),
+                                    ScreenPolicy(first=10, growth=3.0)])
+def test_windows_cover_every_chunk_once_and_grow(policy: ScreenPolicy) -> None:
+    for n in range(1, 700):
+        w = windows(n, policy)
+        assert w[0][0] == 0 and w[-1][1] == n
+        assert all(b == c for (_, b), (c, _) in zip(w, w[1:])), (n, w)
+        sizes = [b - a for a, b in w]
+        assert all(s > 0 for s in sizes)
+        assert sizes == sorted(sizes), (n, w)  # never a shorter window after a longer one
+        assert sizes[0] >= min(policy.first, n)
+    assert windows(0, policy) == []
+
+
+def test_windows_follow_the_planned_growth() -> None:
+    assert [b for _, b in windows(120, ScreenPolicy())] == [8, 24, 56, 120]
+    assert [b for _, b in windows(1000, ScreenPolicy())] == [8, 24, 56, 120, 248, 504, 1000]
+    # a short tail is merged into the window before, never a stage of its own
+    assert windows(30, ScreenPolicy()) == [(0, 8), (8, 30)]
+    with pytest.raises(ValueError):
+        windows(10, ScreenPolicy(growth=0.5))
+    with pytest.raises(ValueError):
+        windows(10, ScreenPolicy(first=0))
+
+
+def test_look_weights_spend_alpha_once() -> None:
+    for looks in range(1, 12):
+        w = look_weights(looks)
+        assert len(w) == looks and sum(w) == pytest.approx(1.0)
+        assert w[-1] >= max(w)  # lenient late
+
+
+# -- decisions on synthetic data with a known truth -------------------------------------------
+def test_well_separated_variants_settle_at_the_first_look() -> None:
+    truth = world({"Q8_0": 1.0, "Q6_K": 1.5, "Q4_K_M": 3.0, "Q3_K_S": 6.0}, 120, seed=3)
+    history, ran = screen(truth, ScreenPolicy(), 120)
+    assert len(history) == 1 and all(d.state == "settled" for d in history[0].values())
+    assert ran == {k: 8 for k in truth}
+    assert [history[0][k].rank for k in ("Q8_0", "Q6_K", "Q4_K_M", "Q3_K_S")] == ["1", "2", "3", "4"]
+    assert history[0]["Q6_K"].why == "separated from Q8_0 and Q4_K_M after 8 chunks"
+
+
+def test_identical_variants_end_as_ties() -> None:
+    truth = world({"A": 1.0, "B": 2.0}, 120, seed=5)
+    truth["A copy"] = list(truth["A"])  # the same file twice: every chunk identical
+    history, _ = screen(truth, ScreenPolicy(), 120)
+    final = history[-1]
+    assert final["A"].state == final["A copy"].state == "tie"
+    assert final["A"].rank == final["A copy"].rank == "1-2"
+    assert final["B"].state == "settled" and final["B"].rank == "3"
+    # equal truth with independent noise: never separated, stopped as a tie by the end
+    for seed in range(5):
+        history, _ = screen(world({"A": 1.0, "B": 1.0}, 120, seed=seed), ScreenPolicy(), 120)
+        assert all(d.state == "tie" for d in history[-1].values()), seed
+
+
+def test_equal_variants_are_rarely_called_separated_over_all_looks() -> None:
+    """The point of spending alpha over the looks: two EQUAL variants, many seeds, a separation
+    called at any look is a false one. Testing each look at the full 5 % would call far more."""
+    started = time.perf_counter()
+    policy = ScreenPolicy()
+    n_total, runs, false = 120, 600, 0
+    naive = 0
+    for seed in range(runs):
+        rng = random.Random(1000 + seed)
+        hard = [rng.lognormvariate(-3.0, 0.6) for _ in range(n_total)]
+        truth = {k: [h * (1.0 + rng.gauss(0.0, 0.1)) for h in hard] for k in ("A", "B")}
+        history, _ = screen(truth, policy, n_total)
+        false += any(d.state == "settled" for looked in history for d in looked.values())
+        # the same looks, each at an uncorrected 95 %: what spending protects against
+        naive += any((pd := paired_diff(series(truth["A"], end), series(truth["B"], end))) is not None and pd.p < 0.05
+                     for _, end in windows(n_total, policy))
+    rate = false / runs
+    assert rate <= (1.0 - policy.level) + 0.02, rate
+    assert naive / runs > rate + 0.03  # the looks do inflate errors: this test can tell
+    assert time.perf_counter() - started < 3.0
+
+
+def test_close_pair_runs_on_and_separates_later() -> None:
+    # 2 % apart with 5 % per-chunk noise: not decidable on 8 chunks, decidable on 120
+    truth = world({"IQ4_NL": 1.0, "IQ4_XS": 1.03}, 120, seed=7)
+    history, ran = screen(truth, ScreenPolicy(), 120)
+    assert history[0]["IQ4_NL"].state == "open" and "open against IQ4_XS after 8 chunks" in history[0]["IQ4_NL"].why
+    assert len(history) > 1 and history[-1]["IQ4_NL"].state == "settled" and ran["IQ4_NL"] > 8
+    assert history[-1]["IQ4_NL"].rank == "1" and history[-1]["IQ4_XS"].rank == "2"
+
+
+def test_a_hopeless_pair_stops_early_as_a_tie() -> None:
+    # 0.3 % apart with 10 % noise: even 120 chunks are nowhere near enough
+    stopped_early = 0
+    for seed in range(10):
+        truth = world({"Q5_K_M": 1.0, "Q5_0": 1.003}, 120, seed=seed, noise=0.1)
+        history, ran = screen(truth, ScreenPolicy(), 120)
+        assert all(d.state == "tie" for d in history[-1].values())
+        stopped_early += ran["Q5_0"] < 120
+        why = history[-1]["Q5_0"].why
+        assert why.startswith("tie with Q5_K_M: ")
+    assert stopped_early >= 3
+
+
+def test_the_last_look_leaves_nothing_open() -> None:
+    truth = world({"A": 1.0, "B": 1.01, "C": 1.02}, 40, seed=2, noise=0.1)
+    got = decide({k: series(v, 40) for k, v in truth.items()}, 3, 3, 40, ScreenPolicy())
+    assert {d.state for d in got.values()} <= {"settled", "tie"}
+    got = decide({k: series(v, 8) for k, v in truth.items()}, 1, 3, 40, ScreenPolicy())
+    assert "open" in {d.state for d in got.values()}
+
+
+def test_top_n_stops_variants_far_from_the_boundary() -> None:
+    # two close pairs at the top and at the bottom, a close pair across the top-3 boundary
+    factors = {"a": 1.0, "b": 1.01, "c": 2.0, "d": 2.02, "e": 4.0, "f": 4.04}
+    truth = world(factors, 120, seed=11)
+    first = {k: series(v, 8) for k, v in truth.items()}
+    whole = decide(first, 1, 4, 120, ScreenPolicy())
+    top3 = decide(first, 1, 4, 120, ScreenPolicy(top=3))
+    assert whole["a"].state == whole["b"].state == whole["e"].state == whole["f"].state == "open"
+    assert {k: top3[k].state for k in "abef"} == {k: "settled" for k in "abef"}
+    assert top3["c"].state == top3["d"].state == "open"
+    assert top3["a"].rank == "1-3" and top3["f"].rank == "4-6" and top3["c"].rank == "3-4"
+    assert top3["a"].why.startswith("in the top 3: separated from ")
+    assert top3["e"].why.startswith("outside the top 3: separated from ")
+
+
+def test_the_noise_floor_turns_a_tiny_real_difference_into_a_tie() -> None:
+    # 1 % apart with 1 % noise: clearly real, and the mean difference is about 5e-4
+    truth = world({"A": 1.0, "B": 1.01}, 120, seed=4, noise=0.01, hard_sd=0.1)
+    history, _ = screen(truth, ScreenPolicy(), 120)
+    assert history[-1]["A"].state == "settled"
+    history, _ = screen(truth, ScreenPolicy(floor=1e-3), 120)
+    assert history[-1]["A"].state == history[-1]["B"].state == "tie"
+    assert "noise floor" in history[-1]["A"].why
+
+
+def test_neighbours_are_compared_on_their_common_chunks() -> None:
+    # chunks get harder along the file: the better variant, with more (harder) chunks, has
+    # the larger mean over its own chunks; on the chunks both have it is still the better one
+    hard = [0.01 * (1 + 0.2 * c) for c in range(56)]
+    worse = [3.0 * h for h in hard[:8]]
+    better = [1.0 * h * (1 + 0.01 * (c % 3)) for c, h in enumerate(hard)]
+    assert sum(better) / 56 > sum(worse) / 8
+    got = decide({"worse": series(worse, 8), "better": series(better, 56)}, 3, 4, 120, ScreenPolicy())
+    assert got["better"].rank == "1" and got["worse"].rank == "2"
+
+
+def test_a_separation_once_called_holds_at_later_looks() -> None:
+    truth = world({"A": 1.0, "B": 1.5, "C": 1.52}, 120, seed=8)
+    # A and B stopped after window 1; C ran on; B's pair with C is what keeps C open
+    now = {"A": series(truth["A"], 8), "B": series(truth["B"], 8), "C": series(truth["C"], 56)}
+    assert decide(now, 1, 4, 120, ScreenPolicy())["A"].state == "settled"
+    assert decide(now, 3, 4, 120, ScreenPolicy())["A"].state == "settled"
+
+
+# -- derived series: the printed precision --------------------------------------------------
+def derived(values: Sequence[float]) -> ChunkSeries:
+    running = [round(sum(values[:k]) / k, 5) for k in range(1, len(values) + 1)]
+    return ChunkSeries.from_running_means(list(zip(range(1, len(values) + 1), running)))
+
+
+def test_a_pair_decided_only_by_rounded_figures_stays_open_then_ties() -> None:
+    # KLD near 1e-4, 20 % apart, no noise: exact data separates at once, the printed 5
+    # decimals cannot: derived chunk k is uncertain by about k * 1e-5
+    n = 40
+    a = [1.0e-4 * (1 + 0.3 * ((c * 7) % 5)) for c in range(n)]
+    b = [1.2 * x for x in a]
+    exact = decide({"A": series(a, 8), "B": series(b, 8)}, 1, 3, n, ScreenPolicy())
+    assert exact["A"].state == "settled"
+    rounded = {"A": head(derived(a), 8), "B": head(derived(b), 8)}
+    early = decide(rounded, 1, 3, n, ScreenPolicy())
+    assert early["A"].state == "open" and "printed precision" in early["A"].why
+    late = decide({"A": derived(a), "B": derived(b)}, 3, 3, n, ScreenPolicy())
+    assert late["A"].state == late["B"].state == "tie"
+
+
+# -- real per-chunk data from recorded transcripts --------------------------------------------
+def test_real_q4_0_and_q8_0_separate_at_the_first_look() -> None:
+    q4, q8 = transcript_series("kld-q4_0"), transcript_series("kld-q8_0")
+    assert not q4.exact and len(q4) == len(q8) >= 24
+    n_total = len(q4)
+    plan = windows(n_total, ScreenPolicy())
+    end = plan[0][1]
+    got = decide({"Q4_0": head(q4, end), "Q8_0": head(q8, end)}, 1, len(plan), n_total, ScreenPolicy())
+    assert got["Q8_0"] == Decision("Q8_0", "settled", f"separated from Q4_0 after {end} chunks", "1")
+    assert got["Q4_0"].state == "settled" and got["Q4_0"].rank == "2"
