@@ -40,9 +40,11 @@ BASE=$(ls $M/*-F32.gguf)
 ( while :; do date +%s.%N; nvidia-smi --query-compute-apps=pid,gpu_bus_id,used_memory --format=csv,noheader; sleep 0.5; done ) > "$OUT/smi-apps.txt" 2>&1 &
 SMI=$!
 qtui run --detach --base "$BASE" --corpus $M/corpus.txt -c 512 $(ls $M/*-Q*.gguf) -- -ngl 99 | tee "$OUT/run.txt"
-python3 bench/gpu_capture.py $M "$QTUI_DATA_DIR" "$OUT" 150 "$SLOTS" | tail -30
+python3 bench/gpu_capture.py $M "$QTUI_DATA_DIR" "$OUT" "${CAPTURE_S:-150}" "$SLOTS" | tail -30
 kill $SMI || true
 qtui jobs | tee -a "$OUT/run.txt"
 COLUMNS=200 qtui results | tee "$OUT/results.txt"
 qtui export --format json "$OUT/results.json"
 python3 bench/gpu_timeline.py "$QTUI_DATA_DIR" "$OUT/smi-apps.txt" "$OUT/smi-gpus.txt" | tee "$OUT/timeline.txt"
+# qtui's patched build dumps per-token KLD: the statistics from it must equal the printed ones
+python3 bench/gpu_tokens_check.py "$QTUI_DATA_DIR" | tee "$OUT/tokens.txt"
