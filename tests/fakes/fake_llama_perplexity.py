@@ -19,12 +19,20 @@ FAKE_LLAMA_EXIT overrides the exit code; FAKE_LLAMA_ENV_LOG names a file that ge
 per start (pid, CUDA_VISIBLE_DEVICES, time). In base mode (--kl-divergence-base without
 --kl-divergence) it also writes a small but well-formed base file, as the real one would.
 
+Per-token data: FAKE_LLAMA_BASE_CHUNKS=n makes the base file n chunks long (token j of the file
+is j, so a window cut from it knows where it lies); in KLD mode, with QTUI_KLD_DUMP set (as the
+scheduler sets it) and FAKE_LLAMA_TOKENS="mean[,noise]", it writes a per-token dump for every
+chunk of its base file: chunk g's tokens have KLD mean * (1 + 0.5 sin g) (hard chunks are hard
+for every variant) times (1 + noise * u), u uniform in [-0.5, 0.5) drawn per (g, mean).
+
 Faults on demand: FAKE_LLAMA_NONFINITE=nan (or inf) prints the final PPL estimate and the mean
 KLD as that value, as a broken model's run does; FAKE_LLAMA_IGNORE_TERM=1 ignores SIGTERM, as a
 child stuck in a GPU call does.
 """
 import json
+import math
 import os
+import random
 import re
 import signal
 import struct
@@ -36,11 +44,31 @@ DEFAULT_BUILD = Path(__file__).resolve().parents[1] / "fixtures" / "llama" / "b0
 
 
 def write_base(path: str, n_ctx: int = 128, n_vocab: int = 64, n_chunk: int = 2) -> None:
+    n_chunk = int(os.environ.get("FAKE_LLAMA_BASE_CHUNKS") or n_chunk)
     nv = 2 * ((n_vocab + 1) // 2) + 4
     scored = n_ctx - 1 - n_ctx // 2
     with open(path, "wb") as fh:
         fh.write(b"_logits_" + struct.pack("<iii", n_ctx, n_vocab, n_chunk))
-        fh.write(b"\0" * (4 * n_chunk * n_ctx + 2 * n_chunk * scored * nv))
+        fh.write(struct.pack(f"<{n_chunk * n_ctx}i", *range(n_chunk * n_ctx)))
+        fh.write(b"\0" * (2 * n_chunk * scored * nv))
+
+
+def write_dump(base: str, dump: str, spec: str) -> None:
+    """The per-token dump a patched build would write, over every chunk of `base` (see above)."""
+    mean, _, noise = spec.partition(",")
+    m, z = float(mean), float(noise or 0.0)
+    with open(base, "rb") as fh:
+        n_ctx, _, n_chunk = struct.unpack("<iii", fh.read(20)[8:20])
+        tokens = fh.read(4 * n_ctx * n_chunk)
+    per = n_ctx - 1 - n_ctx // 2
+    parts = [b"QTUIKLD\0" + struct.pack("<4I", 1, n_ctx, per, n_chunk)]
+    for c in range(n_chunk):
+        g = struct.unpack_from("<i", tokens, 4 * c * n_ctx)[0] // n_ctx
+        rng = random.Random(f"{g}-{m}")
+        kld = [m * (1 + 0.5 * math.sin(g)) * (1 + z * (rng.random() - 0.5)) for _ in range(per)]
+        parts.append(struct.pack("<3I", c, per, per) + struct.pack(f"<{per}f", *kld) + struct.pack(f"<{per}f", *[0.0] * per))
+    with open(dump, "wb") as fh:
+        fh.write(b"".join(parts))
 
 
 def nonfinite(out: bytes) -> bytes:
@@ -126,6 +154,8 @@ def replay(case: Path, argv: list[str], probe: bool = False) -> int:
     scale = time_scale(steps, recorded=bool(meta.get("chunks")))
     base = argv[argv.index("--kl-divergence-base") + 1] if "--kl-divergence-base" in argv else None
     make_base = base is not None and "--kl-divergence" not in argv and code == 0
+    if base is not None and "--kl-divergence" in argv and os.environ.get("QTUI_KLD_DUMP") and os.environ.get("FAKE_LLAMA_TOKENS"):
+        write_dump(base, os.environ["QTUI_KLD_DUMP"], os.environ["FAKE_LLAMA_TOKENS"])
     t0 = time.monotonic()
     for fd, data, at in steps:
         if scale:

@@ -182,6 +182,7 @@ def finalize_job(queue: JobQueue, job_id: str, exit_code: int | None) -> ResultR
         },
         job_id=job.id,
         chunk_kld=running_means_field(parsed.progress) if job.spec.kind == "kld" else None,
+        source=screen_source(job),
     )
     if job.spec.kind == "base" and parsed.base_estimate is not None:
         est = FinalStats(ppl_base=parsed.base_estimate.ppl, ppl_base_err=parsed.base_estimate.ppl_err).to_dict()
@@ -198,12 +199,23 @@ def _keep_tokens(queue: JobQueue, job: Job, record: ResultRecord) -> None:
     its finished chunks too) and take the record's per-chunk series from it, exact. Without it
     the series stays the one derived from the printed running means: never a reason to lose the
     result itself, so a damaged dump or a failed write only costs the exact series."""
+    # A run on a window [a, b) of the base file numbers its chunks from 0: place them at a.
+    offset = job.spec.window[0] if job.spec.window else 0
     try:
-        dump = store_tokens(ResultStore(queue.data_dir).root, record.id, job.dir / JOB_FILE)
+        dump = store_tokens(ResultStore(queue.data_dir).root, record.id, job.dir / JOB_FILE, offset=offset,
+                            n_chunk=job.spec.screen.get("n_chunk") if job.spec.screen else None)
     except (TokenDumpError, OSError):
         return
     if dump is not None:
         record.chunk_kld = exact_chunk_field(dump, record.id)
+
+
+def screen_source(job: Job) -> dict[str, Any]:
+    """A screening job's record is a part of its variant's summary (jobs/screening.py writes
+    that one): marked so the leaderboard never shows the part as a row of its own."""
+    if job.spec.screen:
+        return {"type": "qtui", "screen_part": job.spec.screen.get("batch")}
+    return {"type": "qtui"}
 
 
 def mark_failed(queue: JobQueue, job_id: str, reason: str) -> None:
@@ -226,7 +238,7 @@ def mark_failed(queue: JobQueue, job_id: str, reason: str) -> None:
             id=record_id, kind=job.spec.kind, status=status,  # type: ignore[arg-type]
             model=job.spec.model, base=job.spec.base, corpus=job.spec.corpus, ctx=job.spec.ctx,
             chunks=job.spec.chunks, llama=job.spec.llama, argv=job.spec.argv, gpu=job.spec.llama.get("gpu"),
-            started_at=job.state.started_at, ended_at=time.time(), job_id=job.id,
+            started_at=job.state.started_at, ended_at=time.time(), job_id=job.id, source=screen_source(job),
             failure={"reason": reason, "exit_code": job.state.exit_code, "stderr_tail": _tail(job.stderr_path)},
         ))
         queue.update(job_id, result_id=record_id)

@@ -65,6 +65,11 @@ class JobSpec:
     """base jobs: where the finished base file goes (the child writes `output + .partial`)"""
     depends_on: str | None = None
     batch: str | None = None
+    window: list[int] | None = None
+    """screening: the chunks [a, b) (0-based) of the full base file this KLD job runs on; the
+    runner cuts that window from the finished base file (base["file"]) before the child starts"""
+    screen: dict[str, Any] | None = None
+    """screening: {"batch": id, "stage": n, "key": variant key, "policy": {...}} (jobs/screening.py)"""
     label: str = ""
     id: str = field(default_factory=new_id)
     seq: float = field(default_factory=time.time)

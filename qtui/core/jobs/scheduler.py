@@ -24,6 +24,7 @@ from qtui.core.jobs.finalize import failure_words, finalize_job, mark_failed
 from qtui.core.jobs.procs import create_time, lock_path, log, log_path, scheduler_running, signal_group
 from qtui.core.jobs.queue import Job, JobQueue
 from qtui.core.jobs.runner import POLL_S, start_child, wait_adopted, wait_child
+from qtui.core.jobs.screening import after_job, fail_batch, prepare_window, resume
 
 MAX_BACKOFF_S = 10.0
 """longest wait between attempts to take a job while the queue cannot be written (disk full)"""
@@ -97,6 +98,13 @@ class Scheduler:
 
     def run_job(self, job: Job, slot: int) -> None:
         try:
+            # a screening job runs on a window of the base file: cut it (or find it cached)
+            prepare_window(self.queue, job)
+        except Exception as exc:
+            self._give_up(job, "could not cut the screening window from the base file", exc)
+            self._advance_screen(job)
+            return
+        try:
             proc = start_child(job, self._env(job, slot))
         except Exception as exc:
             self._give_up(job, f"could not start {job.spec.argv[0]}", exc)
@@ -125,6 +133,27 @@ class Scheduler:
             finalize_job(self.queue, job.id, exit_code)
         except Exception as exc:
             self._give_up(job, "qtui could not record the result", exc)
+        self._advance_screen(job)
+
+    def _advance_screen(self, job: Job) -> None:
+        """After a screening job ends: the next stage of its batch once the stage is over. A
+        failure here ends the batch with the reason in words (its queued jobs fail with it),
+        never leaves it waiting for a stage that will not come."""
+        if not job.spec.screen:
+            return
+        try:
+            after_job(self.queue, job.id)
+        except Exception as exc:
+            self._fail_screen(str(job.spec.screen.get("batch")), exc)
+
+    def _fail_screen(self, batch: str, exc: BaseException) -> None:
+        data_dir = self.queue.data_dir
+        reason = failure_words("qtui could not decide the next screening stage", exc, log_path(data_dir))
+        log(data_dir, f"screening {batch}: {reason}", exc)
+        try:
+            fail_batch(self.queue, batch, reason)
+        except Exception as again:
+            log(data_dir, f"screening {batch}: could not record its failure either", again)
 
     def _give_up(self, job: Job, doing: str, exc: BaseException) -> None:
         """End a job whose bookkeeping raised: failed with the reason, traceback in the log."""
@@ -173,6 +202,9 @@ class Scheduler:
         log(self.queue.data_dir, text, exc)
 
     def run(self) -> None:
+        # Stages a scheduler killed between a job's end and its hook left undone.
+        for batch, exc in resume(self.queue):
+            self._fail_screen(batch, exc)
         orphans = [j for j in self.queue.jobs() if j.state.status == "running"]
         threads = [threading.Thread(target=self.adopt, args=(j,), daemon=True) for j in orphans]
         for t in threads:

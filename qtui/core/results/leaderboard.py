@@ -51,6 +51,8 @@ class Row:
     next_id: str | None = None
     chunk_data: str | None = None
     """'exact' or 'derived' (from the printed running means); None without per-chunk data"""
+    screen: str | None = None
+    """a screened variant: its state and the chunks it ran, e.g. 'settled · 8/120 chunks'"""
 
 
 @dataclass(frozen=True)
@@ -80,7 +82,8 @@ COLUMNS: tuple[Column, ...] = (
     Column("kld", "Mean KLD", _num(6), "mean KL divergence from the base (lower = closer)"),
     Column("kld_err", "±", _num(6), "uncertainty of the mean KLD"),
     Column("rank", "Rank", _text, "place by mean KLD within the setup; neighbours not separated at 95 % "
-           "(paired by chunk, Holm over the neighbours) share a range such as 3-5"),
+           "(paired by chunk, Holm over the neighbours) share a range such as 3-5; a screened variant adds "
+           "settled, open or tie and the chunks it ran"),
     Column("kld_p99", "KLD 99%", _num(5), "99th percentile KLD (tail)"),
     Column("kld_p999", "KLD 99.9%", _num(5), "99.9th percentile KLD"),
     Column("kld_max", "Max KLD", _num(4), "maximum KLD"),
@@ -115,7 +118,18 @@ def row_from_record(rec: ResultRecord) -> Row:
         status=rec.status,
         path=m.get("path"),
         source=str(rec.source.get("type", "qtui")),
+        screen=screen_text(rec),
     )
+
+
+def screen_text(rec: ResultRecord) -> str | None:
+    """'settled · 8/120 chunks' for a screened variant's summary, None for any other record."""
+    screen = rec.screen
+    if not isinstance(screen, dict):
+        return None
+    run, total = screen.get("chunks_run"), screen.get("n_chunk")
+    chunks = f"{run}/{total} chunks" if total else f"{run} chunks"
+    return f"{screen.get('state') or '?'} · {chunks}"
 
 
 def _point(r: Row) -> Point:
@@ -197,6 +211,9 @@ def board_records(records: Sequence[ResultRecord]) -> list[ResultRecord]:
     def key(r: ResultRecord) -> tuple[object, object]:
         return r.model.get("path") or r.model.get("label"), r.base.get("file") or r.base.get("label")
 
+    # Screening windows are parts of one summary per variant: never rows of their own.
+    records = [r for r in records if not is_screen_part(r)]
+
     latest_done: dict[tuple[object, ...], ResultRecord] = {}
     for r in records:
         measured = _measurement(r)
@@ -213,6 +230,11 @@ def board_records(records: Sequence[ResultRecord]) -> list[ResultRecord]:
                 latest_failure[key(r)] = r
     keep = {id(r) for r in (*latest_failure.values(), *latest_done.values())}
     return [r for r in records if id(r) in keep or (r.status == "done" and _measurement(r) is None)]
+
+
+def is_screen_part(rec: ResultRecord) -> bool:
+    """A screening job's run on one window: its variant's summary record stands for it."""
+    return bool(rec.source.get("screen_part"))
 
 
 def _measurement(r: ResultRecord) -> tuple[object, ...] | None:
@@ -250,4 +272,7 @@ def _rank_order(rank: str) -> tuple[int, int]:
 
 def format_cell(column: Column | str, row: Row) -> str:
     col = column if isinstance(column, Column) else next(c for c in COLUMNS if c.key == column)
-    return col.fmt(getattr(row, col.key))
+    text = col.fmt(getattr(row, col.key))
+    if col.key == "rank" and row.screen:
+        return f"{text} · {row.screen}"  # a screened row says how far it ran, and whether it is settled
+    return text

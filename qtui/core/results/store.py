@@ -53,6 +53,9 @@ class ResultRecord:
     chunk_kld: dict[str, Any] | None = None
     """per-chunk KLD: {"kind": "running", "decimals": 5, "rows": [[chunk, running mean], ...]} as
     printed (see results/chunks.py), or {"kind": "exact", "rows": [[chunk, mean], ...]}"""
+    screen: dict[str, Any] | None = None
+    """a screened variant's summary (jobs/screening.py): {"batch", "stage", "state", "why",
+    "rank", "chunks_run", "n_chunk"}; its statistics cover the chunks it ran"""
     schema: int = SCHEMA
 
     @property

@@ -29,6 +29,11 @@ class ShowdownRequest:
     """measure variants already measured (or queued) on the same setup once more"""
     hash_models: bool = False
     """record each variant's sha256 (slow for big files)"""
+    screen: bool = False
+    """adaptive screening: every variant on a first window of chunks, then on growing windows
+    only while its place in the ranking is not settled (jobs/screening.py)"""
+    top: int | None = None
+    """with screen: settle only who is in the top N, not the whole order"""
     floor: bool = False
     """also measure the noise floor: the base against its own log-probs with half the batch"""
 

@@ -27,7 +27,7 @@ from typing import Any, Literal
 
 from qtui.core.jobs.queue import ACTIVE, Job, JobQueue, JobSpec
 from qtui.core.llama.tools import BuildInfo, LlamaTools
-from qtui.core.results.store import ResultRecord, ResultStore
+from qtui.core.results.store import ResultRecord, ResultStore, new_id
 from qtui.core.showdown.plan import (
     RunPlan,
     RunRefused,
@@ -112,7 +112,7 @@ class Showdown:
         self.check_data_dir()  # before planning, which can take a while (hashing the corpus)
         plan = self.plan(request, tools, build, gpu_name)
         try:
-            queued = self._queue(plan, request.again)
+            queued = self._queue(plan, request.again, request)
             if queued.jobs:
                 self._spawn_if_needed()
         except OSError as exc:
@@ -147,11 +147,15 @@ class Showdown:
         with contextlib.suppress(OSError):
             probe.unlink()
 
-    def _queue(self, plan: RunPlan, again: bool) -> Queued:
+    def _queue(self, plan: RunPlan, again: bool, request: ShowdownRequest | None = None) -> Queued:
         notes = list(plan.notes)
+        screen = request is not None and request.screen
         with self.queue.locked():
             jobs = self.queue.jobs()
             records = [] if again else ResultStore(self.data_dir).load().records
+            if not screen:
+                # A screened variant ran only some chunks: a full run of it is still news.
+                records = [r for r in records if not screened(r)]
             kld, skipped = select_variants(plan.kld_jobs, jobs, records, again)
             if not kld:
                 # Nothing to measure: a base file nobody waits for is not worth making.
@@ -161,8 +165,35 @@ class Showdown:
                 notes.append(base_note)
             for spec in kld:
                 spec.depends_on = depends_on
+            if screen and request is not None:
+                kld = self._screen_stage1(kld, request)
+                notes.append(f"screening {len(kld)} variant(s): stage 1 on the first chunks of the base file, then "
+                             "growing windows only for the variants whose place is not settled yet.")
             added = self.queue.add_many_locked(([base_job] if base_job else []) + kld)
         return Queued(added, notes, skipped)
+
+    def _screen_stage1(self, kld: list[JobSpec], request: ShowdownRequest) -> list[JobSpec]:
+        """Stage 1 of a screening batch: each variant's job on the first window (fixed by the
+        runner once the base file exists), and the batch's state. Under the queue lock."""
+        from qtui.core.jobs.screening import new_batch, stage_spec
+        from qtui.core.results.screening import ScreenPolicy
+
+        policy = ScreenPolicy(top=request.top)
+        batch = new_id()
+        keys: set[str] = set()
+        out = []
+        for spec in kld:
+            name = Path(str(spec.model.get("path") or spec.label)).name
+            key, n = name, 1
+            while key in keys:  # two files of one name in two folders: two variants
+                n += 1
+                key = f"{name}#{n}"
+            keys.add(key)
+            staged = stage_spec(spec, batch, 1, key, policy)
+            staged.depends_on = spec.depends_on
+            out.append(staged)
+        new_batch(self.queue, batch, policy, out)
+        return out
 
     def _base_decision(self, plan: RunPlan, jobs: Sequence[Job]) -> tuple[JobSpec | None, str | None, str | None]:
         """(base job to add, the job the KLD jobs wait for, the note about the base). Called
@@ -229,6 +260,11 @@ def select_variants(planned: Sequence[JobSpec], jobs: Sequence[Job], records: It
                 continue
         keep.append(spec)
     return keep, skipped
+
+
+def screened(rec: ResultRecord) -> bool:
+    """A screening summary or one of its window runs: measured on some chunks only."""
+    return bool(rec.screen or rec.source.get("screen_part") or rec.source.get("screen"))
 
 
 def same_setup(model_a: dict[str, Any], base_a: dict[str, Any], ctx_a: int | None,
