@@ -233,7 +233,7 @@ def test_a_pair_decided_only_by_rounded_figures_stays_open_then_ties() -> None:
     early = decide(rounded, 1, 3, n, ScreenPolicy())
     assert early["A"].state == "open" and "printed precision" in early["A"].why
     late = decide({"A": derived(a), "B": derived(b)}, 3, 3, n, ScreenPolicy())
-    assert late["A"].state == late["B"].state == "tie"
+    assert late["A"].state == late["B"].state == "tie" and "printed precision" in late["A"].why
 
 
 # -- real per-chunk data from recorded transcripts --------------------------------------------
@@ -246,3 +246,83 @@ def test_real_q4_0_and_q8_0_separate_at_the_first_look() -> None:
     got = decide({"Q4_0": head(q4, end), "Q8_0": head(q8, end)}, 1, len(plan), n_total, ScreenPolicy())
     assert got["Q8_0"] == Decision("Q8_0", "settled", f"separated from Q4_0 after {end} chunks", "1")
     assert got["Q4_0"].state == "settled" and got["Q4_0"].rank == "2"
+
+
+# -- the error spent per look, and Holm across pairs ------------------------------------------
+def with_p(p: float, n: int = 8) -> list[float]:
+    """Per-chunk differences whose paired test gives exactly two-sided p (df n-1)."""
+    from qtui.core.results.paired import t_quantile
+
+    pattern = [(-1.0) ** c * (n - 1) ** 0.5 / n ** 0.5 for c in range(n)]  # mean 0 and sd 1 for even n
+    return [t_quantile(1.0 - p / 2.0, n - 1) / n ** 0.5 + x for x in pattern]
+
+
+def chain(*diffs: list[float], n: int = 8) -> dict[str, ChunkSeries]:
+    """Variants A, B, C ... whose neighbours differ chunk by chunk by the given differences."""
+    level = [0.5 + 0.1 * c for c in range(n)]
+    out = {"A": series(level, n)}
+    for name, d in zip("BCDEF", diffs):
+        level = [x + 0.01 * y for x, y in zip(level, d)]
+        out[name] = series(level, n)
+    return out
+
+
+def test_the_helpers_make_the_p_values_asked_for() -> None:
+    s = chain(with_p(0.015))
+    pd = paired_diff(s["B"], s["A"])
+    assert pd is not None and pd.p == pytest.approx(0.015, rel=1e-6)
+
+
+def test_each_look_spends_only_its_share_of_alpha() -> None:
+    # 4 looks: 1/6 of alpha at each early look (p < 0.0083), half of it at the last (p < 0.025)
+    assert look_weights(4) == pytest.approx([1 / 6, 1 / 6, 1 / 6, 0.5])
+    s = chain(with_p(0.015))
+    assert decide(s, 1, 4, 8, ScreenPolicy())["A"].state != "settled"
+    assert decide(s, 4, 4, 8, ScreenPolicy())["A"].state == "settled"
+    s = chain(with_p(0.005))
+    assert decide(s, 1, 4, 8, ScreenPolicy())["A"].state == "settled"
+    s = chain(with_p(0.03))
+    assert decide(s, 4, 4, 8, ScreenPolicy())["A"].state == "tie"
+    assert decide(s, 1, 1, 8, ScreenPolicy())["A"].state == "settled"  # one look: all of alpha
+
+
+def test_holm_holds_the_family_across_the_pairs() -> None:
+    # one look: p 0.04 alone separates; next to a pair at p 0.3, Holm asks 0.025 of it
+    alone = chain(with_p(0.04))
+    assert decide(alone, 1, 1, 8, ScreenPolicy())["A"].state == "settled"
+    two = chain(with_p(0.04), with_p(0.3))
+    got = decide(two, 1, 1, 8, ScreenPolicy())
+    assert got["A"].state == "tie" and got["A"].rank == got["C"].rank == "1-3"
+    # step-down: 0.02 passes 0.025, then 0.04 passes 0.05 (Bonferroni would stop at 0.025)
+    got = decide(chain(with_p(0.04), with_p(0.02)), 1, 1, 8, ScreenPolicy())
+    assert [got[k].rank for k in "ABC"] == ["1", "2", "3"]
+    assert got["B"].why == "separated from A and C after 8 chunks"
+
+
+def test_a_difference_above_the_floor_still_separates() -> None:
+    truth = world({"A": 1.0, "B": 1.5}, 120, seed=4)
+    mean_diff = sum(b - a for a, b in zip(truth["A"][:8], truth["B"][:8])) / 8
+    got = decide({k: series(v, 8) for k, v in truth.items()}, 1, 4, 120, ScreenPolicy(floor=mean_diff / 4))
+    assert got["A"].state == got["B"].state == "settled"
+    got = decide({k: series(v, 8) for k, v in truth.items()}, 1, 4, 120, ScreenPolicy(floor=mean_diff * 1.01))
+    assert got["A"].state == "tie" and got["A"].why == "tie with B: difference within the noise floor"
+
+
+def test_small_fields_and_wrong_policies() -> None:
+    one = {"Q8_0": series([0.1, 0.2], 2)}
+    assert decide(one, 1, 3, 10, ScreenPolicy()) == {"Q8_0": Decision("Q8_0", "settled", "the only variant", "1")}
+    assert decide({}, 1, 3, 10, ScreenPolicy()) == {}
+    truth = world({"A": 1.0, "B": 1.0, "C": 1.0}, 8, seed=1)
+    got = decide({k: series(v, 8) for k, v in truth.items()}, 1, 3, 40, ScreenPolicy(top=3))
+    assert {d.state for d in got.values()} == {"settled"} and {d.rank for d in got.values()} == {"1-3"}
+    with pytest.raises(ValueError):
+        decide(one, 1, 3, 10, ScreenPolicy(level=1.0))
+    with pytest.raises(ValueError):
+        decide(one, 1, 3, 10, ScreenPolicy(top=0))
+
+
+def test_why_names_at_most_a_few_variants() -> None:
+    truth = world({f"v{i}": 2.0**i for i in range(6)}, 8, seed=9)
+    got = decide({k: series(v, 8) for k, v in truth.items()}, 1, 3, 40, ScreenPolicy(top=1))
+    assert got["v0"].why == "in the top 1: separated from v1, v2 and 3 more after 8 chunks"
+    assert got["v5"].why == "outside the top 1: separated from v0 after 8 chunks"

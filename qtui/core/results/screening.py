@@ -20,10 +20,14 @@ half equally (on a few chunks only clear separations pass anyway). Across the pa
 ranking Holm holds the family error, on each pair's look-adjusted p-value min_j p_j / w_j.
 
 Futility. With mean paired difference d, paired sd s after n chunks and N chunks in the full
-run, the chunks needed to separate the pair are about (z*s/d)^2. Because d after a few chunks
-is itself noisy, a pair stops as a tie only when the conditional power of the full run under
-the observed trend is low (below FUTILITY): an early tie that the full run would have
-separated is a wrong call, so the rule leans towards running on.
+run, the chunks needed to separate the pair are about (z*s/d)^2 (z of a plain test at the
+chosen level: the question is whether the full run would separate the pair). After a few chunks
+d is itself noisy, so a pair stops as a tie only when the predictive power is low: the chance
+that the full run separates it, predicted from the chunks seen, counting both the chunks still
+to come and the uncertainty of d (conditional power at the observed d alone treats d as known,
+and on simulated ladders of close quants called several times more early ties that the full
+run would have separated, for a few percent less GPU time). An early tie that the full run
+would have separated is a wrong call, so the rule leans towards running on.
 
 Chunks are numbered 1-based in the series (as llama-perplexity counts rows); windows are
 0-based half-open ranges of chunk indices, as the window base files are cut.
@@ -43,9 +47,8 @@ from qtui.core.results.paired import holm, t_cdf
 
 __all__ = ["FUTILITY", "Decision", "ScreenPolicy", "State", "decide", "look_weights", "windows"]
 
-FUTILITY = 0.1
-"""A pair stops as a tie when the full run's chance to separate it, if the difference seen so
-far is the true one, is below this."""
+FUTILITY = 0.2
+"""A pair stops as a tie when the predicted chance that the full run separates it is below this."""
 
 LAST_LOOK_SHARE = 0.5
 """The share of alpha kept for the last look (the rest is split equally over the others)."""
@@ -178,8 +181,9 @@ class _Verdict:
     n: int
     needed: float | None = None
     """chunks the pair would need at the observed difference (None: not computed)"""
-    floor: bool = False
-    """a tie because the difference is within the noise floor"""
+    reason: Literal["", "floor", "futile", "end", "precision"] = ""
+    """why a tie: within the noise floor, hopeless at the full run's length, no chunks left,
+    or decided only by the rounding of printed figures"""
 
 
 def _needed(pair: _Pair, floor: float, z: float) -> float:
@@ -190,7 +194,7 @@ def _needed(pair: _Pair, floor: float, z: float) -> float:
 
 
 def _futile(pair: _Pair, floor: float, z: float, n_total: int) -> bool:
-    """Conditional power of the full run under the observed trend below FUTILITY."""
+    """The predicted chance that the full run separates the pair is below FUTILITY."""
     gap = abs(pair.mean) - floor
     if gap <= 0.0:
         return True
@@ -244,9 +248,17 @@ def decide(series: Mapping[str, ChunkSeries], look: int, looks: int, n_total: in
     look = min(max(1, look), looks)
     last = look == looks
     alpha = 1.0 - policy.level
+    if not 0.0 < policy.level < 1.0:
+        raise ValueError("the screening confidence must lie between 0 and 1")
+    if policy.top is not None and policy.top < 1:
+        raise ValueError("a top N for screening needs N of at least 1")
     order = _order(series)
     v = len(order)
-    top = policy.top if policy.top is not None and 0 < policy.top < v else None
+    if policy.top is not None and policy.top >= v:
+        # every variant is in a top N of at least all of them: nothing to measure
+        everyone = "1" if v == 1 else f"1-{v}"
+        return {k: Decision(k, "settled", f"in the top {policy.top}: only {v} variant{'s' if v > 1 else ''}", everyone) for k in order}
+    top = policy.top
 
     # the pairs whose separation decides: neighbours, or each variant against the other side of the top-N boundary
     if top is None:
@@ -256,7 +268,7 @@ def decide(series: Mapping[str, ChunkSeries], look: int, looks: int, n_total: in
 
     weights = look_weights(looks)
     ends = _look_ends(looks, n_total, policy)
-    z_last = _NORMAL.inv_cdf(1.0 - alpha * weights[-1] / 2.0)
+    z_full = _NORMAL.inv_cdf(1.0 - alpha / 2.0)  # the full run's own test, for futility
 
     stats: list[_Pair | None] = []
     adj_naive: list[float | None] = []
@@ -284,17 +296,21 @@ def decide(series: Mapping[str, ChunkSeries], look: int, looks: int, n_total: in
     verdicts: list[_Verdict] = []
     for pair, naive, worst in zip(stats, sep_naive, sep_worst):
         if pair is None:
-            verdicts.append(_Verdict("tie" if last else "no data", 0))
+            verdicts.append(_Verdict("tie", 0, None, "end") if last else _Verdict("no data", 0))
             continue
-        needed = _needed(pair, policy.floor, z_last)
-        within_floor = policy.floor > 0.0 and abs(pair.mean) <= policy.floor
+        needed = _needed(pair, policy.floor, z_full)
         if worst:
             verdicts.append(_Verdict("separated", pair.n, needed))
         elif naive:
             # separated only in the rounded figures: more chunks may still decide it
-            verdicts.append(_Verdict("tie" if last else "limited", pair.n, needed))
-        elif last or _futile(pair, policy.floor, z_last, n_total):
-            verdicts.append(_Verdict("tie", pair.n, needed, within_floor))
+            verdicts.append(_Verdict("tie", pair.n, needed, "precision") if last else
+                            _Verdict("limited", pair.n, needed))
+        elif policy.floor > 0.0 and abs(pair.mean) <= policy.floor:
+            verdicts.append(_Verdict("tie", pair.n, needed, "floor"))
+        elif _futile(pair, policy.floor, z_full, n_total):
+            verdicts.append(_Verdict("tie", pair.n, needed, "futile"))
+        elif last:
+            verdicts.append(_Verdict("tie", pair.n, needed, "end"))
         else:
             verdicts.append(_Verdict("open", pair.n, needed))
 
@@ -328,21 +344,30 @@ def decide(series: Mapping[str, ChunkSeries], look: int, looks: int, n_total: in
     return out
 
 
+def _names(order: Sequence[str], mine: Sequence[tuple[int, _Verdict]]) -> str:
+    names = [order[j] for j, _ in sorted(mine, key=lambda m: m[0])]
+    if len(names) > 3:
+        return f"{names[0]}, {names[1]} and {len(names) - 2} more"
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+
+
 def _separated_words(order: Sequence[str], mine: Sequence[tuple[int, _Verdict]]) -> str:
-    names = " and ".join(order[j] for j, _ in mine)
     n = max(vd.n for _, vd in mine)
-    return f"separated from {names} after {n} chunks"
+    return f"separated from {_names(order, mine)} after {n} chunks"
 
 
 def _tie_words(order: Sequence[str], ties: Sequence[tuple[int, _Verdict]], n_total: int) -> str:
     j, vd = ties[0]
+    other = _names(order, ties)
     if vd.n == 0:
-        return f"tie with {order[j]}: no chunks in common"
-    if vd.floor:
-        return f"tie with {order[j]}: difference within the noise floor"
+        return f"tie with {other}: no chunks in common"
+    if vd.reason == "floor":
+        return f"tie with {other}: difference within the noise floor"
+    if vd.reason == "precision":
+        return f"tie with {other}: limited by printed precision after {vd.n} chunks"
     if vd.needed is not None and vd.needed > n_total:
-        return f"tie with {order[j]}: {_fmt_chunks(vd.needed)}, {n_total} available"
-    return f"tie with {order[j]}: not separated after {vd.n} chunks"
+        return f"tie with {other}: {_fmt_chunks(vd.needed)}, {n_total} available"
+    return f"tie with {other}: not separated after {vd.n} chunks"
 
 
 def _open_words(order: Sequence[str], pending: Sequence[tuple[int, _Verdict]]) -> str:
