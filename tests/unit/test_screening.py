@@ -5,7 +5,6 @@ REAL per-chunk data from recorded llama-perplexity transcripts."""
 from __future__ import annotations
 
 import random
-import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -122,7 +121,6 @@ def test_identical_variants_end_as_ties() -> None:
 def test_equal_variants_are_rarely_called_separated_over_all_looks() -> None:
     """The point of spending alpha over the looks: two EQUAL variants, many seeds, a separation
     called at any look is a false one. Testing each look at the full 5 % would call far more."""
-    started = time.perf_counter()
     policy = ScreenPolicy()
     n_total, runs, false = 120, 600, 0
     naive = 0
@@ -138,7 +136,6 @@ def test_equal_variants_are_rarely_called_separated_over_all_looks() -> None:
     rate = false / runs
     assert rate <= (1.0 - policy.level) + 0.02, rate
     assert naive / runs > rate + 0.03  # the looks do inflate errors: this test can tell
-    assert time.perf_counter() - started < 3.0
 
 
 def test_close_pair_runs_on_and_separates_later() -> None:
