@@ -323,3 +323,22 @@ def test_why_names_at_most_a_few_variants() -> None:
     got = decide({k: series(v, 8) for k, v in truth.items()}, 1, 3, 40, ScreenPolicy(top=1))
     assert got["v0"].why == "in the top 1: separated from v1, v2 and 3 more after 8 chunks"
     assert got["v5"].why == "outside the top 1: separated from v0 after 8 chunks"
+
+
+def test_pair_figures_are_paired_diffs() -> None:
+    """decide() tests pairs with its own fast copy of paired.paired_diff (shifted by the floor);
+    with no floor its p-values are paired_diff's, on exact and on derived (rounded) series."""
+    from qtui.core.results.screening import _pair
+
+    q4, q8 = transcript_series("kld-q4_0"), transcript_series("kld-q8_0")
+    truth = world({"A": 1.0, "B": 1.05}, 60, seed=12)
+    cases = [(head(q8, 8), head(q4, 8)), (q8, q4), (series(truth["A"], 60), series(truth["B"], 45)),
+             (derived(truth["A"][:30]), derived(truth["B"][:30]))]
+    for a, b in cases:
+        mine, theirs = _pair(a, b, None, 0.0), paired_diff(b, a)
+        assert mine is not None and theirs is not None
+        assert (mine.n, mine.mean, mine.sd) == pytest.approx((theirs.n, theirs.mean, theirs.sd), rel=1e-12)
+        assert mine.p == pytest.approx(theirs.p, rel=1e-9, abs=1e-300)
+        assert mine.p_worst == pytest.approx(theirs.p_worst, rel=1e-9, abs=1e-300)
+    limited = _pair(head(q8, 24), head(q4, 24), 8, 0.0)
+    assert limited is not None and limited.n == 8  # an earlier look sees only its chunks
