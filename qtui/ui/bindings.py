@@ -32,6 +32,10 @@ BOARD_BINDINGS: list[BindingType] = [
     Binding("v", "view", "View", tooltip="Show table and plot, the table only, or the plot only", show=False),
     Binding("i", "details", "Info", tooltip="Everything stored about the selected result (also enter)",
             show=False),
+    # Two rows compared: per-chunk difference, paired interval, tokens where they differ most.
+    Binding("m", "mark", "Mark", show=False, tooltip="Mark the selected result to compare it with another (C)"),
+    Binding("C", "compare", "Compare", show=False,
+            tooltip="Compare the marked result with the selected one: per chunk and per token"),
     # The main screen holds the records behind the board: it hands them to the export dialog.
     Binding("e", "screen.export", "Export", tooltip="Export the leaderboard: CSV, JSON, Markdown or SVG"),
 ]

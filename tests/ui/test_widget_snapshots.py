@@ -49,7 +49,9 @@ class BoardAndPlot(App[None]):
         board.focus()
 
     def on_leaderboard_selected(self, message: Leaderboard.Selected) -> None:
-        self.query_one(Scatter).set_rows(self.query_one(Leaderboard).rows, message.row_id)
+        # as the main screen hands them: the board's rows and the noise floor of its setup
+        board = self.query_one(Leaderboard)
+        self.query_one(Scatter).set_rows(board.rows, message.row_id, board.floor)
 
 
 class PanelApp(App[None]):
@@ -126,3 +128,15 @@ def test_export_dialog(snap_compare: Any) -> None:
         await pilot.pause()
 
     assert snap_compare(BoardAndPlot(records), run_before=open_dialog, terminal_size=SIZE)
+
+
+def test_scatter_whiskers_and_noise_floor(snap_compare: Any) -> None:
+    """Each point with ± its standard error (wide, as after a few chunks), the floor as a line."""
+    from dataclasses import replace
+
+    records = sample("gemma-3-270m-qtui.json")
+    wide = [replace(r, stats={**r.stats, "kld_mean_err": r.stats["kld_mean"] * 0.35}) for r in records]
+    first = records[0]
+    floor = replace(first, id="floor", model={**first.model, "floor": True, "path": "/m/base.gguf", "label": "base"},
+                    stats={"kld_mean": 0.02})
+    assert snap_compare(BoardAndPlot([*wide, floor]), terminal_size=SIZE)

@@ -63,6 +63,9 @@ class HostContext(Protocol):
     @property
     def autostart(self) -> Autostart | None: ...
 
+    @property
+    def data_dir(self) -> Path: ...
+
 
 class MainHost(Protocol):
     """What the main screen needs from the app that shows it; the app hands itself in, so the
@@ -102,10 +105,19 @@ class BoardPane(Vertical):
             super().__init__()
             self.record_id = record_id
 
+    class CompareRequested(Message):
+        """Compare two results (the screen holds the records)."""
+
+        def __init__(self, a: str, b: str) -> None:
+            super().__init__()
+            self.a, self.b = a, b
+
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
-        self._pending: tuple[list[Row], str | None] = ([], None)
+        self._pending: tuple[list[Row], str | None, float | None] = ([], None, None)
         self._log_pending = False
+        self.marked: str | None = None
+        """the row marked with m, to compare with another (C)"""
 
     def compose(self) -> ComposeResult:
         yield Leaderboard(include_failed=True, id="leaderboard")
@@ -124,15 +136,15 @@ class BoardPane(Vertical):
 
         scatter = Scatter(id="scatter")
         await self.mount(scatter)
-        rows, selected = self._pending
-        scatter.set_rows(rows, selected)
+        rows, selected, floor = self._pending
+        scatter.set_rows(rows, selected, floor)
         if self._log_pending:
             scatter.toggle_log()
 
-    def set_rows(self, rows: list[Row], selected: str | None) -> None:
-        self._pending = (rows, selected)
+    def set_rows(self, rows: list[Row], selected: str | None, floor: float | None = None) -> None:
+        self._pending = (rows, selected, floor)
         if self.scatter is not None:
-            self.scatter.set_rows(rows, selected)
+            self.scatter.set_rows(rows, selected, floor)
 
     def action_log_scale(self) -> None:
         if self.scatter is not None:
@@ -151,6 +163,30 @@ class BoardPane(Vertical):
 
     def action_details(self) -> None:
         self.post_message(self.DetailsRequested(self.query_one(Leaderboard).selected_id))
+
+    def action_mark(self) -> None:
+        board = self.query_one(Leaderboard)
+        row = next((r for r in board.rows if r.id == board.selected_id), None)
+        if row is None:
+            self.notify("no result selected")
+            return
+        if self.marked == row.id:
+            self.marked = None
+            self.notify(f"unmarked {row.model}", timeout=2)
+            return
+        self.marked = row.id
+        self.notify(f"marked {row.model}: move to another row and press C to compare", timeout=4)
+
+    def action_compare(self) -> None:
+        board = self.query_one(Leaderboard)
+        ids = {r.id for r in board.rows}
+        if self.marked is None or self.marked not in ids:
+            self.notify("mark a result with m first, then move to another and press C", severity="warning")
+            return
+        if board.selected_id is None or board.selected_id == self.marked:
+            self.notify("move to another result than the marked one, then press C", severity="warning")
+            return
+        self.post_message(self.CompareRequested(self.marked, board.selected_id))
 
     def action_next_setup(self, step: int = 1) -> None:
         board = self.query_one(Leaderboard)
@@ -323,7 +359,7 @@ class MainScreen(Screen[None]):
     def _update_scatter(self) -> None:
         board = self.query_one(Leaderboard)
         rows: list[Row] = [r for r in board.rows if r.status == "done"]
-        self.query_one(BoardPane).set_rows(rows, board.selected_id)
+        self.query_one(BoardPane).set_rows(rows, board.selected_id, board.floor)
 
     @on(BoardPane.DetailsRequested)
     def _record_details(self, msg: BoardPane.DetailsRequested) -> None:
@@ -332,6 +368,18 @@ class MainScreen(Screen[None]):
             self.notify("no result selected")
             return
         self.app.push_screen(InfoScreen(f"Result: {rec.model.get('label') or rec.id}", record_details(rec)))
+
+    @on(BoardPane.CompareRequested)
+    def _compare(self, msg: BoardPane.CompareRequested) -> None:
+        from qtui.core.results.store import ResultStore
+        from qtui.ui.screens.compare import CompareScreen
+
+        found = {r.id: r for r in self.records if r.id in (msg.a, msg.b)}
+        if len(found) < 2:
+            self.notify("the results to compare are gone", severity="warning")
+            return
+        store = ResultStore(self.host.ctx.data_dir).root
+        self.app.push_screen(CompareScreen(store, found[msg.a], found[msg.b], self.query_one(Leaderboard).floor))
 
     def action_export(self) -> None:
         """The board's rows as shown (sorted, finished runs) and the records behind them."""

@@ -25,6 +25,7 @@ from textual.widget import Widget
 from textual.widgets import DataTable, Static
 
 from qtui.core import formats
+from qtui.core.results.floor import noise_floor
 from qtui.core.results.leaderboard import COLUMN_KEYS, COLUMNS, Column, Row, build_rows, format_cell, sort_rows
 from qtui.core.results.setups import SetupGroup, group_setups
 from qtui.core.results.store import ResultRecord
@@ -168,6 +169,11 @@ class Leaderboard(Widget, can_focus=False):
     @property
     def table(self) -> DataTable[Text]:
         return self.query_one(_Table)
+
+    @property
+    def floor(self) -> float | None:
+        """The noise floor of the setup shown (None: not measured): a line, never a row."""
+        return noise_floor(self._records)
 
     @property
     def setups(self) -> list[SetupGroup]:
@@ -451,6 +457,9 @@ class Leaderboard(Widget, can_focus=False):
         apart = sum(1 for r in self._rows if r.status != "done")
         if apart:
             count += f" ({apart} not ranked: failed or cancelled)"
+        floor = self.floor
+        if floor is not None:
+            count += f" · noise floor {floor:.6f}"
         text = f"{count} · sorted by {col.title} {arrow} ({col.help}) · o/O: sort"
         try:
             self.query_one(".leaderboard--caption", Static).update(Text(text))

@@ -4,6 +4,11 @@ Drawn with a per-widget plotext figure (textual-plotext's `plt`), never the glob
 module, so two plots cannot overwrite each other's state. The three kinds of point differ by
 shape as well as colour (• other, ◆ Pareto front, ◉ selected) and the title says which is
 which, so the plot reads the same under NO_COLOR or a monochrome theme.
+
+Each point carries a vertical whisker of ± its mean KLD's standard error: two points whose
+whiskers overlap are not told apart by their own bars (the Rank column's paired test is the
+sharper judge). The noise floor, when measured, is a dashed horizontal line: KLD differences
+below it are what the measurement itself moves.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from textual_plotext.plot import Plot
 from qtui.core.results.leaderboard import Row
 
 MARK_OTHER, MARK_PARETO, MARK_SELECTED = "•", "◆", "◉"
+MARK_WHISKER, MARK_FLOOR = "│", "╌"
 # Room taken by plotext's y tick labels and frame, and by title + x ticks: used only to
 # guess where labels would land, so that overlapping ones can be dropped.
 _Y_AXIS_COLS, _X_AXIS_ROWS = 9, 4
@@ -72,6 +78,7 @@ class Scatter(Widget, can_focus=True):
         super().__init__(name=name, id=id, classes=classes)
         self._rows: list[Row] = []
         self._selected_id: str | None = None
+        self._floor: float | None = None
 
     # -- public API ------------------------------------------------------------------------
     @property
@@ -88,9 +95,15 @@ class Scatter(Widget, can_focus=True):
         """The rows that have a point on the plot now."""
         return plottable(self._rows, self.log_scale)
 
-    def set_rows(self, rows: Sequence[Row], selected_id: str | None = None) -> None:
+    @property
+    def floor(self) -> float | None:
+        """The noise floor drawn as a line (None: not measured)."""
+        return self._floor
+
+    def set_rows(self, rows: Sequence[Row], selected_id: str | None = None, floor: float | None = None) -> None:
         self._rows = list(rows)
         self._selected_id = selected_id
+        self._floor = floor
         self._draw()
 
     def select(self, row_id: str | None) -> None:
@@ -150,6 +163,13 @@ class Scatter(Widget, can_focus=True):
         front_colour = self._colour("success", "#4EBF71")
         chosen = self._colour("accent", "#ffa62b")
 
+        bounds = self._bounds(pts)
+        x0, x1, y0, y1 = bounds
+        self._whiskers(plt, pts, bounds, other)
+        floor = self._floor
+        if floor is not None and (floor > 0 or not log) and y0 <= self._y(floor) <= y1:
+            plt.plot([x0, x1], [floor, floor], marker=MARK_FLOOR, color=self._colour("warning", "#ffa62b"))
+
         front = sorted((r for r in pts if r.pareto), key=lambda r: (r.size_gib, r.kld))
         if len(front) > 1:
             # The front as a line under the points, joined in size order as in the SVG export.
@@ -164,8 +184,6 @@ class Scatter(Widget, can_focus=True):
         if selected is not None:
             plt.scatter([selected.size_gib], [selected.kld], marker=MARK_SELECTED, color=chosen)
 
-        bounds = self._bounds(pts)
-        x0, x1, y0, y1 = bounds
         plt.xlim(x0, x1)
         if log:
             plt.yscale("log")
@@ -175,6 +193,8 @@ class Scatter(Widget, can_focus=True):
         plt.ylim(y0, y1)
         width = self.size.width
         legend = f"{MARK_PARETO} Pareto  {MARK_SELECTED} selected" if width >= 56 else f"{MARK_PARETO}front {MARK_SELECTED}sel"
+        if self._floor is not None and width >= 72:
+            legend += f"  {MARK_FLOOR} floor"
         plt.title(f"mean KLD{' (log)' if log else ''} vs GiB   {legend}")
         self._labels(plt, pts, bounds, selected, front, chosen, front_colour, self._colour("surface", "#1e1e1e"))
         self.query_one(PlotextPlot).refresh()
@@ -228,6 +248,20 @@ class Scatter(Widget, can_focus=True):
             # plotext gives text a white box unless told the canvas colour (textual-plotext paints
             # the canvas with the theme's surface)
             plt.text(label, x, row.kld, color=colour, background=canvas, alignment=align)
+
+    def _whiskers(self, plt: Plot, pts: list[Row], bounds: tuple[float, float, float, float],
+                  colour: tuple[int, int, int]) -> None:
+        """± the standard error of each mean KLD, drawn before the points so a point stays on
+        top of its bar. Clipped to the axis: a bar that runs below 0 on a log axis, or off the
+        plot, ends at the frame instead of moving the axis for everyone."""
+        _, _, y0, y1 = bounds
+        lo_axis, hi_axis = (10.0**y0, 10.0**y1) if self.log_scale else (y0, y1)
+        for r in pts:
+            if r.kld_err is None or r.kld_err <= 0 or r.kld is None:
+                continue
+            lo, hi = max(r.kld - r.kld_err, lo_axis), min(r.kld + r.kld_err, hi_axis)
+            if hi > lo:
+                plt.plot([r.size_gib, r.size_gib], [lo, hi], marker=MARK_WHISKER, color=colour)
 
     def _bounds(self, pts: list[Row]) -> tuple[float, float, float, float]:
         """Axis limits (y in log10 units on a log axis), padded around the points."""
