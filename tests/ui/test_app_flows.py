@@ -146,6 +146,16 @@ async def focus_job(pilot, label: str) -> None:
         await pilot.press("down" if queue.table.cursor_row < row else "up")
 
 
+async def press_cancel(pilot) -> None:
+    """`c`, and `y` if it asks (a run that has measured chunks asks before they are lost)."""
+    from qtui.ui.screens.confirm import ConfirmScreen
+
+    await pilot.press("c")
+    await pilot.pause()
+    if isinstance(pilot.app.screen, ConfirmScreen):
+        await pilot.press("y")
+
+
 async def test_cancel_retry_remove(app_factory, models_dir: Path) -> None:
     add_model(models_dir, "tiny-SLOW-Q4_0.gguf")
     app = app_factory([models_dir])
@@ -153,13 +163,13 @@ async def test_cancel_retry_remove(app_factory, models_dir: Path) -> None:
         await start_one(pilot, "tiny-SLOW-Q4_0.gguf")
         await wait_for(pilot, lambda: status_of(app, "tiny-SLOW-Q4_0.gguf") == "running", what="the slow run to start")
         await focus_job(pilot, "tiny-SLOW-Q4_0.gguf")
-        await pilot.press("c")
+        await press_cancel(pilot)
         await wait_for(pilot, lambda: status_of(app, "tiny-SLOW-Q4_0.gguf") == "cancelled", what="the cancel")
         assert "cancelled by the user" in screen_text(app)
         await pilot.press("r")
         await wait_for(pilot, lambda: status_of(app, "tiny-SLOW-Q4_0.gguf") in ("queued", "running"),
                        what="the retried job to be queued")
-        await pilot.press("c")  # cancel again (queued: at once; running: stopped)
+        await press_cancel(pilot)  # cancel again (queued: at once; running: stopped after a yes)
         await wait_for(pilot, lambda: status_of(app, "tiny-SLOW-Q4_0.gguf") == "cancelled", what="the second cancel")
         await pilot.press("x")
         await wait_for(pilot, lambda: job_by_label(app, "tiny-SLOW-Q4_0.gguf") is None, what="the removal")

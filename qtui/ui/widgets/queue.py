@@ -127,9 +127,9 @@ class QueueView(Vertical):
                                   key=job.id)
             target = selected.id if selected else None
             running = next((j for j in jobs if j.state.status == "running"), None)
-            if running is None:
-                self.follow_running = True
-            elif self.follow_running:
+            if running is None and not any(j.state.status == "queued" for j in jobs):
+                self.follow_running = True  # the batch is over: the next one is followed again
+            elif self.follow_running and running is not None:
                 target = running.id
             if target is not None and target in table.rows:
                 row = table.get_row_index(target)
@@ -154,9 +154,9 @@ class QueueView(Vertical):
         if key in self._auto_keys:
             self._auto_keys.discard(key)
         else:
-            # The user moved: follow the running job only if that is where they went.
-            job = next((j for j in self.jobs if j.id == key), None)
-            self.follow_running = job is not None and job.state.status == "running"
+            # The user moved: from now on the cursor stays on the job they chose (by id), even
+            # when that job ends and the next one starts.
+            self.follow_running = False
         self.post_message(self.Highlighted(key))
 
     # -- actions ---------------------------------------------------------------------------
@@ -176,7 +176,35 @@ class QueueView(Vertical):
         self.post_message(self.Edited(fn(queue, job), retried))
 
     def action_cancel(self) -> None:
-        self._edit(lambda q, j: q.cancel(j.id) if j else "")
+        job = self.selected_job()
+        if self.queue is None or job is None:
+            self._edit(lambda q, j: "")  # says why nothing can be cancelled
+            return
+        # From here on the cursor stays on this job, by id: the next job starting (or the queue
+        # re-ordering) must not slide another job under it, or a second `c` would cancel that one.
+        self.follow_running = False
+        live = self.live.get(job.id)
+        if job.state.status == "running" and job.state.cancel_requested_at is None and live is not None and live.done:
+            from qtui.ui.screens.confirm import ConfirmScreen
+
+            total = live.n_chunks
+            done = f"{live.done} of {total} chunks" if total else f"{live.done} chunk{'s' if live.done != 1 else ''}"
+            label = job.spec.label or job.id
+            self.app.push_screen(
+                ConfirmScreen(f"Cancel {label}?", f"{done} done will be lost: a retry starts from chunk 1.",
+                              yes="Cancel the run", no="Keep it running"),
+                lambda yes: self._cancel(job.id) if yes else None)
+            return
+        self._cancel(job.id)  # waiting, or nothing measured yet: nothing is lost
+
+    def _cancel(self, job_id: str) -> None:
+        def cancel(q: JobQueue, _: Job | None) -> str:
+            now = q.get(job_id)
+            if now is not None and now.state.status == "running" and now.state.cancel_requested_at is not None:
+                return f"{now.spec.label or job_id} is already stopping"
+            return q.cancel(job_id)
+        if self.queue is not None:
+            self._run_edit(self.queue, None, cancel, False)
 
     def action_retry(self) -> None:
         self._edit(lambda q, j: q.retry(j.id) if j else "", retried=True)
