@@ -29,6 +29,15 @@ and on simulated ladders of close quants called several times more early ties th
 run would have separated, for a few percent less GPU time). An early tie that the full run
 would have separated is a wrong call, so the rule leans towards running on.
 
+Which pairs: for the whole order, each variant against its neighbours (V-1 pairs; a variant is
+settled when separated from both); for a top N, each variant against the nearest one on the
+other side of the boundary (again V-1 pairs), so variants far from the boundary settle early
+even when they are close to each other. With a noise floor the test asks whether |difference|
+exceeds the floor, not 0. With per-chunk means derived from printed running means, a pair
+separated only in the rounded figures stays open (it may settle on more chunks) and is a tie
+at the last look. What to expect: on a ladder whose neighbours are so close that the full run
+itself barely separates them, the whole order needs nearly every chunk; a top N saves far more.
+
 Chunks are numbered 1-based in the series (as llama-perplexity counts rows); windows are
 0-based half-open ranges of chunk indices, as the window base files are cut.
 """
