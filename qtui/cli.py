@@ -28,6 +28,8 @@ examples:
   qtui setup-llama                      build llama.cpp's tools (CUDA if a GPU and nvcc are found)
   qtui scan ~/models                    list GGUF files with quant type and tensor mix
   qtui run --base m-BF16.gguf --corpus wiki.test.raw m-Q4_K_M.gguf m-IQ4_XS.gguf -- -ngl 99 -fa on
+  qtui run --screen --top 3 --base m-BF16.gguf --corpus wiki.test.raw m-*.gguf
+                                        stop each variant once its place (here: in the top 3) is settled
   qtui results --sort kld_p99           the leaderboard, ranked by the KLD tail
   qtui export --format md board.md      a Markdown table ready to post
   qtui import run1.log run2.log         put existing llama-perplexity logs into the store
@@ -80,6 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("run", help="measure variants against a base, with live progress",
                        description="Generate (or reuse) the base log-probs, then run every variant's KLD, one job at a time (or one per GPU with slots = N in the config). "
+                       "With --screen, variants whose place is settled early stop early. "
                        "Arguments after -- go to llama-perplexity unchanged (e.g. -- -ngl 99 -fa on).")
     p.add_argument("--base", type=Path, required=True, metavar="BASE.gguf", help="the reference model (BF16/F16/F32, or any model to compare against)")
     p.add_argument("--corpus", metavar="FILE", help="text to evaluate on (e.g. wiki.test.raw; 'builtin': qtui's own "
@@ -91,6 +94,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sha256", action="store_true", help="record each variant's sha256 in its result (slow for big files)")
     p.add_argument("--again", action="store_true", help="measure variants already measured, queued or running on the same "
                    "setup (same files, base log-probs and context) once more; by default they are skipped")
+    p.add_argument("--screen", action="store_true", help="adaptive screening: run every variant on the first 8 chunks of "
+                   "the base file, then on windows twice as long each time, only while its place in the ranking is "
+                   "not settled at 95%% (paired by chunk, corrected for looking after every window); a pair that even "
+                   "the full run would very likely not separate stops early as a tie. Usually a fraction of the GPU "
+                   "time of full runs; `qtui results` shows each variant as settled, open or tie with the chunks it "
+                   "ran. Without --screen every variant runs every chunk (a screened variant is measured in full then)")
+    p.add_argument("--top", type=int, default=None, metavar="N", help="with --screen: settle only which variants are in "
+                   "the top N (by mean KLD), not the whole order: quicker when only the best few matter")
     p.add_argument("--floor", action="store_true", help="also measure the noise floor: the base against its own "
                    "log-probs with half the batch size; differences below it are called ties")
     p.add_argument("variants", nargs="+", type=Path, metavar="VARIANT.gguf")

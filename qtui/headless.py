@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from qtui.console import UserError, console, err_console, progress_printer
 from qtui.core import formats, paths
@@ -98,7 +99,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         llama_args=args.llama_args or cfg.llama_args, base_file=args.base_file,
         again=getattr(args, "again", False), hash_models=getattr(args, "sha256", False),
         floor=getattr(args, "floor", False),
+        screen=getattr(args, "screen", False), top=getattr(args, "top", None),
     )
+    if request.top is not None and not request.screen:
+        raise UserError("--top N only works with --screen (it says which places screening must settle)")
+    if request.top is not None and request.top < 1:
+        raise UserError(f"--top {request.top} is not a number of variants: give 1 or more")
     return run_showdown(request, cfg, data_dir, llama_bin=getattr(args, "llama_bin", None), detach=args.detach)
 
 
@@ -140,24 +146,61 @@ def run_showdown(request: ShowdownRequest, cfg: Config, data_dir: Path, *, llama
     if detach:
         console.print(f"queued {len(ids)} job(s); follow them with [bold]qtui jobs --watch[/] or open [bold]qtui[/]")
         return 0
-    return follow(service.queue, ids, data_dir, service.slots)
+    batch = next((str(j.spec.screen.get("batch")) for j in queued.jobs if j.spec.screen), None)
+    return follow(service.queue, ids, data_dir, service.slots, screen=batch)
 
 
-def follow(queue: JobQueue, ids: Sequence[str], data_dir: Path, slots: int) -> int:
+def follow(queue: JobQueue, ids: Sequence[str], data_dir: Path, slots: int, screen: str | None = None) -> int:
+    """Watch the jobs until they end (a screening batch: until its last stage is decided),
+    then print this run's rows."""
+    from qtui.core.jobs.screening import read_state
     from qtui.core.showdown.service import Showdown
     from qtui.watch import Detached, watch
 
+    def batch_jobs() -> list[str]:
+        return [j.id for j in queue.jobs() if j.spec.screen and j.spec.screen.get("batch") == screen]
+
+    def batch_over() -> bool:
+        state = read_state(queue, screen) if screen else None
+        return state is None or bool(state.get("finished"))
+
     try:
         # A scheduler killed while we watch is started again, as opening `qtui jobs` would.
-        jobs = watch(queue, ids, console, keep_going=Showdown(data_dir, slots).ensure_scheduler)
+        jobs = watch(queue, ids, console, keep_going=Showdown(data_dir, slots).ensure_scheduler,
+                     more=batch_jobs if screen else None, done=batch_over if screen else None)
     except Detached:
         _say_detached()
         return 0
     console.print()
-    records = [r for r in ResultStore(data_dir).load().records if r.job_id in set(ids)]
+    all_records = ResultStore(data_dir).load().records
+    records = [r for r in all_records if r.job_id in set(ids) and not r.source.get("screen_part")]
+    if screen:
+        # a screened variant is one row, its summary over the chunks it ran
+        records += [r for r in all_records if r.source.get("screen") == screen]
+        print_screen(queue, screen)
     print_board(build_rows(records, include_failed=True), title="This run")
     failed = [j for j in jobs if j.state.status != "done"]
     return 1 if failed else 0
+
+
+def print_screen(queue: JobQueue, batch: str) -> None:
+    """How a screening batch ended: each variant's state, the chunks it ran, and why."""
+    from qtui.core.jobs.screening import read_state
+
+    state = read_state(queue, batch)
+    if state is None:
+        return
+    total = state.get("n_chunk") or "?"
+    t = Table(title=f"Screening: {len(state.get('windows') or [])} windows over {total} chunks", box=None,
+              header_style="bold")
+    for title in ("Variant", "State", "Chunks", "Rank", "Why"):
+        t.add_column(title, no_wrap=title != "Why")
+    for key, info in (state.get("variants") or {}).items():
+        t.add_row(*(Text(x) for x in (key, str(info.get("state")), f"{info.get('chunks_run', 0)}/{total}",
+                                      str(info.get("rank") or ""), str(info.get("why") or ""))))
+    console.print(t)
+    if state.get("error"):
+        err_console.print(f"screening stopped: {state['error']}", markup=False)
 
 
 def _say_detached() -> None:

@@ -53,11 +53,15 @@ def render(runs: Sequence[tuple[Job, LiveRun]], now: float) -> Table:
 
 
 def watch(queue: JobQueue, job_ids: Sequence[str], console: Console,
-          clock: Callable[[], float] = time.time, keep_going: Callable[[], object] | None = None) -> list[Job]:
+          clock: Callable[[], float] = time.time, keep_going: Callable[[], object] | None = None,
+          more: Callable[[], Sequence[str]] | None = None, done: Callable[[], bool] | None = None) -> list[Job]:
     """Follow the given jobs until all have finished. Raises Detached on Ctrl-C or SIGHUP.
 
     `keep_going` is called every KEEP_GOING_S: it restarts a scheduler that died meanwhile,
-    so the jobs being watched never wait for ever."""
+    so the jobs being watched never wait for ever. A screening batch grows while it runs:
+    `more` names the jobs queued since (followed too), and the watch ends only once `done`
+    says the batch is over."""
+    job_ids = list(job_ids)
     trackers: dict[str, LiveTracker] = {}
     announced: set[str] = set()
     checked = clock()
@@ -69,6 +73,8 @@ def watch(queue: JobQueue, job_ids: Sequence[str], console: Console,
     try:
         with Live(console=console, refresh_per_second=4, transient=False) as live:
             while True:
+                if more is not None:
+                    job_ids += [i for i in more() if i not in job_ids]
                 jobs = [j for j in (queue.get(i) for i in job_ids) if j is not None]
                 for job in jobs:
                     tracker = trackers.get(job.id)
@@ -82,7 +88,7 @@ def watch(queue: JobQueue, job_ids: Sequence[str], console: Console,
                         if job.state.status != "done":
                             live.console.print(f"[red]✗ {job.spec.label}: {job.state.status}[/] — {job.state.reason or ''}")
                 live.update(Group(render([(t.job, t.snapshot()) for t in trackers.values()], clock())))
-                if all(j.state.status in FINISHED for j in jobs):
+                if all(j.state.status in FINISHED for j in jobs) and (done is None or done()):
                     return jobs
                 if keep_going is not None and clock() - checked >= KEEP_GOING_S:
                     checked = clock()

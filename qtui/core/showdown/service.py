@@ -227,9 +227,14 @@ class Showdown:
 
     def _spawn_if_needed(self) -> bool:
         from qtui.core.jobs.scheduler import ensure_scheduler, scheduler_running
+        from qtui.core.jobs.screening import fail_batch, resume
 
         if scheduler_running(self.data_dir):
             return False
+        # A screening stage that ended while its scheduler died before queuing the next one:
+        # queue it now (idempotent), so the batch goes on instead of waiting for ever.
+        for batch, exc in resume(self.queue):
+            fail_batch(self.queue, batch, f"qtui could not decide the next screening stage: {exc}")
         if not any(j.state.status in ACTIVE for j in self.queue.jobs()):
             return False
         ensure_scheduler(self.data_dir, self.slots)
