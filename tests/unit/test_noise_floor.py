@@ -104,3 +104,10 @@ def test_the_floor_is_no_row_and_ties_neighbours_closer_than_it() -> None:
     base_variant.model["path"] = floor.model["path"] = "/m/base.gguf"
     kept = board_records([base_variant, floor])
     assert {r.id for r in kept} == {"base-as-variant", "base-floor"}
+
+
+def test_the_floor_comes_from_per_token_data_when_the_printed_mean_reads_zero() -> None:
+    chunk_means = [3e-7, 5e-7, 4e-7, 4e-7]
+    exact = _rec("floor", 0.0, chunk_means, floor=True)  # printed with 6 decimals: 0.000000
+    assert noise_floor([exact]) == pytest.approx(4e-7, rel=1e-12)
+    assert noise_floor([_rec("floor", 0.0, None, floor=True)]) == 0.0  # no per-token data: the printed figure

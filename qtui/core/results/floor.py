@@ -9,13 +9,15 @@ record marked model["floor"] = True: shown as a line on the scatter, never as a 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from qtui.core.results.chunks import chunk_series
 from qtui.core.results.ranking import SetupKey, number, setup_key
 from qtui.core.results.store import ResultRecord
 
-__all__ = ["floor_records", "floors_by_setup", "is_floor", "noise_floor"]
+__all__ = ["floor_records", "floor_value", "floors_by_setup", "is_floor", "noise_floor"]
 
 
 def is_floor(model: Mapping[str, Any]) -> bool:
@@ -34,8 +36,17 @@ def noise_floor(records: Iterable[ResultRecord]) -> float | None:
     found = floor_records(records)
     if not found:
         return None
-    latest = max(found, key=lambda r: r.ended_at or 0.0)
-    return number(latest.stats, "kld_mean")
+    return floor_value(max(found, key=lambda r: r.ended_at or 0.0))
+
+
+def floor_value(rec: ResultRecord) -> float | None:
+    """A floor run's mean KLD: from its per-token data when it has them. The printed mean has 6
+    decimals, and a floor is often below 5e-7: printed, it reads 0.000000, which would call no
+    pair a tie; the per-chunk means from the tokens keep its real size."""
+    series = chunk_series(rec)
+    if series is not None and series.exact and len(series):
+        return math.fsum(series.means) / len(series)
+    return number(rec.stats, "kld_mean")
 
 
 def floors_by_setup(records: Iterable[ResultRecord]) -> dict[SetupKey, float]:
