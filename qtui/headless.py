@@ -313,6 +313,8 @@ def print_unranked(rows: Sequence[Row], records: Sequence[ResultRecord]) -> None
 
 
 def cmd_results(args: argparse.Namespace) -> int:
+    from qtui.core.results.floor import noise_floor
+
     groups, chosen = _setups(args, _records(args))
     if getattr(args, "json", False):
         print_results_json(args, chosen)
@@ -331,6 +333,10 @@ def cmd_results(args: argparse.Namespace) -> int:
         console.print(title if ranked else f"{title}: no finished runs", style="bold", markup=False, soft_wrap=True)
         if ranked:
             print_board(ranked, title="")
+        floor = noise_floor(g.records)
+        if floor is not None:
+            console.print(f"noise floor {floor:.2e} (the base against itself with half the batch): "
+                          "neighbours closer than it are ties", style="dim", markup=False, soft_wrap=True)
         if apart and args.failed:
             print_unranked(apart, g.records)
         elif apart:
@@ -348,11 +354,13 @@ def print_results_json(args: argparse.Namespace, chosen: Sequence[SetupGroup]) -
     intervals to its neighbours in the ranking (failed and cancelled rows with --failed, unranked)."""
     from qtui import __version__
     from qtui.core.results.export import json_rows
+    from qtui.core.results.floor import noise_floor
 
     setups = []
     for g in chosen:
         rows = _sorted_rows(args, g.records, include_failed=args.failed)
-        setups.append({"number": g.number, "id": g.id, "label": g.label, "rows": json_rows(rows)})
+        setups.append({"number": g.number, "id": g.id, "label": g.label, "noise_floor": noise_floor(g.records),
+                       "rows": json_rows(rows)})
     payload = {"generator": f"qtui {__version__}", "setups": setups}
     sys.stdout.write(json.dumps(payload, indent=2, allow_nan=False) + "\n")
 

@@ -92,3 +92,20 @@ def test_compare_reads_the_tokens_in_their_text(floor_run: Path, corpus: Path, t
             assert shown.replace("ĉ", "\t") in text
             checked += 1
     assert checked >= 4  # most of the corpus is ASCII: the check above is no formality
+
+
+def test_qtui_results_names_the_floor_and_never_ranks_it(floor_run: Path, tiny_ladder: dict[str, Path]) -> None:
+    import json
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("QTUI_")}
+    env.update(QTUI_DATA_DIR=str(floor_run), COLUMNS="200", NO_COLOR="1")
+    res = subprocess.run([sys.executable, "-m", "qtui.cli", "results", "--json"], env=env, capture_output=True,
+                         text=True, timeout=120, stdin=subprocess.DEVNULL)
+    assert res.returncode == 0, res.stderr
+    (setup,) = json.loads(res.stdout)["setups"]
+    records = [r for r in ResultStore(floor_run).load().records if r.kind == "kld"]
+    assert setup["noise_floor"] == pytest.approx(noise_floor(records)) and setup["noise_floor"] > 0
+    assert len(setup["rows"]) == 2
+    text = subprocess.run([sys.executable, "-m", "qtui.cli", "results"], env=env, capture_output=True, text=True,
+                          timeout=120, stdin=subprocess.DEVNULL).stdout
+    assert "noise floor " in text and "neighbours closer than it are ties" in text
