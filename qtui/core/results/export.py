@@ -84,6 +84,8 @@ def json_rows(rows: Sequence[Row]) -> list[dict[str, Any]]:
         if back is not None and prev is not None:
             back = {"prev_id": prev.id, **{k: v for k, v in back.items() if k != "next_id"}}
         item.update(chunk_data=row.chunk_data, vs_prev=back, vs_next=vs_next(row))
+        if row.screen:  # a screened variant: its state and the chunks it ran
+            item["screen"] = row.screen
     return listed
 
 

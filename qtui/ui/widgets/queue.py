@@ -113,9 +113,10 @@ class QueueView(Vertical):
         self.live = {k: v for k, v in self.live.items() if any(j.id == k for j in jobs)}
         with self.app.batch_update():
             if [j.id for j in jobs] == [str(k.value) for k in table.rows]:
-                for job in jobs:  # same jobs, same order: only states changed
+                for job in jobs:  # same jobs, same order: only states (and a screening job's window) changed
                     word = state_word(job)
                     table.update_cell(job.id, "state", Text(word, style=STATE_STYLE.get(word, "")))
+                    table.update_cell(job.id, "job", job.spec.label or job.id)
             else:
                 table.clear()
                 if jobs:
