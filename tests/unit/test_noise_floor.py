@@ -111,3 +111,16 @@ def test_the_floor_comes_from_per_token_data_when_the_printed_mean_reads_zero() 
     exact = _rec("floor", 0.0, chunk_means, floor=True)  # printed with 6 decimals: 0.000000
     assert noise_floor([exact]) == pytest.approx(4e-7, rel=1e-12)
     assert noise_floor([_rec("floor", 0.0, None, floor=True)]) == 0.0  # no per-token data: the printed figure
+
+
+def test_the_results_frame_never_scores_the_floor() -> None:
+    from qtui.core.results.table import results_frame
+
+    q8, q4 = _rec("q8", 0.01, None), _rec("q4", 0.05, None)
+    q4.model["size_bytes"] = 1 << 29
+    floor = _rec("floor", 1e-7, None, floor=True)
+    floor.model["size_bytes"] = 1 << 31
+    frame = results_frame([q8, q4, floor]).set_index("id")
+    assert not frame.loc["floor", "pareto"] and frame.loc["floor", "score"] != frame.loc["floor", "score"]  # NaN
+    assert frame.loc["q8", "pareto"] and frame.loc["q4", "pareto"]  # the floor's KLD near 0 dominates no quant
+    assert frame.loc["q8", "score"] == 1.0  # min-max over the two quants only: the largest, q8, is at size 1

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from qtui.core.llama.stats import FinalStats
+from qtui.core.results.floor import is_floor
 from qtui.core.results.ranking import efficiency, model_label, number, pareto, size_gib
 from qtui.core.results.setups import setup_keys
 from qtui.core.results.store import ResultRecord, load_records
@@ -127,18 +128,24 @@ def results_frame(records: Iterable[ResultRecord]) -> pd.DataFrame:
     frame = frame.astype({c: "Int64" for c in _INT_COLUMNS} | {c: "float64" for c in _FLOAT_COLUMNS} | {"pareto": "bool"})
     for c in _TIME_COLUMNS:
         frame[c] = pd.to_datetime(frame[c].astype("float64"), unit="s", utc=True)
-    return rank(frame)
+    return rank(frame, skip=[is_floor(r.model) for r in records])
 
 
-def rank(frame: pd.DataFrame) -> pd.DataFrame:
+def rank(frame: pd.DataFrame, skip: Sequence[bool] | None = None) -> pd.DataFrame:
     """Fill `score` and `pareto` for the finished KLD rows, within each setup.
 
-    Rows missing a size or a KLD, failed runs and base runs get NaN and False.
+    Rows missing a size or a KLD, failed runs and base runs get NaN and False, and so do the
+    rows `skip` marks (noise-floor runs: the base against itself is no quant to rank).
     """
     frame = frame.copy()
     frame["score"] = math.nan
     frame["pareto"] = False
-    ranked = frame[(frame["kind"] == "kld") & (frame["status"] == "done")]
+    keep = (frame["kind"] == "kld") & (frame["status"] == "done")
+    if skip is not None:
+        import pandas as pd
+
+        keep = keep & ~pd.Series(list(skip), index=frame.index, dtype=bool)
+    ranked = frame[keep]
     for _, group in ranked.groupby("setup", sort=False):
         points = [None if math.isnan(s) or math.isnan(k) else (s, k)
                   for s, k in zip(group["size_gib"].tolist(), group["kld_mean"].tolist())]
