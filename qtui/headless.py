@@ -173,7 +173,8 @@ def follow(queue: JobQueue, ids: Sequence[str], data_dir: Path, slots: int, scre
         return 0
     console.print()
     all_records = ResultStore(data_dir).load().records
-    records = [r for r in all_records if r.job_id in set(ids) and not r.source.get("screen_part")]
+    records = [r for r in all_records if r.job_id in set(ids)
+               and not (r.source.get("screen_part") or r.source.get("screen"))]
     if screen:
         # a screened variant is one row, its summary over the chunks it ran
         records += [r for r in all_records if r.source.get("screen") == screen]

@@ -169,4 +169,8 @@ def test_window_that_cannot_be_cut_fails_its_job_and_the_batch_goes_on(tmp_path:
     state = screening.read_state(q, batch2)
     assert state is not None and state["finished"]
     assert all(v["state"] == "failed" for v in state["variants"].values()), state["variants"]
+    # each variant gets one failed summary with the reason (a failed row, apart from any ranking)
+    recs = [r for r in ResultStore(tmp_path).load().records if r.kind == "kld" and r.screen and r.screen["batch"] == batch2]
+    assert sorted(r.model["label"] for r in recs) == ["A.gguf", "B.gguf", "C.gguf"]
+    assert all(r.status == "failed" and "truncated" in (r.failure or {}).get("reason", "") for r in recs)
     assert json.dumps(state)  # plain JSON

@@ -213,6 +213,7 @@ def _advance(queue: JobQueue, batch: str) -> bool:
                 job = next((j for j in current if j.spec.screen and j.spec.screen.get("key") == key), None)
                 info.update(state="failed" if job is None or job.state.status == "failed" else "cancelled",
                             why=(job.state.reason if job is not None else None) or "its screening job is gone")
+                _write_summary(store, state, key, info, [], None, None, stage, job)
             state["finished"] = True
             _write_state(queue, state)
             return True
@@ -267,7 +268,8 @@ def _advance(queue: JobQueue, batch: str) -> bool:
                 if w not in done_windows:
                     to_add.append(_next_spec(templates[key].spec, batch, stage + 1, s_no, key, policy, w, int(n_chunk)))
     for key, info in variants.items():
-        _write_summary(store, state, key, info, parts.get(key, []), series.get(key), merged.get(key), stage)
+        _write_summary(store, state, key, info, parts.get(key, []), series.get(key), merged.get(key), stage,
+                       templates.get(key))
     if to_add:
         _queue_front(queue, to_add)
         state["stage"] = stage + 1
@@ -378,12 +380,23 @@ def _combined_stats(parts: list[tuple[Job, ResultRecord]], merged: TokenDump | N
 
 def _write_summary(store: ResultStore, state: dict[str, Any], key: str, info: dict[str, Any],
                    parts: list[tuple[Job, ResultRecord]], series: ChunkSeries | None, merged: TokenDump | None,
-                   stage: int) -> None:
+                   stage: int, template: Job | None = None) -> None:
     """Write (or replace) the variant's one summary record: kind kld, over the chunks it ran."""
     record_id = str(info.get("record") or new_id())
     info["record"] = record_id
     if not parts:
-        return  # nothing measured: its failed window job's own record tells why
+        if info.get("state") in ("failed", "cancelled") and template is not None:
+            # Nothing measured: the variant's row says why, apart from the ranking like any failure.
+            spec = template.spec
+            store.save(ResultRecord(
+                id=record_id, kind="kld", status=info["state"], model=spec.model, base=spec.base, corpus=spec.corpus,
+                ctx=spec.ctx, llama=spec.llama, argv=spec.argv, gpu=spec.llama.get("gpu"),
+                started_at=template.state.started_at, ended_at=template.state.ended_at or time.time(),
+                job_id=template.id, source={"type": "qtui", "screen": state["batch"]},
+                failure={"reason": info.get("why"), "exit_code": template.state.exit_code, "stderr_tail": ""},
+                screen={"batch": state["batch"], "stage": stage, "state": info.get("state"), "why": info.get("why"),
+                        "rank": None, "chunks_run": 0, "n_chunk": state.get("n_chunk")}))
+        return
     first_job = parts[0][0]
     spec = first_job.spec
     chunks_run = sorted({c for j, _ in parts for c in range(*(j.spec.window or (0, 0)))})
