@@ -38,7 +38,7 @@ class BoardApp(App[None]):
         board.sort_by("size_gib")
         self.query_one(Scatter).set_rows(board.rows)
 
-    def open_export(self, default_dir: Path | None, fmt: str = "md") -> ExportScreen:
+    def open_export(self, default_dir: Path | None, fmt: str | None = None) -> ExportScreen:
         board = self.query_one(Leaderboard)
         screen = ExportScreen(board.rows, RECORDS, default_dir, fmt=fmt)
         self.push_screen(screen, self.results.append)
@@ -221,3 +221,63 @@ def test_resolve_target(tmp_path: Path) -> None:
         resolve_target("   ", md)
     with pytest.raises(ExportError, match="does not exist"):
         resolve_target(str(tmp_path / "x" / "y.md"), md)
+
+
+# -- issue 8: the keys a first-time user pressed ---------------------------------------------
+async def test_typed_path_survives_tab_and_its_extension_picks_the_format(tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """Type `…/lb.svg`, Tab to the button, Enter: an SVG chart in the typed folder, nothing in the
+    working folder (it used to be Markdown written into lb.svg)."""
+    from textual.widgets import RadioButton
+
+    models, out = tmp_path / "models", tmp_path / "out"
+    models.mkdir()
+    out.mkdir()
+    monkeypatch.chdir(models)
+    app = BoardApp()
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = app.open_export(None)
+        await pilot.pause()
+        assert app.focused is screen.query_one("#path", Input)
+        await pilot.press(*f"{out}/lb.svg")
+        await pilot.press("tab")
+        await pilot.pause()
+        assert app.focused is screen.query_one("#export")
+        assert screen.query_one("#path", Input).value == f"{out}/lb.svg"
+        assert screen.query_one("#fmt-svg", RadioButton).value  # the radio follows the name
+        assert f"→ {out / 'lb.svg'} (SVG chart)" in str(screen.query_one("#target", Static).render())
+        await pilot.press("enter")
+        await pilot.pause()
+        assert app.results == [out / "lb.svg"]
+        root = ET.fromstring((out / "lb.svg").read_text(encoding="utf-8"))
+        assert root.tag.endswith("svg")
+        assert list(models.iterdir()) == []
+
+
+async def test_a_folder_that_does_not_exist_is_not_a_file_here(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    app = BoardApp()
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = app.open_export(None)
+        await pilot.pause()
+        await pilot.press(*"exports/", "enter")
+        await pilot.pause()
+        assert "The folder exports does not exist." in error_text(screen)
+        assert app.results == [] and list(tmp_path.iterdir()) == []
+
+
+async def test_last_folder_and_format_are_remembered(tmp_path: Path) -> None:
+    from textual.widgets import RadioButton
+
+    app = BoardApp()
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = app.open_export(None)
+        await pilot.pause()
+        await pilot.press(*f"{tmp_path}/board.csv", "enter")
+        await pilot.pause()
+        assert app.results == [tmp_path / "board.csv"]
+        assert (tmp_path / "board.csv").read_text().startswith("model,")
+        screen = app.open_export(None)  # opened again: where and how the last one went
+        await pilot.pause()
+        assert screen.query_one("#path", Input).value == str(tmp_path / "qtui-leaderboard.csv")
+        assert screen.query_one("#fmt-csv", RadioButton).value

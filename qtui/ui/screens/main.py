@@ -385,13 +385,18 @@ class MainScreen(Screen[None]):
         """The board's rows as shown (sorted, finished runs) and the records behind them."""
         from qtui.ui.screens.export import ExportScreen
 
-        rows = [r for r in self.query_one(Leaderboard).rows if r.status == "done"]
-        if not rows:
+        if not self._export_source()[0]:
             self.notify("nothing to export yet: no finished KLD runs", severity="warning")
             return
-        # The setup shown, and its records only: an export never mixes setups.
+        # Read again when Export is pressed: a run that finishes meanwhile is in the file.
+        self.app.push_screen(ExportScreen(self._export_source), self._exported)
+
+    def _export_source(self) -> tuple[list[Row], list[ResultRecord]]:
+        """The finished rows of the setup shown, in the board's order, and their records only
+        (an export never mixes setups)."""
+        rows = [r for r in self.query_one(Leaderboard).rows if r.status == "done"]
         ids = {r.id for r in rows}
-        self.app.push_screen(ExportScreen(rows, [r for r in self.records if r.id in ids]), self._exported)
+        return rows, [r for r in self.records if r.id in ids]
 
     def _exported(self, path: Path | None) -> None:
         if path is not None:
