@@ -174,3 +174,15 @@ def test_window_that_cannot_be_cut_fails_its_job_and_the_batch_goes_on(tmp_path:
     assert sorted(r.model["label"] for r in recs) == ["A.gguf", "B.gguf", "C.gguf"]
     assert all(r.status == "failed" and "truncated" in (r.failure or {}).get("reason", "") for r in recs)
     assert json.dumps(state)  # plain JSON
+
+
+def test_a_failed_base_ends_the_batch_with_its_reason(tmp_path: Path) -> None:
+    q = JobQueue(tmp_path)
+    spec = base_spec(tmp_path)
+    spec.env["FAKE_LLAMA_EXIT"] = "1"
+    base = q.add(spec)
+    batch, _ = queue_batch(q, tmp_path, base.id)
+    Scheduler(tmp_path).run()
+    state = screening.read_state(q, batch)
+    assert state is not None and state["finished"], state  # not left waiting for a stage that never comes
+    assert all(v["state"] == "failed" and "base generation" in v["why"] for v in state["variants"].values()), state

@@ -44,6 +44,9 @@ class Scheduler:
         """jobs whose failure could not even be written: left to the next scheduler"""
         self._lock = threading.Lock()
         self._last_claim_error: str | None = None
+        self._screen_followups: list[Job] = []
+        """screening jobs failed while claiming (their base failed): their hook runs once the
+        queue lock is released (flock is not re-entrant)"""
 
     # -- choosing work ---------------------------------------------------------------------
     def _claim_next(self, slot: int) -> tuple[Job | None, bool]:
@@ -87,6 +90,15 @@ class Scheduler:
         job.state.reason = reason
         job.state.ended_at = time.time()
         self.queue.write_state(job)
+        if job.spec.screen:
+            with self._lock:
+                self._screen_followups.append(job)
+
+    def _screen_followup(self) -> None:
+        with self._lock:
+            todo, self._screen_followups = self._screen_followups, []
+        for job in todo:
+            self._advance_screen(job)
 
     # -- running ---------------------------------------------------------------------------
     def _env(self, job: Job, slot: int) -> dict[str, str]:
@@ -173,6 +185,7 @@ class Scheduler:
         while True:
             try:
                 job, pending = self._claim_next(slot)
+                self._screen_followup()
             except Exception as exc:
                 if not self.queue.root.is_dir():
                     return  # the data dir is gone: nothing left to run, nobody to tell
