@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rich.markup import escape
+from rich.padding import Padding
 from rich.table import Table
 from rich.text import Text
 
@@ -24,6 +25,7 @@ from qtui.core.results.setups import SetupGroup, SetupNotFound, find_setup, grou
 from qtui.core.results.store import ResultRecord, ResultStore, load_records
 
 if TYPE_CHECKING:
+    from qtui.core.gguf.model_info import ModelInfo
     from qtui.core.showdown.service import ShowdownRequest
 
 
@@ -55,14 +57,25 @@ def cmd_scan(args: argparse.Namespace) -> int:
         t.add_row("B" if m.is_base_candidate else "", str(m.path.relative_to(_common_root(dirs, m.path))) + (f" (+{len(m.shards) - 1} shards)" if len(m.shards) > 1 else ""),
                   m.quant, human_bytes(m.size_bytes), f"{m.bpw:.2f}" if m.bpw else "?",
                   f"{100 * m.share_at_least_bits(8):.0f}%", str(m.n_vocab or "?"), m.arch or "?", m.quantized_by or "")
-        if args.mix:
-            mix = ", ".join(f"{s.type_name} {100 * s.nbytes / max(1, sum(x.nbytes for x in m.mix_by_type)):.1f}%" for s in m.mix_by_type)
-            t.add_row("", f"[dim]  {mix}[/]", "", "", "", "", "", "", "")
     console.print(t)
     console.print("[dim]B = base candidate (F32/F16/BF16)[/]")
+    if args.mix and result.models:
+        # Each mix on full-width lines of its own under the file's name: inside the table it was
+        # squeezed into the file column, 3 to 6 lines per model.
+        console.print()
+        console.print("Tensor types (share of the tensor bytes)", style="bold", markup=False)
+        for m in result.models:
+            console.print(str(m.path.relative_to(_common_root(dirs, m.path))), markup=False, soft_wrap=True)
+            console.print(Padding(Text(mix_line(m), style="dim"), (0, 0, 0, 2)))
     for s in result.skipped:
         err_console.print(f"[yellow]skipped[/] {s.path}: {s.reason}")
     return 0
+
+
+def mix_line(model: ModelInfo) -> str:
+    """'Q4_K 71.2%, Q6_K 20.3%, F32 0.4%': each tensor type's share of the model's tensor bytes."""
+    total = max(1, sum(x.nbytes for x in model.mix_by_type))
+    return ", ".join(f"{s.type_name} {100 * s.nbytes / total:.1f}%" for s in model.mix_by_type)
 
 
 def _common_root(dirs: Sequence[Path], p: Path) -> Path:
@@ -179,7 +192,7 @@ def follow(queue: JobQueue, ids: Sequence[str], data_dir: Path, slots: int, scre
         # a screened variant is one row, its summary over the chunks it ran
         records += [r for r in all_records if r.source.get("screen") == screen]
         print_screen(queue, screen)
-    print_board(build_rows(records, include_failed=True), title="This run")
+    print_run_board(records)
     failed = [j for j in jobs if j.state.status != "done"]
     return 1 if failed else 0
 
@@ -300,6 +313,20 @@ def print_board(rows: Sequence[Row], title: str = "Leaderboard") -> None:
     hidden = len(COLUMNS) - len(cols)
     if hidden:
         console.print(f"[dim]{hidden} columns hidden at this width (qtui export -f md shows all)[/]")
+
+
+def print_run_board(records: Sequence[ResultRecord]) -> None:
+    """The "This run" table: ranked as the leaderboard ranks (by mean KLD, rank ranges where
+    neighbours are not separated), failed and cancelled runs apart: queue order is no ranking."""
+    rows = sort_rows(build_rows(records, include_failed=True), "kld", False)
+    ranked = [r for r in rows if r.status == "done"]
+    apart = [r for r in rows if r.status != "done"]
+    if ranked:
+        print_board(ranked, title="This run, ranked by mean KLD")
+    elif not apart:
+        print_board([])
+    if apart:
+        print_unranked(apart, records)
 
 
 def print_unranked(rows: Sequence[Row], records: Sequence[ResultRecord]) -> None:

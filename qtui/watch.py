@@ -1,13 +1,19 @@
 """The headless live view: one line per job, the running KLD converging, until the batch ends.
 
-Watching never owns the runs: Ctrl-C or a dropped connection only stops the watching.
+Watching never owns the runs: `q`, Ctrl-C or a dropped connection only stops the watching.
+On a terminal the keys are read without echo and without waiting for Enter (cbreak), so a key
+pressed neither waits in a line buffer nor scrolls the live table (which redrew its header).
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
+import select
 import signal
+import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from types import FrameType
 
 from rich.console import Console, Group
@@ -29,27 +35,104 @@ class Detached(Exception):
     """The terminal went away (SIGHUP) or the user pressed Ctrl-C: stop watching, not running."""
 
 
-def render(runs: Sequence[tuple[Job, LiveRun]], now: float) -> Table:
-    """One row per job: its state, chunks done, the running KLD and the ETA (the app's figures)."""
+# Columns in the order they are given up when the terminal is too narrow: the job, its state in
+# full, its chunks and its KLD stay; the same-top share goes first, then the ETA, then the bar.
+COLUMNS = ("job", "state", "chunks", "kld", "bar", "eta", "same")
+_DROP_ORDER = ("same", "eta", "bar")
+_TITLES = {"job": "job", "state": "state", "chunks": "chunks", "kld": "KLD ± err", "bar": "", "eta": "ETA",
+           "same": "same top"}
+_LABEL_MAX, _LABEL_MIN = 40, 12
+_GAP = 2  # between two columns (padding 0 1, no edge padding)
+
+
+def _cells(job: Job, live: LiveRun, now: float) -> dict[str, str]:
+    st = job.state.status
+    p = live.latest
+    running = st == "running"
+    if live.kld is not None:
+        value = formats.kld(live.kld, live.kld_err)
+    elif p is not None and p.ppl is not None:
+        value = f"PPL {p.ppl:.3f}"
+    else:
+        value = ""
+    return {"job": job.spec.label, "state": st,
+            "chunks": formats.chunks(live.done, live.n_chunks) if st != "queued" else "",
+            "kld": value,
+            "bar": formats.progress_bar(live.fraction, BAR_WIDTH) if running else "",
+            "eta": formats.duration(live.eta_s(now)) if running and live.latest else "",
+            "same": f"{p.same_top:.2f}%" if p and p.same_top is not None else ""}
+
+
+def fit(rows: Sequence[dict[str, str]], width: int | None) -> tuple[list[str], int]:
+    """The columns that fit `width` whole, and the width left for the job's name: a cut state or
+    KLD misleads, so the minor columns go first and the name is shortened last."""
+    def natural(key: str) -> int:
+        return max([len(_TITLES[key])] + [len(r[key]) for r in rows])
+
+    label = min(_LABEL_MAX, natural("job"))
+    if width is None:
+        return list(COLUMNS), label
+    keys = list(COLUMNS)
+    for drop in (None, *_DROP_ORDER):
+        if drop is not None:
+            keys.remove(drop)
+        others = sum(natural(k) + _GAP for k in keys if k != "job")
+        if others + label <= width:
+            break
+    return keys, max(_LABEL_MIN, min(label, width - others))
+
+
+def render(runs: Sequence[tuple[Job, LiveRun]], now: float, width: int | None = None) -> Table:
+    """One row per job: its state, chunks done, the running KLD and the ETA (the app's figures),
+    with the columns that fit `width` (all of them when None)."""
+    rows = [_cells(job, live, now) for job, live in runs]
+    keys, label = fit(rows, width)
     t = Table(box=None, pad_edge=False, expand=False)
-    for col in ("job", "state", "progress", "", "KLD ± err", "same top", "ETA"):
-        t.add_column(col, no_wrap=True)
-    for job, live in runs:
-        st = job.state.status
-        p = live.latest
-        running = st == "running"
-        if live.kld is not None:
-            value = formats.kld(live.kld, live.kld_err)
-        elif p is not None and p.ppl is not None:
-            value = f"PPL {p.ppl:.3f}"
-        else:
-            value = ""
-        same = f"{p.same_top:.2f}%" if p and p.same_top is not None else ""
-        t.add_row(job.spec.label[:40], Text(st, style=STATE_STYLE.get(st, "dim")),
-                  formats.progress_bar(live.fraction, BAR_WIDTH) if running else "",
-                  formats.chunks(live.done, live.n_chunks) if st != "queued" else "",
-                  value, same, formats.duration(live.eta_s(now)) if running and live.latest else "")
+    for key in keys:
+        t.add_column(_TITLES[key], no_wrap=True, overflow="ellipsis",
+                     justify="left" if key in ("job", "state", "bar") else "right",
+                     max_width=label if key == "job" else None)
+    for cells in rows:
+        st = cells["state"]
+        t.add_row(*(Text(cells[k], style=STATE_STYLE.get(st, "dim")) if k == "state" else cells[k] for k in keys))
     return t
+
+
+QUIT_KEYS = frozenset("qQ")
+
+
+@contextlib.contextmanager
+def keys_from_terminal() -> Iterator[Callable[[float], str]]:
+    """A function that waits up to `timeout` seconds for keys and returns what was typed ("" for
+    none). On a terminal, stdin is put in cbreak mode (no echo, no line buffer) and restored after;
+    when stdin is not a terminal (a pipe, a file, /dev/null) it is left alone and only waited on."""
+    fd = -1
+    try:
+        # Only in the foreground: a background process changing the terminal would be stopped.
+        if sys.stdin is not None and sys.stdin.isatty() and os.tcgetpgrp(sys.stdin.fileno()) == os.getpgrp():
+            fd = sys.stdin.fileno()
+    except (OSError, ValueError):
+        fd = -1
+    if fd < 0:
+        def wait(timeout: float) -> str:
+            time.sleep(timeout)
+            return ""
+        yield wait
+        return
+    import termios
+    import tty
+
+    saved = termios.tcgetattr(fd)
+    tty.setcbreak(fd, termios.TCSANOW)
+
+    def read(timeout: float) -> str:
+        ready, _, _ = select.select([fd], [], [], timeout)
+        return os.read(fd, 64).decode(errors="replace") if ready else ""
+
+    try:
+        yield read
+    finally:
+        termios.tcsetattr(fd, termios.TCSADRAIN, saved)
 
 
 def watch(queue: JobQueue, job_ids: Sequence[str], console: Console,
@@ -71,7 +154,7 @@ def watch(queue: JobQueue, job_ids: Sequence[str], console: Console,
 
     old = signal.signal(signal.SIGHUP, on_hup)
     try:
-        with Live(console=console, refresh_per_second=4, transient=False) as live:
+        with keys_from_terminal() as keys, Live(console=console, refresh_per_second=4, transient=False) as live:
             while True:
                 if more is not None:
                     job_ids += [i for i in more() if i not in job_ids]
@@ -87,13 +170,14 @@ def watch(queue: JobQueue, job_ids: Sequence[str], console: Console,
                         announced.add(job.id)
                         if job.state.status != "done":
                             live.console.print(f"[red]✗ {job.spec.label}: {job.state.status}[/] — {job.state.reason or ''}")
-                live.update(Group(render([(t.job, t.snapshot()) for t in trackers.values()], clock())))
+                live.update(Group(render([(t.job, t.snapshot()) for t in trackers.values()], clock(), console.width)))
                 if all(j.state.status in FINISHED for j in jobs) and (done is None or done()):
                     return jobs
                 if keep_going is not None and clock() - checked >= KEEP_GOING_S:
                     checked = clock()
                     keep_going()
-                time.sleep(REFRESH_S)
+                if QUIT_KEYS & set(keys(REFRESH_S)):
+                    raise Detached()  # q: stop watching; the runs go on
     except KeyboardInterrupt:
         raise Detached() from None
     finally:
