@@ -162,3 +162,27 @@ def test_jobs_watch_quits_on_q_and_does_not_echo_keys(tmp_path: Path) -> None:
         os.close(fd)
         for j in q.jobs():
             q.cancel(j.id)
+
+
+def test_markdown_footer_counts_only_the_runs_in_its_table(tmp_path: Path) -> None:
+    """`qtui export -f md` on a setup with a cancelled run: the table has the finished runs and the
+    footer's run count is theirs (it used to count the cancelled run too)."""
+    from qtui.core.results.store import ResultRecord, ResultStore
+
+    def run(name: str, kld: float, status: str = "done") -> ResultRecord:
+        return ResultRecord(
+            id=f"20260101-000000-{name}", kind="kld", status=status,  # type: ignore[arg-type]
+            model={"path": f"/m/{name}.gguf", "label": name, "quant": name, "size_bytes": int(kld * 1e10)},
+            stats={"kld_mean": kld} if status == "done" else {}, base={"label": "m-F16", "file": "b.kld", "key": "b.kld"},
+            corpus={"sha256": "ab" * 32}, ctx=512, chunks=30, llama={"fork": "llama.cpp", "version": "b1"}, ended_at=1.0,
+            failure=None if status == "done" else {"reason": "cancelled by the user"})
+
+    store = ResultStore(tmp_path / "d")
+    for rec in (run("Q8_0", 0.01), run("Q6_K", 0.02), run("Q2_K", 0.0, status="cancelled")):
+        store.save(rec)
+    out = qtui("export", "-f", "md", tmp=tmp_path)
+    assert out.returncode == 0, out.stderr
+    body = [ln for ln in out.stdout.splitlines() if re.match(r"\| \d+ \|", ln)]
+    assert len(body) == 2 and "Q2_K" not in out.stdout
+    footer = [ln for ln in out.stdout.splitlines() if "run(s):" in ln]
+    assert [ln.split(" run(s)")[0] for ln in footer] == ["- 2"], footer

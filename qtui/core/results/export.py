@@ -123,7 +123,9 @@ def provenance(records: Iterable[ResultRecord]) -> list[str]:
 
 
 def to_markdown(rows: Sequence[Row], records: Iterable[ResultRecord] = (), title: str = "KLD leaderboard") -> str:
-    records = list(records)
+    # The footer describes the table: a run that is not a row (cancelled, failed) is not counted.
+    ids = {r.id for r in rows}
+    records = [r for r in records if r.id in ids]
     cols = [c for c in COLUMNS if c.key != "kld_err"]
     table = board_frame(rows)
     cells = {c.key: table[c.key].map(c.fmt) for c in cols}
