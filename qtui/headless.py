@@ -50,15 +50,24 @@ def cmd_scan(args: argparse.Namespace) -> int:
         print(json.dumps({"models": [m.to_dict() for m in result.models],
                           "skipped": [{"path": str(s.path), "reason": s.reason} for s in result.skipped]}, indent=2))
         return 0
+    rows = [{"": "B" if m.is_base_candidate else "",
+             "file": str(m.path.relative_to(_common_root(dirs, m.path)))
+             + (f" (+{len(m.shards) - 1} shards)" if len(m.shards) > 1 else ""),
+             "quant": m.quant, "size": human_bytes(m.size_bytes), "BPW": f"{m.bpw:.2f}" if m.bpw else "?",
+             "≥8-bit": f"{100 * m.share_at_least_bits(8):.0f}%", "vocab": str(m.n_vocab or "?"),
+             "arch": m.arch or "?", "by": m.quantized_by or ""} for m in result.models]
+    cols = _scan_columns(rows, console.width)
     t = Table(title=f"{len(result.models)} GGUF model(s) under {', '.join(map(str, dirs))}", box=None)
-    for col in ("", "file", "quant", "size", "BPW", "≥8-bit", "vocab", "arch", "by"):
-        t.add_column(col, no_wrap=col != "file")
-    for m in result.models:
-        t.add_row("B" if m.is_base_candidate else "", str(m.path.relative_to(_common_root(dirs, m.path))) + (f" (+{len(m.shards) - 1} shards)" if len(m.shards) > 1 else ""),
-                  m.quant, human_bytes(m.size_bytes), f"{m.bpw:.2f}" if m.bpw else "?",
-                  f"{100 * m.share_at_least_bits(8):.0f}%", str(m.n_vocab or "?"), m.arch or "?", m.quantized_by or "")
+    for col in cols:
+        # a file name is never cut: two files of one quant would read the same
+        t.add_column(col, no_wrap=col != "file", overflow="fold" if col == "file" else "ellipsis")
+    for row in rows:
+        t.add_row(*(row[c] for c in cols))
     console.print(t)
-    console.print("[dim]B = base candidate (F32/F16/BF16)[/]")
+    hidden = len(_SCAN_COLUMNS) - len(cols)
+    console.print("[dim]B = base candidate (F32/F16/BF16)"
+                  + (f"; {hidden} column{'s' if hidden != 1 else ''} hidden (--json has all)" if hidden else "")
+                  + "[/]")
     if args.mix and result.models:
         # Each mix on full-width lines of its own under the file's name: inside the table it was
         # squeezed into the file column, 3 to 6 lines per model.
@@ -70,6 +79,24 @@ def cmd_scan(args: argparse.Namespace) -> int:
     for s in result.skipped:
         err_console.print(f"[yellow]skipped[/] {s.path}: {s.reason}")
     return 0
+
+
+_SCAN_COLUMNS = ("", "file", "quant", "size", "BPW", "≥8-bit", "vocab", "arch", "by")
+_SCAN_DROP = ("vocab", "arch", "≥8-bit", "by", "BPW")  # given up first when the names do not fit
+
+
+def _scan_columns(rows: Sequence[dict[str, str]], width: int) -> list[str]:
+    """The columns of `qtui scan` that leave the file names whole (up to 60 characters)."""
+    def natural(c: str) -> int:
+        return max([len(c)] + [len(r[c]) for r in rows]) + 2
+
+    cols = list(_SCAN_COLUMNS)
+    file_w = min(60, natural("file"))
+    for drop in _SCAN_DROP:
+        if sum(natural(c) for c in cols if c != "file") + file_w <= width:
+            break
+        cols.remove(drop)
+    return cols
 
 
 def mix_line(model: ModelInfo) -> str:

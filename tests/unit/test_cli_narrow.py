@@ -84,7 +84,9 @@ def test_scan_mix_has_full_width_lines(tmp_path: Path) -> None:
     out = qtui("scan", "--mix", str(models), tmp=tmp_path)
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
+    table = out.stdout[:out.stdout.index("Tensor types")]
     for m in scan([models]).models:
+        assert f" {m.path.name} " in table  # whole names: two files of one quant must not read the same
         total = sum(s.nbytes for s in m.mix_by_type)
         expected = ", ".join(f"{s.type_name} {100 * s.nbytes / total:.1f}%" for s in m.mix_by_type)
         assert len(m.mix_by_type) >= 2 and len(expected) < 76
