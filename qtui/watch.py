@@ -132,7 +132,10 @@ def keys_from_terminal() -> Iterator[Callable[[float], str]]:
     try:
         yield read
     finally:
-        termios.tcsetattr(fd, termios.TCSADRAIN, saved)
+        try:
+            termios.tcsetattr(fd, termios.TCSADRAIN, saved)
+        except (termios.error, OSError):
+            pass  # the terminal is gone (SIGHUP): nothing to restore
 
 
 def watch(queue: JobQueue, job_ids: Sequence[str], console: Console,
