@@ -128,3 +128,31 @@ def test_published_rows_without_a_file_are_never_merged() -> None:
     a = ResultRecord(id="aes", kind="kld", status="done", model={"label": "IQ4_XS", "quantized_by": "AesSedai"})
     b = ResultRecord(id="ub", kind="kld", status="done", model={"label": "IQ4_XS", "quantized_by": "ubergarm"})
     assert [r.id for r in board_records([a, b])] == ["aes", "ub"]
+
+
+def screened(i: str, means: list[float], state: str = "settled") -> ResultRecord:
+    """A screened variant's summary: its mean over the chunks it ran (1..len(means))."""
+    r = rec(i, 1.0, sum(means) / len(means))
+    r.chunk_kld = {"kind": "exact", "rows": [[c, m] for c, m in enumerate(means, start=1)]}
+    r.screen = {"batch": "b", "stage": 3, "state": state, "why": "", "rank": None, "chunks_run": len(means), "n_chunk": 48}
+    return r
+
+
+def test_screened_rows_rank_in_the_paired_order_not_by_their_own_means() -> None:
+    # A stopped after 8 hard chunks; B and C ran all 48, whose later chunks are easier. On the
+    # 8 chunks all three share, A < B < C, which is what screening decided; their own means
+    # (A 0.30 over 8 chunks, B 0.14 and C 0.25 over 48) would put A last.
+    wiggle = [0.01 * ((c * 7) % 5 - 2) for c in range(48)]
+    a = screened("A", [0.30 + w for w in wiggle[:8]])
+    b = screened("B", [0.33 + 1.1 * w for w in wiggle[:8]] + [0.10] * 40)
+    c = screened("C", [0.50 + 0.9 * w for w in wiggle[:8]] + [0.20] * 40)
+    rows = build_rows([b, c, a])
+    assert [r.id for r in sorted(rows, key=lambda r: r.kld or 0.0)] == ["B", "C", "A"]  # own means
+    ranked = sort_rows(rows, "kld")
+    assert [r.id for r in ranked] == ["A", "B", "C"]
+    assert [r.rank for r in ranked] == ["1", "2", "3"]
+    assert [r.id for r in sort_rows(rows, "kld", reverse=True)] == ["C", "B", "A"]
+    # other columns sort as before; a setup without screened rows keeps the plain KLD order
+    assert [r.id for r in sort_rows(rows, "rank")] == ["A", "B", "C"]
+    plain = build_rows([rec("x", 1, 0.2), rec("y", 1, 0.1)])
+    assert all(r.position is None for r in plain) and [r.id for r in sort_rows(plain, "kld")] == ["y", "x"]

@@ -15,6 +15,7 @@ from qtui.core.results.chunks import ChunkSeries, chunk_series
 from qtui.core.results.floor import floors_by_setup, is_floor
 from qtui.core.results.paired import Separation, adjacent_separations, rank_ranges
 from qtui.core.results.ranking import GIB, Point, efficiency, model_label, number, pareto, setup_key, size_gib
+from qtui.core.results.screening import paired_order
 from qtui.core.results.store import ResultRecord
 
 __all__ = ["COLUMNS", "COLUMN_KEYS", "GIB", "Column", "Row", "board_records", "build_rows", "efficiency_scores",
@@ -53,6 +54,10 @@ class Row:
     """'exact' or 'derived' (from the printed running means); None without per-chunk data"""
     screen: str | None = None
     """a screened variant: its state and the chunks it ran, e.g. 'settled · 8/120 chunks'"""
+    position: int | None = None
+    """place in its setup's ranking (0 = best), set where the setup has screened variants: their
+    means cover different chunks, so the KLD sort follows the paired order on common chunks
+    (the order screening decided on) instead of each row's own mean"""
 
 
 @dataclass(frozen=True)
@@ -190,11 +195,20 @@ def rank_rows(records: Sequence[ResultRecord], rows: Sequence[Row],
             groups.setdefault(setup_key(rec), []).append(i)
     for key, members in groups.items():
         order = sorted(members, key=lambda i: (rows[i].kld or 0.0, rows[i].id))
+        screened = any(rows[i].screen for i in members)
+        have = {rows[i].id: s for i in order if (s := series[i]) is not None}
+        if screened and len(have) == len(order):
+            # screened variants ran different chunks: order them as screening did, pair by pair
+            # on the chunks both have (a variant stopped after 8 hard chunks is not worse than
+            # one whose mean covers 120 easier ones)
+            by_id = {rows[i].id: i for i in order}
+            order = [by_id[k] for k in paired_order(have)]
         seps = adjacent_separations([series[i] for i in order], floor=(floors or {}).get(key))
         for pos, (i, rank) in enumerate(zip(order, rank_ranges(seps))):
             nxt = order[pos + 1] if pos + 1 < len(order) else None
             out[i] = replace(out[i], rank=rank, vs_next=seps[pos] if nxt is not None else None,
-                             next_id=rows[nxt].id if nxt is not None else None)
+                             next_id=rows[nxt].id if nxt is not None else None,
+                             position=pos if screened else None)
     return out
 
 
@@ -254,8 +268,13 @@ def sort_rows(rows: Iterable[Row], key: str = "kld", reverse: bool = False) -> l
     known = [r for r in rows if getattr(r, key) is not None]
     unknown = [r for r in rows if getattr(r, key) is None]
 
+    # a setup with screened variants sorts by KLD in its paired order (Row.position)
+    by_position = key == "kld" and bool(known) and all(r.position is not None for r in known)
+
     def k(r: Row) -> Any:
         v = getattr(r, key)
+        if by_position:
+            return r.position
         if key == "rank":
             return _rank_order(v)
         return v.lower() if isinstance(v, str) else v

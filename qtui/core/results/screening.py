@@ -62,7 +62,7 @@ from typing import Literal
 from qtui.core.results.chunks import ChunkSeries
 from qtui.core.results.paired import holm, t_cdf, t_quantile
 
-__all__ = ["FUTILITY", "FUTILITY_CONFIDENCE", "Decision", "ScreenPolicy", "State", "decide", "look_weights", "windows"]
+__all__ = ["FUTILITY", "FUTILITY_CONFIDENCE", "Decision", "ScreenPolicy", "State", "decide", "look_weights", "paired_order", "windows"]
 
 FUTILITY = 0.2
 """A pair stops as a tie when the full run's chance to separate it, even at an optimistic
@@ -232,7 +232,7 @@ def _futile(pair: _Pair, floor: float, z: float, n_total: int) -> bool:
 
 
 # -- the ranking -----------------------------------------------------------------------------
-def _order(series: Mapping[str, ChunkSeries]) -> list[str]:
+def paired_order(series: Mapping[str, ChunkSeries]) -> list[str]:
     """Best (lowest KLD) first. Two variants are compared on the chunks both have, so that one
     stopped after 8 chunks is not ranked against another's mean over 120 harder or easier ones;
     their own means (then the key) break what the common chunks cannot."""
@@ -273,7 +273,7 @@ def decide(series: Mapping[str, ChunkSeries], look: int, looks: int, n_total: in
         raise ValueError("the screening confidence must lie between 0 and 1")
     if policy.top is not None and policy.top < 1:
         raise ValueError("a top N for screening needs N of at least 1")
-    order = _order(series)
+    order = paired_order(series)
     v = len(order)
     if policy.top is not None and policy.top >= v:
         # every variant is in a top N of at least all of them: nothing to measure
