@@ -50,7 +50,8 @@ def cmd_scan(args: argparse.Namespace) -> int:
         print(json.dumps({"models": [m.to_dict() for m in result.models],
                           "skipped": [{"path": str(s.path), "reason": s.reason} for s in result.skipped]}, indent=2))
         return 0
-    rows = [{"": "B" if m.is_base_candidate else "",
+    # "b", as the app's Models tab marks a file that could be the base ("B" there is the chosen base)
+    rows = [{"": "b" if m.is_base_candidate else "",
              "file": str(m.path.relative_to(_common_root(dirs, m.path)))
              + (f" (+{len(m.shards) - 1} shards)" if len(m.shards) > 1 else ""),
              "quant": m.quant, "size": human_bytes(m.size_bytes), "BPW": f"{m.bpw:.2f}" if m.bpw else "?",
@@ -65,7 +66,7 @@ def cmd_scan(args: argparse.Namespace) -> int:
         t.add_row(*(row[c] for c in cols))
     console.print(t)
     hidden = len(_SCAN_COLUMNS) - len(cols)
-    console.print("[dim]B = base candidate (F32/F16/BF16)"
+    console.print("[dim]b = could be the base (F32/F16/BF16)"
                   + (f"; {hidden} column{'s' if hidden != 1 else ''} hidden (--json has all)" if hidden else "")
                   + "[/]")
     if args.mix and result.models:

@@ -148,6 +148,12 @@ class QtuiApp(App[int]):
     def action_theme(self) -> None:
         self.action_change_theme()
 
+    def action_next_theme(self) -> None:
+        """The next theme by name, as the picker lists them; saved by _theme_changed."""
+        names = sorted(self.available_themes)
+        self.theme = names[(names.index(self.theme) + 1) % len(names)] if self.theme in names else names[0]
+        self.notify(f"theme {self.theme} (T: pick from a list)", timeout=2)
+
     # -- settings, help ------------------------------------------------------------
     def action_settings(self) -> None:
         from qtui.ui.screens.settings import SettingsScreen

@@ -11,7 +11,10 @@ KeyGroups = list[tuple[str, list[BindingType]]]
 
 APP_BINDINGS: list[BindingType] = [
     Binding("question_mark", "help", "Help", tooltip="All keys, grouped by where they work"),
-    Binding("t", "theme", "Theme", show=False, tooltip="Pick a colour theme (saved in the config)"),
+    # t cycles at once (t t t walks three themes); the searchable picker is T: typed into, the
+    # picker would take a second t as search text.
+    Binding("t", "next_theme", "Theme", show=False, tooltip="Next colour theme (saved in the config)"),
+    Binding("T", "theme", "Themes", show=False, tooltip="Pick a colour theme from a searchable list (saved in the config)"),
     Binding("comma,f2", "settings", "Settings", show=False,
             tooltip="Settings: corpus, context, chunks, llama binary and arguments, data dir"),
     Binding("q", "request_quit", "Quit", tooltip="Quit (runs go on in the background)"),

@@ -423,7 +423,7 @@ async def test_theme_is_chosen_and_saved(app_factory, qtui_dirs) -> None:
     async with app.run_test(size=(80, 24)) as pilot:
         await ready(pilot)
         assert "qtui-mono" in app.available_themes
-        await pilot.press("t")
+        await pilot.press("T")  # the searchable picker (t steps to the next theme)
         await pilot.press(*"qtui-mono")
         await wait_for(pilot, lambda: "qtui-mono" in screen_text(app), 10, "the theme list")
         await pilot.press("enter")

@@ -12,9 +12,10 @@ from qtui.ui.bindings import KeyGroups
 from qtui.ui.screens.details import InfoScreen
 
 INTRO = ("qtui ranks quantized GGUF variants by their KL divergence from a base model, measured by "
-         "llama.cpp's llama-perplexity. Choose a base (b) and variants (space) on the Models tab, press s; "
-         "runs go on in the background if you quit. Marks: B base, ✓ chosen, b base candidate, "
-         "★ on the size/KLD Pareto front.")
+         "llama.cpp's llama-perplexity. Choose a base (b) and variants (space: adds or removes the row and "
+         "moves down, so space space space chooses three in a row) on the Models tab, press s; "
+         "runs go on in the background if you quit. Marks: B the base, ✓ a chosen variant, b a file that could "
+         "be the base (F32/F16/BF16; press b on it), ★ on the size/KLD Pareto front.")
 
 
 def key_display(binding: Binding) -> str:

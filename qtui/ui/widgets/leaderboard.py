@@ -29,6 +29,7 @@ from qtui.core.results.floor import noise_floor
 from qtui.core.results.leaderboard import COLUMN_KEYS, COLUMNS, Column, Row, build_rows, format_cell, sort_rows
 from qtui.core.results.setups import SetupGroup, group_setups
 from qtui.core.results.store import ResultRecord
+from qtui.ui.widgets.rowtable import RowTable
 
 ASC, DESC = "▲", "▼"
 # Columns where bigger is better start descending, so the first press shows the best first.
@@ -48,7 +49,7 @@ class _IdText(Text):
     row_id: str = ""
 
 
-class _Table(DataTable[Text]):
+class _Table(RowTable[Text]):
     """The DataTable inside the leaderboard; shows a column's help when the header is hovered."""
 
     def __init__(self, help_by_key: dict[str, str], **kwargs: object) -> None:

@@ -22,8 +22,11 @@ from qtui.core.fsutil import human_bytes
 from qtui.core.gguf.discovery import ScanResult, Skipped, scan
 from qtui.core.gguf.model_info import ModelInfo
 from qtui.ui.messages import ScanFinished, ScanProgress
+from qtui.ui.widgets.rowtable import RowTable
 
 _FIXED_WIDTH = 3 + 9 + 10 + 6 + 5 + 7 + 2 * 7 + 2  # every column but the file, with padding and scrollbar
+# What the marks mean, under the table: the help (?) is not where a newcomer looks for it.
+LEGEND = "B base · ✓ chosen variant · b could be the base (F32/F16/BF16): press b on it"
 
 
 def middle_ellipsis(text: str, width: int) -> str:
@@ -72,7 +75,8 @@ class ModelList(Vertical):
 
     BINDINGS = [
         Binding("b", "choose_base", "Base", tooltip="Use the model under the cursor as the base"),
-        Binding("space", "toggle_variant", "Toggle", tooltip="Add or remove the model under the cursor as a variant"),
+        Binding("space", "toggle_variant", "Toggle",
+                tooltip="Add or remove the model under the cursor as a variant, then move down a row"),
         Binding("a", "select_all", "All", tooltip="Choose every shown model (except the base) as a variant"),
         Binding("n", "select_none", "None", tooltip="Choose no variants", show=False),
         Binding("slash", "filter", "Filter", tooltip="Filter the model list by name, quant or folder"),
@@ -80,7 +84,20 @@ class ModelList(Vertical):
                 show=False),
         Binding("exclamation_mark", "skipped", "Skipped", tooltip="Files that were skipped, and why", show=False),
         Binding("ctrl+r", "rescan", "Rescan", tooltip="Scan the model folders again", show=False),
+        # Esc in the filter box clears it too (FilterInput); this is for a filter kept with enter.
+        Binding("escape", "clear_filter", "Clear filter", tooltip="Clear the filter kept with enter", show=False),
     ]
+
+    DEFAULT_CSS = """
+    ModelList > #models-legend {
+        height: 1;
+        color: $text-muted;
+        padding: 0 1;
+        text-wrap: nowrap;
+        text-overflow: ellipsis;
+    }
+    ModelList.-empty > #models-legend { display: none; }
+    """
 
     class Changed(Message):
         """The base or the set of variants changed."""
@@ -110,10 +127,11 @@ class ModelList(Vertical):
     def compose(self) -> ComposeResult:
         yield FilterInput(placeholder="filter: words to match in name, quant, folder (enter: keep, esc: clear)",
                           id="model-filter", compact=True)
-        table: DataTable[str | Text] = DataTable(id="models", cursor_type="row", zebra_stripes=True)
+        table: DataTable[str | Text] = RowTable(id="models", cursor_type="row", zebra_stripes=True)
         yield table
         yield Static(id="models-empty")
         yield Static(id="models-status")
+        yield Static(Text(LEGEND), id="models-legend")
 
     def on_mount(self) -> None:
         self.query_one("#model-filter", Input).display = False
@@ -305,6 +323,13 @@ class ModelList(Vertical):
     def action_select_none(self) -> None:
         self.chosen.clear()
         self._refresh_marks()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        # Without a filter esc is not this list's key: it goes on to whatever else binds it.
+        return bool(self.filter_text) if action == "clear_filter" else True
+
+    def action_clear_filter(self) -> None:
+        self._close_filter(keep=False)
 
     def action_filter(self) -> None:
         box = self.query_one("#model-filter", Input)

@@ -19,6 +19,7 @@ from textual.widgets import DataTable
 from qtui.core import formats
 from qtui.core.jobs.live import LiveRun
 from qtui.core.jobs.queue import Job, JobQueue
+from qtui.ui.widgets.rowtable import RowTable
 
 STATE_WORDS = {"queued": "waiting", "running": "running", "done": "done", "failed": "failed", "cancelled": "cancelled"}
 # Colour only repeats what the word says (NO_COLOR must lose nothing).
@@ -86,7 +87,7 @@ class QueueView(Vertical):
         self._auto_keys: set[str] = set()  # rows the table highlights by itself, not the user
 
     def compose(self) -> ComposeResult:
-        table: DataTable[str | Text] = DataTable(id="queue", cursor_type="row")
+        table: DataTable[str | Text] = RowTable(id="queue", cursor_type="row")
         table.add_column("#", key="n")
         table.add_column("Job", key="job")
         table.add_column("State", key="state")
