@@ -22,6 +22,7 @@ from textual.worker import Worker, WorkerState
 from qtui.core.config import Config, effective_data_dir, effective_llama_bin, load_config, save_config
 from qtui.core.jobs.queue import ACTIVE
 from qtui.core.llama.tools import LlamaTools
+from qtui.core.results.store import ResultRecord
 from qtui.core.showdown.request import ShowdownRequest
 from qtui.ui.bindings import APP_BINDINGS
 from qtui.ui.commands import QtuiCommands
@@ -201,14 +202,31 @@ class QtuiApp(App[int]):
         return replace(request, corpus=auto.corpus or request.corpus, ctx=auto.ctx, chunks=auto.chunks or request.chunks,
                        llama_args=(*request.llama_args, *auto.llama_args), again=auto.again)
 
-    def plan_and_queue(self, choice: Choice, gpu_name: str | None) -> RunQueued | StartRefused:
+    def plan_and_queue(self, choice: Choice, gpu_name: str | None, screen: bool = False) -> RunQueued | StartRefused:
         """Blocking (thread worker): the showdown service plans, reuses, queues and makes sure
-        a scheduler runs, exactly as for `qtui run`."""
+        a scheduler runs, exactly as for `qtui run` (with `screen`, as `qtui run --screen`)."""
+        if self.source.queue is None or choice.base is None:
+            return StartRefused("Read-only", [self.read_only_reason()])
+        return self.queue_request(replace(self.showdown_request(choice), screen=screen), gpu_name)
+
+    def queue_full_run(self, record: ResultRecord, gpu_name: str | None) -> RunQueued | StartRefused:
+        """Blocking: a full KLD run of a result's variant on its own setup (a screened variant
+        ran only some chunks), measured again on purpose."""
+        from qtui.core.showdown.request import NoFullRun, full_run_request
+
+        try:
+            request = full_run_request(record, self.ctx.cfg.llama_args)
+        except NoFullRun as exc:
+            return StartRefused("Cannot run it in full", [str(exc)])
+        return self.queue_request(request, gpu_name)
+
+    def queue_request(self, request: ShowdownRequest, gpu_name: str | None) -> RunQueued | StartRefused:
+        """Blocking: hand one request to the showdown service; its refusals in words."""
         from qtui.core.llama.tools import LlamaNotFound
         from qtui.core.showdown.service import DataDirError, RunRefused, Showdown, load_tools
 
         queue = self.source.queue
-        if queue is None or choice.base is None:
+        if queue is None:
             return StartRefused("Read-only", [self.read_only_reason()])
         cfg = self.ctx.cfg
         try:
@@ -216,7 +234,7 @@ class QtuiApp(App[int]):
         except LlamaNotFound as exc:
             return StartRefused("llama-perplexity is not available", [str(exc)], LLAMA_FIX)
         try:
-            queued = Showdown(queue.data_dir, cfg.slots).start(self.showdown_request(choice), tools, build, gpu_name)
+            queued = Showdown(queue.data_dir, cfg.slots).start(request, tools, build, gpu_name)
         except RunRefused as exc:
             return StartRefused("Cannot start the showdown", exc.problems,
                                 "Fix these (Settings: , or f2) and press s again.")

@@ -22,6 +22,9 @@ APP_BINDINGS: list[BindingType] = [
 
 MAIN_BINDINGS: list[BindingType] = [
     Binding("s", "start", "Start", tooltip="Start the showdown: base + chosen variants"),
+    # Screening: every variant on the first chunks, then only those whose place is still open.
+    Binding("S", "start_screened", "Screen", show=False,
+            tooltip="Start with screening: each variant runs only until its place in the ranking is settled"),
     Binding("1", "tab('models')", "Models", show=False, tooltip="Show the Models tab"),
     Binding("2", "tab('runs')", "Runs", show=False, tooltip="Show the Runs tab (queue and live run)"),
     Binding("3", "tab('board')", "Board", show=False, tooltip="Show the Leaderboard tab"),
@@ -39,6 +42,9 @@ BOARD_BINDINGS: list[BindingType] = [
     Binding("m", "mark", "Mark", show=False, tooltip="Mark the selected result to compare it with another (C)"),
     Binding("C", "compare", "Compare", show=False,
             tooltip="Compare the marked result with the selected one: per chunk and per token"),
+    # A screened variant ran some chunks only: one key queues it on every chunk of its setup.
+    Binding("F", "full_run", "Full run", show=False,
+            tooltip="Run the selected result's model in full (every chunk) on its setup, again if measured"),
     # The main screen holds the records behind the board: it hands them to the export dialog.
     Binding("e", "screen.export", "Export", tooltip="Export the leaderboard: CSV, JSON, Markdown or SVG"),
 ]

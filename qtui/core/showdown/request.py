@@ -6,6 +6,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from qtui.core.results.store import ResultRecord
 
 DEFAULT_CTX = 512
 
@@ -42,3 +46,23 @@ class ShowdownRequest:
         object.__setattr__(self, "base", Path(self.base))
         object.__setattr__(self, "variants", tuple(Path(v) for v in self.variants))
         object.__setattr__(self, "llama_args", tuple(self.llama_args))
+
+
+class NoFullRun(ValueError):
+    """A record that cannot be measured again here; the message says why in one sentence."""
+
+
+def full_run_request(record: ResultRecord, llama_args: Sequence[str] = ()) -> ShowdownRequest:
+    """A full KLD run of a record's variant on the record's own setup: the same base log-prob
+    file (so the same base, corpus, context and chunks), every chunk, measured again even when
+    a run of it exists (a screened variant ran only some chunks; `again` makes a finished one
+    run once more on purpose). `llama_args`: the configured extra flags, as for any start."""
+    model, base = record.model.get("path"), record.base.get("path")
+    if not model or not base:
+        raise NoFullRun(f"{record.model.get('label') or record.id} has no local model file "
+                        "(a published or imported result): qtui cannot run it.")
+    base_file = record.base.get("file")
+    corpus = (record.corpus or {}).get("path")
+    return ShowdownRequest(base=Path(str(base)), variants=[Path(str(model))], corpus=corpus,
+                           ctx=record.ctx or DEFAULT_CTX, chunks=record.chunks, llama_args=llama_args,
+                           base_file=Path(str(base_file)) if base_file else None, again=True)

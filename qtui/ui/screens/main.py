@@ -85,7 +85,9 @@ class MainHost(Protocol):
 
     def wake_source(self) -> None: ...
 
-    def plan_and_queue(self, choice: Choice, gpu_name: str | None) -> RunQueued | StartRefused: ...
+    def plan_and_queue(self, choice: Choice, gpu_name: str | None, screen: bool = False) -> RunQueued | StartRefused: ...
+
+    def queue_full_run(self, record: ResultRecord, gpu_name: str | None) -> RunQueued | StartRefused: ...
 
 
 class BoardPane(Vertical):
@@ -111,6 +113,13 @@ class BoardPane(Vertical):
         def __init__(self, a: str, b: str) -> None:
             super().__init__()
             self.a, self.b = a, b
+
+    class FullRunRequested(Message):
+        """Run this result's variant in full on its setup (the screen holds the records)."""
+
+        def __init__(self, record_id: str) -> None:
+            super().__init__()
+            self.record_id = record_id
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
@@ -187,6 +196,13 @@ class BoardPane(Vertical):
             self.notify("move to another result than the marked one, then press C", severity="warning")
             return
         self.post_message(self.CompareRequested(self.marked, board.selected_id))
+
+    def action_full_run(self) -> None:
+        board = self.query_one(Leaderboard)
+        if board.selected_id is None:
+            self.notify("no result selected")
+            return
+        self.post_message(self.FullRunRequested(board.selected_id))
 
     def action_next_setup(self, step: int = 1) -> None:
         board = self.query_one(Leaderboard)
@@ -381,6 +397,22 @@ class MainScreen(Screen[None]):
         store = ResultStore(self.host.ctx.data_dir).root
         self.app.push_screen(CompareScreen(store, found[msg.a], found[msg.b], self.query_one(Leaderboard).floor))
 
+    @on(BoardPane.FullRunRequested)
+    def _full_run(self, msg: BoardPane.FullRunRequested) -> None:
+        rec = next((r for r in self.records if r.id == msg.record_id), None)
+        if rec is None:
+            self.notify("the selected result is gone", severity="warning")
+            return
+        if self.host.ctx.read_only:
+            self.notify(self.host.read_only_reason(), severity="warning")
+            return
+        self.notify(f"queuing a full run of {rec.model.get('label') or rec.id}…", timeout=1.5)
+        self._queue_full_run(rec)
+
+    @work(thread=True, exclusive=True, group="plan", exit_on_error=False, description="queuing a full run")
+    def _queue_full_run(self, rec: ResultRecord) -> None:
+        self.post_message(self.host.queue_full_run(rec, self.gpu_name()))
+
     def action_export(self) -> None:
         """The board's rows as shown (sorted, finished runs) and the records behind them."""
         from qtui.ui.screens.export import ExportScreen
@@ -429,7 +461,12 @@ class MainScreen(Screen[None]):
         self.app.push_screen(InfoScreen(f"{len(msg.skipped)} skipped file(s)", skipped_details(msg.skipped)))
 
     # -- start -----------------------------------------------------------------------------
-    def action_start(self) -> None:
+    def action_start_screened(self) -> None:
+        """Start with adaptive screening: every variant on the first chunks, on only while its
+        place is open (as `qtui run --screen`)."""
+        self.action_start(screen=True)
+
+    def action_start(self, screen: bool = False) -> None:
         if self.host.ctx.read_only:
             self.notify(self.host.read_only_reason(), severity="warning")
             return
@@ -445,11 +482,11 @@ class MainScreen(Screen[None]):
         # Which variants are worth running (not measured, queued or running on this setup) is
         # the showdown service's call, as for `qtui run`: it says what it skipped and why.
         self.notify(f"checking {len(choice.variants)} variant(s) and the corpus…", timeout=1.5)
-        self._plan(choice)
+        self._plan(choice, screen)
 
     @work(thread=True, exclusive=True, group="plan", exit_on_error=False, description="planning the showdown")
-    def _plan(self, choice: Choice) -> None:
-        self.post_message(self.host.plan_and_queue(choice, self.gpu_name()))
+    def _plan(self, choice: Choice, screen: bool = False) -> None:
+        self.post_message(self.host.plan_and_queue(choice, self.gpu_name(), screen))
 
     def on_run_queued(self, msg: RunQueued) -> None:
         if not msg.jobs:
