@@ -14,10 +14,10 @@ below it are what the measurement itself moves.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import ClassVar, Literal
 
-from textual.app import ComposeResult
+from textual.app import ComposeResult, RenderResult
 from textual.binding import Binding, BindingType
 from textual.color import Color
 from textual.reactive import reactive
@@ -34,11 +34,67 @@ MARK_WHISKER, MARK_FLOOR = "│", "╌"
 # guess where labels would land, so that overlapping ones can be dropped.
 _Y_AXIS_COLS, _X_AXIS_ROWS = 9, 4
 _MIN_WIDTH_FOR_FRONT_LABELS = 50
+_TICK_STEPS = (1.0, 2.0, 2.5, 5.0)  # tick steps: these times a power of ten
+
+
+def axis_ticks(lo: float, hi: float, rows: int, steps: Sequence[float] = _TICK_STEPS,
+               ) -> tuple[float, float, list[float], int]:
+    """Round ticks for data from `lo` to `hi` on an axis drawn over `rows` canvas rows.
+
+    Returns the axis limits to set, the tick values and the decimals to print them with. The
+    ticks are multiples of one round step (1, 2, 2.5 or 5 times a power of ten) and the limits
+    are chosen so that every tick falls on a row of its own, the same number of rows apart:
+    plotext rounds each tick to the nearest row, so ticks that are not a whole number of rows
+    apart land unevenly, and two that land on one row lose a label (0.43, then 0.22 with 0.32
+    missing). Of the steps that fit, the one leaving the least empty room wins, with a few
+    ticks rather than one or a crowd. A short plot (8 rows or less) may label every row.
+    """
+    if rows < 3 or not hi > lo or not (math.isfinite(lo) and math.isfinite(hi)):
+        return lo, hi, [], 0
+    ideal = min(9.0, max(3.0, (rows - 1) / 5 + 1))  # about one label every five rows
+    need = 3 if rows >= 5 else 2  # two labels alone say little about the scale
+    best: tuple[float, float, float, float, int] | None = None  # (score, step, low, high, ticks)
+    power = math.floor(math.log10(hi - lo)) - 2
+    for p in range(power, power + 4):
+        for mantissa in steps:
+            step = mantissa * 10.0**p
+            low = min(lo, math.floor(lo / step + 1e-9) * step)  # min: not above lo by a rounding error
+            for gap in range(1 if rows <= 8 else 2, rows):  # rows from one tick to the next
+                high = low + step * (rows - 1) / gap
+                n = (rows - 1) // gap + 1
+                if high < hi or n < need:
+                    break  # a wider gap only shrinks the axis and thins the ticks further
+                score = (hi - lo) / (high - low) * (1 - 0.3 * min(1.0, abs(n - ideal) / ideal)) + n * 1e-6
+                if best is None or score > best[0]:  # a tie goes to more ticks (the term in n)
+                    best = (score, step, low, high, n)
+    if best is None:
+        return lo, hi, [], 0
+    _, step, low, high, n = best
+    mantissa = step / 10.0 ** math.floor(math.log10(step) + 1e-9)
+    decimals = max(0, -math.floor(math.log10(step) + 1e-9)) + (1 if abs(mantissa - 2.5) < 1e-6 else 0)
+    return low, high, [round(low + i * step, decimals + 3) for i in range(n)], decimals
 
 
 def plottable(rows: Sequence[Row], log: bool) -> list[Row]:
     """Rows with both a size and a KLD (a positive one on a log axis)."""
     return [r for r in rows if r.size_gib is not None and r.kld is not None and (r.kld > 0 or not log)]
+
+
+class _FreshPlot(PlotextPlot):
+    """A PlotextPlot whose figure is drawn afresh before each build.
+
+    plotext's build changes the figure it builds (a log axis takes the log of the data in
+    place), so building one figure twice, as a second render does (the plot taking focus),
+    took the log of a log and failed with a math domain error.
+    """
+
+    def __init__(self, draw: Callable[[], None]) -> None:
+        super().__init__()
+        self._draw_figure = draw
+
+    def render(self) -> RenderResult:
+        self._draw_figure()
+        return super().render()
 
 
 class Scatter(Widget, can_focus=True):
@@ -119,7 +175,7 @@ class Scatter(Widget, can_focus=True):
 
     # -- Textual plumbing ------------------------------------------------------------------
     def compose(self) -> ComposeResult:
-        yield PlotextPlot()
+        yield _FreshPlot(self._figure)
         yield Static("", classes="scatter--empty")
 
     def on_mount(self) -> None:
@@ -156,6 +212,12 @@ class Scatter(Widget, can_focus=True):
         if not pts:
             self.query_one(".scatter--empty", Static).update(self._empty_message())
             return
+        self.query_one(PlotextPlot).refresh()  # its render draws the figure (_figure)
+
+    def _figure(self) -> None:
+        pts = self.plotted
+        if not pts:
+            return
         plt = self.plt
         plt.clear_figure()
         log = self.log_scale
@@ -163,8 +225,17 @@ class Scatter(Widget, can_focus=True):
         front_colour = self._colour("success", "#4EBF71")
         chosen = self._colour("accent", "#ffa62b")
 
-        bounds = self._bounds(pts)
-        x0, x1, y0, y1 = bounds
+        x0, x1, y0, y1 = self._bounds(pts)
+        # Round ticks, evenly spaced and each labelled; the limits move out to fit them.
+        ys = [self._y(r.kld) for r in pts if r.kld is not None]
+        if max(ys) > min(ys):
+            # No padding needed: the round limits leave room, and a point on the top or bottom
+            # row is still inside the frame.
+            y0, y1 = min(ys), max(ys)
+        # On a log axis the step is in decades: 0.25 of one would print as ×1.78.
+        y0, y1, yticks, decimals = axis_ticks(y0, y1, self.size.height - _X_AXIS_ROWS,
+                                              (1.0, 2.0, 5.0) if log else _TICK_STEPS)
+        bounds = x0, x1, y0, y1
         self._whiskers(plt, pts, bounds, other)
         floor = self._floor
         if floor is not None and (floor > 0 or not log) and y0 <= self._y(floor) <= y1:
@@ -191,13 +262,16 @@ class Scatter(Widget, can_focus=True):
         # values give an axis around 1.0). Padding keeps edge points off the frame and gives
         # one point, or equal values, a readable axis instead of a degenerate one.
         plt.ylim(y0, y1)
+        if yticks:
+            values = [10.0**t for t in yticks] if log else yticks
+            # A log axis steps in fractions of a decade: two significant digits name those.
+            plt.yticks(values, [f"{v:.2g}" if log else f"{v:.{decimals}f}" for v in values])
         width = self.size.width
         legend = f"{MARK_PARETO} Pareto  {MARK_SELECTED} selected" if width >= 56 else f"{MARK_PARETO}front {MARK_SELECTED}sel"
         if self._floor is not None and width >= 72:
             legend += f"  {MARK_FLOOR} floor"
         plt.title(f"mean KLD{' (log)' if log else ''} vs GiB   {legend}")
         self._labels(plt, pts, bounds, selected, front, chosen, front_colour, self._colour("surface", "#1e1e1e"))
-        self.query_one(PlotextPlot).refresh()
 
     def _labels(
         self,
