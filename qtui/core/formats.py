@@ -41,23 +41,60 @@ def progress_bar(fraction: float | None, width: int) -> str:
     return "█" * filled + "░" * (width - filled)
 
 
+ERR_SIGNIFICANT = 2
+"""An error is printed to at least this many significant digits, in fixed notation."""
+_MAX_DECIMALS = 9
+
+
+def decimals_for(err: float | None, digits: int) -> int:
+    """Decimals that show `err` to ERR_SIGNIFICANT significant digits, and never fewer than
+    `digits` (the value's own): 0.00016 at 5 stays 5, 8e-05 at 5 needs 6 (0.000080)."""
+    if err is None or not math.isfinite(err) or err == 0:
+        return digits
+    need = ERR_SIGNIFICANT - 1 - math.floor(math.log10(abs(err)))
+    return max(digits, min(need, _MAX_DECIMALS))
+
+
+def error(err: float | None, digits: int) -> str:
+    """An error alone (a ± column), by the rule of plus_minus; '?' when unknown."""
+    if err is None:
+        return UNKNOWN
+    return f"{err:.{decimals_for(err, digits)}f}"
+
+
 def plus_minus(value: float | None, err: float | None, digits: int, unit: str = "", *,
                compact: bool = False) -> str:
-    """'0.01234 ± 0.00056' (the error to the value's digits), '?' when the value is unknown.
+    """'0.01234 ± 0.00056', '?' when the value is unknown.
 
-    `compact` is for a narrow column: '0.01234 ±0.00056' with the error to 2 significant digits.
+    One rule everywhere a ± is shown (the app, `qtui run`/`jobs --watch`, the exports): value
+    and error to the same decimals, `digits` or more, enough for the error's first
+    ERR_SIGNIFICANT significant digits, in fixed notation (never 8e-05): '0.003202 ± 0.000080'
+    beside '0.00492 ± 0.00016'. `compact` (a narrow column) only drops the space after ±.
     """
     if value is None:
         return UNKNOWN
-    text = f"{value:.{digits}f}"
+    places = decimals_for(err, digits)
+    text = f"{value:.{places}f}"
     if err is not None:
-        text += f" ±{err:.2g}" if compact else f" ± {err:.{digits}f}"
+        text += f" ±{err:.{places}f}" if compact else f" ± {err:.{places}f}"
     return text + unit
 
 
 def kld(value: float | None, err: float | None, *, compact: bool = False) -> str:
     """A mean KLD as every live view shows it: five decimals, with its ± error when known."""
     return plus_minus(value, err, 5, compact=compact)
+
+
+def shorten(text: str, width: int) -> str:
+    """`text` in at most `width` cells, cut in the middle ('gemma…0m-Q4_K_M.gguf'): a model's
+    file name differs from its neighbours' at the end (the quant), so the end keeps two thirds;
+    the start says which model."""
+    if len(text) <= width:
+        return text
+    if width <= 1:
+        return "…"[:max(width, 0)]
+    head = (width - 1) // 3
+    return text[:head] + "…" + text[len(text) - (width - 1 - head):]
 
 
 def chunks(done: int, total: int | None) -> str:

@@ -130,15 +130,18 @@ def to_markdown(rows: Sequence[Row], records: Iterable[ResultRecord] = (), title
     table = board_frame(rows)
     cells = {c.key: table[c.key].map(c.fmt) for c in cols}
     # the mean KLD carries its uncertainty in the same cell, as posted showdowns write it
-    cells["kld"] = cells["kld"] + table["kld_err"].map(lambda e: "" if e is None else f" ± {e:.6f}")
+    cells["kld"] = table["kld"].combine(table["kld_err"], lambda k, e: formats.plus_minus(k, e, 6))  # as everywhere
     text = table[[]].assign(**cells).map(lambda s: s.replace("|", "\\|"))
     names = {r.id: r.quant or r.model for r in rows}
     text = text.assign(vs_next=[_next_cell(r, names) for r in rows])
-    head = "| # | " + " | ".join(c.title for c in cols) + " | vs next-ranked (95 %) |"
+    titles = [f"{c.title} (lower is better)" if c.key == "score" else c.title for c in cols]
+    head = "| # | " + " | ".join(titles) + " | vs next-ranked (95 %) |"
     sep = "|---|" + "|".join("---" if formats.align(c.key) == "left" else "---:" for c in cols) + "|---|"
     body = [f"| {i} | " + " | ".join(line) + " |" for i, line in enumerate(text.itertuples(index=False), 1)]
-    notes = ["", "Lower KLD = closer to the base. Eff. = distance to (0 size, 0 KLD) after min-max scaling over "
-             "these rows (lower is better); ★ = on the size/KLD Pareto front; ? = not measured or not published.",
+    notes = ["", "Lower KLD = closer to the base. Dist. = distance to the ideal, lower is better: 0 = the smallest "
+             "and most faithful file, with size and KLD scaled 0-1 over these rows (the largest file with the "
+             "lowest KLD and the smallest with the highest both score 1.000); ★ = on the size/KLD Pareto front; "
+             "? = not measured or not published.",
              "Rank 3-5 = neighbours not separated at 95 %. vs next-ranked = the next-ranked row's mean KLD minus "
              "this one's over the chunks both ran, with its 95 % interval (paired by chunk, Holm over the neighbours)."]
     notes += [f"- {line}" for line in provenance(records)]

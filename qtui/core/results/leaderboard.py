@@ -85,7 +85,7 @@ COLUMNS: tuple[Column, ...] = (
     Column("ppl_q", "PPL(Q)", _num(4), "perplexity of the quant"),
     Column("ppl_ratio", "PPL ratio", _num(4), "PPL(Q)/PPL(base)"),
     Column("kld", "Mean KLD", _num(6), "mean KL divergence from the base (lower = closer)"),
-    Column("kld_err", "±", _num(6), "uncertainty of the mean KLD"),
+    Column("kld_err", "±", lambda v: formats.error(v, 6), "uncertainty of the mean KLD (standard error)"),
     Column("rank", "Rank", _text, "place by mean KLD within the setup; neighbours not separated at 95 % "
            "(paired by chunk, Holm over the neighbours) share a range such as 3-5; a screened variant adds "
            "settled, open or tie and the chunks it ran"),
@@ -94,7 +94,11 @@ COLUMNS: tuple[Column, ...] = (
     Column("kld_max", "Max KLD", _num(4), "maximum KLD"),
     Column("dp_rms", "RMS Δp %", _num(3), "RMS of token probability change"),
     Column("same_top", "Same top %", _num(2), "how often the top token matches the base"),
-    Column("score", "Eff.", _num(3), "efficiency: distance to (0 size, 0 KLD), min-max over shown rows; lower is better"),
+    # Titled for what it is: "Eff." read as higher-is-better. The key stays `score` (stored data,
+    # `--sort score`, the DataFrame column).
+    Column("score", "Dist.", _num(3), "distance to the ideal: 0 = smallest and most faithful; lower is better "
+           "(size and KLD scaled 0-1 over the rows shown, so the largest file with the lowest KLD and the "
+           "smallest with the highest both score 1.000: each is best on one axis and worst on the other)"),
     Column("pareto", "Pareto", lambda v: "★" if v else "", "on the size/KLD Pareto front"),
     Column("duration_s", "Time", formats.duration, "run duration"),
 )

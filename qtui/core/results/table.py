@@ -58,7 +58,8 @@ FRAME_COLUMNS: tuple[tuple[str, str], ...] = (
     ("ppl_q", "perplexity of the quant"),
     ("ppl_ratio", "PPL(Q) / PPL(base)"),
     *((name, "as llama-perplexity printed it (percent for dp_* and same_top_err)") for name in OTHER_STATS),
-    ("score", "efficiency: distance to (0 size, 0 KLD) after min-max scaling within the setup; lower is better"),
+    ("score", "distance to the ideal (the leaderboard's Dist.): 0 = smallest and most faithful, lower is better; "
+              "size and KLD min-max scaled within the setup"),
     ("pareto", "on the size/KLD Pareto front of its setup"),
     ("setup", "measurement setup number (0, 1, ...; Int64): same base, corpus, context, chunk count, llama build family and source"),
     ("base", "base model label (or path)"),

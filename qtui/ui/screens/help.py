@@ -16,6 +16,10 @@ INTRO = ("qtui ranks quantized GGUF variants by their KL divergence from a base 
          "moves down, so space space space chooses three in a row) on the Models tab, press s; "
          "runs go on in the background if you quit. Marks: B the base, ✓ a chosen variant, b a file that could "
          "be the base (F32/F16/BF16; press b on it), ★ on the size/KLD Pareto front.")
+BOARD = ("Leaderboard: Mean KLD ± its standard error, lower = closer to the base. Dist. = distance to the "
+         "ideal: 0 = smallest and most faithful; lower is better. Size and KLD are scaled 0-1 over the rows "
+         "shown, so the largest file with the lowest KLD and the smallest with the highest both score 1.000 "
+         "(each is best on one axis and worst on the other).")
 
 
 def key_display(binding: Binding) -> str:
@@ -47,4 +51,5 @@ class HelpScreen(InfoScreen):
     def __init__(self, groups: KeyGroups) -> None:
         from rich.console import Group
 
-        super().__init__("qtui keys", Group(Text(INTRO), Text(""), keys_table(groups)), id="help")
+        super().__init__("qtui keys", Group(Text(INTRO), Text(""), Text(BOARD), Text(""), keys_table(groups)),
+                         id="help")

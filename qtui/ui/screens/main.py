@@ -29,7 +29,7 @@ from qtui.ui.screens.details import InfoScreen, model_details, problems_text, re
 from qtui.ui.widgets.gpu_panel import GpuPanel
 from qtui.ui.widgets.leaderboard import Leaderboard
 from qtui.ui.widgets.model_list import Choice, ModelList
-from qtui.ui.widgets.queue import QueueView
+from qtui.ui.widgets.queue import QueueView, jobs_ahead
 from qtui.ui.widgets.run_panel import RunPanel
 
 if TYPE_CHECKING:
@@ -314,7 +314,10 @@ class MainScreen(Screen[None]):
         running = sum(1 for j in msg.jobs if j.state.status == "running")
         waiting = sum(1 for j in msg.jobs if j.state.status == "queued")
         label = "Runs" + (f" ({running} running, {waiting} waiting)" if running or waiting else "")
-        self.query_one(TabbedContent).get_tab("runs").label = label
+        tabs = self.query_one(TabbedContent)
+        tabs.get_tab("runs").label = label
+        if history and (running or waiting) and not self.host.ctx.read_only and tabs.active == "models":
+            self.action_tab("runs")  # reopened while jobs run: show them (Models when none runs or waits)
         self._show_selected()
         if self.last_gpu is not None:
             self.on_gpu_sampled(self.last_gpu)
@@ -353,7 +356,8 @@ class MainScreen(Screen[None]):
 
     def _show_selected(self) -> None:
         job = next((j for j in self.jobs if j.id == self.selected_job), None)
-        self.query_one(RunPanel).show(job, self.live.get(job.id) if job else None)
+        self.query_one(RunPanel).show(job, self.live.get(job.id) if job else None,
+                                      jobs_ahead(job, self.jobs) if job else None)
 
     @on(QueueView.StderrToggled)
     def _toggle_stderr(self) -> None:

@@ -27,6 +27,10 @@ STATE_STYLE = {"running": "bold", "done": "", "failed": "bold red", "cancelled":
                "stopping": "yellow"}
 
 
+JOB_MIN = 12  # the job's name is shortened to fit, never below this
+VALUE_ROOM = len("0.003202 ±0.000080")  # a KLD's room is kept before its first value arrives
+
+
 def state_word(job: Job) -> str:
     if job.state.status == "running" and job.state.cancel_requested_at is not None:
         return "stopping"
@@ -37,6 +41,16 @@ def fmt_progress(live: LiveRun | None) -> str:
     if live is None or live.latest is None:
         return ""
     return formats.chunks(live.done, live.n_chunks)
+
+
+def jobs_ahead(job: Job, jobs: list[Job]) -> int:
+    """Waiting jobs before `job` in the queue's run order: the ones it waits for."""
+    ahead = 0
+    for j in jobs:
+        if j.id == job.id:
+            return ahead
+        ahead += j.state.status == "queued"
+    return ahead
 
 
 def fmt_value(live: LiveRun | None) -> str:
@@ -85,6 +99,7 @@ class QueueView(Vertical):
         self.live: dict[str, LiveRun] = {}
         self.follow_running = True  # until the user moves the cursor, show the running job
         self._auto_keys: set[str] = set()  # rows the table highlights by itself, not the user
+        self._job_width: int | None = None  # the width job names are shortened to (None: whole)
 
     def compose(self) -> ComposeResult:
         table: DataTable[str | Text] = RowTable(id="queue", cursor_type="row")
@@ -116,15 +131,15 @@ class QueueView(Vertical):
             if [j.id for j in jobs] == [str(k.value) for k in table.rows]:
                 for job in jobs:  # same jobs, same order: only states (and a screening job's window) changed
                     word = state_word(job)
-                    table.update_cell(job.id, "state", Text(word, style=STATE_STYLE.get(word, "")))
-                    table.update_cell(job.id, "job", job.spec.label or job.id)
+                    table.update_cell(job.id, "state", Text(word, style=STATE_STYLE.get(word, "")), update_width=True)
+                    table.update_cell(job.id, "job", self._label(job), update_width=True)
             else:
                 table.clear()
                 if jobs:
                     self._auto_keys.add(jobs[0].id)  # the table highlights its first row on its own
                 for i, job in enumerate(jobs, 1):
                     word = state_word(job)
-                    table.add_row(str(i), job.spec.label or job.id, Text(word, style=STATE_STYLE.get(word, "")),
+                    table.add_row(str(i), self._label(job), Text(word, style=STATE_STYLE.get(word, "")),
                                   fmt_progress(self.live.get(job.id)), fmt_value(self.live.get(job.id)),
                                   key=job.id)
             target = selected.id if selected else None
@@ -138,6 +153,7 @@ class QueueView(Vertical):
                 if row != table.cursor_row:
                     self._auto_keys.add(target)
                     table.move_cursor(row=row, animate=False)
+        self._fit()
         now_selected = self.selected_job()
         self.post_message(self.Highlighted(now_selected.id if now_selected else None))
 
@@ -148,6 +164,39 @@ class QueueView(Vertical):
             return
         self.table.update_cell(job.id, "chunks", fmt_progress(live), update_width=True)
         self.table.update_cell(job.id, "value", fmt_value(live), update_width=True)
+        self.call_after_refresh(self._fit)  # the widths of the cells just changed are known after
+
+    # -- fitting the width -----------------------------------------------------------------
+    def on_resize(self) -> None:
+        self.call_after_refresh(self._fit)
+
+    def _label(self, job: Job) -> str:
+        label = job.spec.label or job.id
+        return label if self._job_width is None else formats.shorten(label, self._job_width)
+
+    def _fit(self) -> None:
+        """Every column whole in the table's width: the job's name gives way (cut in the middle),
+        never its state, chunks or KLD. A state cut to 'cancell' or a KLD cut to '0.00492 ±0.00'
+        misleads; a shortened file name still says which file."""
+        table = self.table
+        room = table.scrollable_content_region.width
+        if room <= 0 or not table.columns:
+            return
+        others = 0
+        for key, column in table.columns.items():
+            if key.value == "job":
+                continue
+            width = column.get_render_width(table)
+            others += max(width, VALUE_ROOM + 2 * table.cell_padding) if key.value == "value" else width
+        natural = max([len("Job")] + [len(j.spec.label or j.id) for j in self.jobs])
+        fitted = max(JOB_MIN, min(natural, room - others - 2 * table.cell_padding))
+        job_width = None if fitted >= natural else fitted
+        if job_width == self._job_width:
+            return
+        self._job_width = job_width
+        for job in self.jobs:
+            if job.id in table.rows:
+                table.update_cell(job.id, "job", self._label(job), update_width=True)
 
     @on(DataTable.RowHighlighted, "#queue")
     def _highlighted(self, event: DataTable.RowHighlighted) -> None:

@@ -132,6 +132,8 @@ class RunPanel(Vertical):
         self.clock = clock
         self.job: Job | None = None
         self.live: LiveRun | None = None
+        self.ahead: int | None = None
+        """waiting jobs before this one in the queue (shown while it waits)"""
         self.show_stderr = False
 
     def compose(self) -> ComposeResult:
@@ -147,8 +149,8 @@ class RunPanel(Vertical):
         self.query_one("#run-stderr").display = False
         self._refresh_view()
 
-    def show(self, job: Job | None, live: LiveRun | None) -> None:
-        self.job, self.live = job, live
+    def show(self, job: Job | None, live: LiveRun | None, ahead: int | None = None) -> None:
+        self.job, self.live, self.ahead = job, live, ahead
         self._refresh_view()
 
     def toggle_stderr(self) -> bool:
@@ -156,6 +158,15 @@ class RunPanel(Vertical):
         self.query_one("#run-stderr").display = self.show_stderr
         self._refresh_view()
         return self.show_stderr
+
+    def _waiting_text(self, job: Job) -> str:
+        if job.state.status == "running":
+            return "waiting for the first chunk…"
+        if job.state.status != "queued":
+            return ""
+        if self.ahead is None:
+            return "queued"
+        return f"queued, {self.ahead} ahead" + ("" if self.ahead else ": next to start")
 
     def _refresh_view(self) -> None:
         job, live = self.job, self.live
@@ -195,7 +206,7 @@ class RunPanel(Vertical):
             chart.set_data([h.ppl for h in history if h.ppl is not None],
                            [h.ppl_err for h in history if h.ppl is not None], total)
         else:
-            values.update("waiting for the first chunk…" if job.state.status in ("queued", "running") else "")
+            values.update(self._waiting_text(job))
             chart.set_data([], [], total)
         notes: list[Text] = []
         if job.state.status in ("failed", "cancelled") and job.state.reason:
