@@ -20,7 +20,8 @@ from qtui.core.config import Config, effective_data_dir, effective_llama_bin, lo
 from qtui.core.fsutil import human_bytes
 from qtui.core.jobs.queue import FINISHED, JobQueue, Outcome
 from qtui.core.results.export import export, to_markdown
-from qtui.core.results.leaderboard import COLUMNS, Column, Row, board_records, build_rows, format_cell, sort_rows
+from qtui.core.results.fit import fit_columns
+from qtui.core.results.leaderboard import COLUMNS, Row, board_records, build_rows, format_cell, sort_rows
 from qtui.core.results.setups import SetupGroup, SetupNotFound, find_setup, group_setups
 from qtui.core.results.store import ResultRecord, ResultStore, load_records
 
@@ -300,34 +301,12 @@ def _others_line(groups: Sequence[SetupGroup], shown: SetupGroup, command: str) 
             f"{command} --setup all shows every setup, --setup N one of them")
 
 
-# Columns in the order they are given up when the terminal is too narrow to show all of them:
-# a readable table of the essentials beats every column cut to "0.…".
-_PRIORITY = ("model", "quantizer", "quant", "kld", "rank", "size_gib", "kld_err", "kld_p99", "bpw", "same_top", "ppl_ratio", "score",
-             "pareto", "ppl_q", "kld_p999", "kld_max", "dp_rms", "duration_s")
-
-
-def fit_columns(rows: Sequence[Row], width: int) -> list[Column]:
-    """The most important columns whose natural widths fit `width` (at least model, quant, KLD)."""
-    def natural(c: Column) -> int:
-        return max([len(c.title)] + [len(format_cell(c, r)) for r in rows]) + 2
-
-    by_key = {c.key: c for c in COLUMNS}
-    chosen: list[str] = []
-    used = 4  # the rank column
-    for key in _PRIORITY:
-        w = natural(by_key[key]) if key != "model" else min(natural(by_key[key]), 44)
-        if used + w > width and len(chosen) >= 3:
-            break  # strictly by priority: no narrow minor column slipping in after a cut
-        chosen.append(key)
-        used += w
-    return [c for c in COLUMNS if c.key in chosen]
-
-
 def print_board(rows: Sequence[Row], title: str = "Leaderboard") -> None:
     if not rows:
         console.print("no results yet: run [bold]qtui run[/] or [bold]qtui demo[/]")
         return
-    cols = fit_columns(rows, console.width)
+    # the # column takes 4 cells; a readable table of the essentials beats every column cut to "0.…"
+    cols = fit_columns(rows, console.width - 4)
     t = Table(title=title, box=None, header_style="bold")
     t.add_column("#", justify="right")
     for c in cols:

@@ -133,7 +133,7 @@ def test_efficiency_over_the_27b_set() -> None:
 # -- leaderboard ---------------------------------------------------------------------------
 async def test_rows_shown_sorted_by_mean_kld_with_indicator() -> None:
     app = BoardApp()
-    async with app.run_test(size=(100, 30)) as pilot:
+    async with app.run_test(size=(260, 30)) as pilot:  # wide enough for every column
         board = app.query_one(Leaderboard)
         board.set_records(records(Q27))
         await pilot.pause()
@@ -150,7 +150,7 @@ async def test_rows_shown_sorted_by_mean_kld_with_indicator() -> None:
 
 async def test_sort_keys_cycle_and_reverse_with_unknowns_last() -> None:
     app = BoardApp()
-    async with app.run_test(size=(100, 30)) as pilot:
+    async with app.run_test(size=(260, 30)) as pilot:  # wide enough for every column
         board = app.query_one(Leaderboard)
         board.set_records(records(Q35))  # one setup: the board ranks one at a time
         await pilot.pause()

@@ -18,8 +18,8 @@ from qtui.core.results.ranking import GIB, Point, efficiency, model_label, numbe
 from qtui.core.results.screening import paired_order
 from qtui.core.results.store import ResultRecord
 
-__all__ = ["COLUMNS", "COLUMN_KEYS", "GIB", "Column", "Row", "board_records", "build_rows", "efficiency_scores",
-           "format_cell", "pareto_front", "rank_rows", "row_from_record", "setup_key", "sort_rows"]
+__all__ = ["COLUMNS", "COLUMN_KEYS", "GIB", "PUBLISHED_SCORE", "Column", "Row", "board_records", "build_rows",
+           "efficiency_scores", "format_cell", "pareto_front", "rank_rows", "row_from_record", "setup_key", "sort_rows"]
 
 
 @dataclass(frozen=True)
@@ -58,6 +58,8 @@ class Row:
     """place in its setup's ranking (0 = best), set where the setup has screened variants: their
     means cover different chunks, so the KLD sort follows the paired order on common chunks
     (the order screening decided on) instead of each row's own mean"""
+    published_score: float | None = None
+    """the score a published sweep gave this row, over its post's own set of quants"""
 
 
 @dataclass(frozen=True)
@@ -103,6 +105,10 @@ COLUMNS: tuple[Column, ...] = (
     Column("duration_s", "Time", formats.duration, "run duration"),
 )
 COLUMN_KEYS = tuple(c.key for c in COLUMNS)
+PUBLISHED_SCORE = Column("published_score", "Published", _num(3),
+                         "the score the published sweep gave this row, normalised over every quant of its post "
+                         "(lower is better): not comparable with the score computed over the rows shown")
+"""Not among COLUMNS: only a published sweep has it; the app shows it where a row has one."""
 
 
 def row_from_record(rec: ResultRecord) -> Row:
@@ -128,7 +134,14 @@ def row_from_record(rec: ResultRecord) -> Row:
         path=m.get("path"),
         source=str(rec.source.get("type", "qtui")),
         screen=screen_text(rec),
+        published_score=published_score(rec),
     )
+
+
+def published_score(rec: ResultRecord) -> float | None:
+    """The efficiency score a published sweep printed for this row, if it printed one."""
+    published = rec.source.get("published")
+    return number(published, "efficiency") if isinstance(published, dict) else None
 
 
 def screen_text(rec: ResultRecord) -> str | None:
@@ -266,7 +279,7 @@ def _measurement(r: ResultRecord) -> tuple[object, ...] | None:
 
 def sort_rows(rows: Iterable[Row], key: str = "kld", reverse: bool = False) -> list[Row]:
     """Sort by any column; unknown values always last, whichever the direction."""
-    if key not in COLUMN_KEYS and key != "status":
+    if key not in COLUMN_KEYS and key not in ("status", PUBLISHED_SCORE.key):
         raise ValueError(f"unknown column {key!r}; choose one of: {', '.join(COLUMN_KEYS)}")
     rows = list(rows)
     known = [r for r in rows if getattr(r, key) is not None]

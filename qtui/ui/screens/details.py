@@ -18,7 +18,7 @@ from textual.widgets import Static
 from qtui.core.fsutil import human_bytes
 from qtui.core.gguf.discovery import Skipped
 from qtui.core.gguf.model_info import GROUPS, ModelInfo, TypeShare
-from qtui.core.results.leaderboard import COLUMNS, format_cell, row_from_record
+from qtui.core.results.leaderboard import COLUMNS, format_cell, published_score, row_from_record
 from qtui.core.results.store import ResultRecord
 
 
@@ -100,7 +100,10 @@ def record_details(rec: ResultRecord) -> RenderableType:
         ("gpu", rec.gpu), ("source", rec.source.get("type")), ("url", rec.source.get("url")),
         ("command", " ".join(rec.argv) if rec.argv else None),
     ])
-    parts: list[RenderableType] = [board, Text(""), Text("Setup", style="bold"), setup]
+    # A published row: what the post said first, where a reader at 80x24 sees it without scrolling.
+    published = published_details(rec)
+    parts: list[RenderableType] = [*published, *([Text("")] if published else []), board, Text(""),
+                                   Text("Setup", style="bold"), setup]
     if rec.failure:
         parts += [Text(""), Text(f"✗ {rec.failure.get('reason')}", style="bold red"),
                   Text(str(rec.failure.get("stderr_tail") or ""), style="dim")]
@@ -116,6 +119,23 @@ def record_details(rec: ResultRecord) -> RenderableType:
         parts += [Text(""), t]
     parts += [Text(""), Text("All final statistics", style="bold"), stats]
     return Group(*parts)
+
+
+def published_details(rec: ResultRecord) -> list[RenderableType]:
+    """What a published sweep said of this row beyond its figures: its score, its finding, the
+    note on how to read it. Nothing for a run measured here."""
+    if rec.source.get("type") != "published":
+        return []
+    published = rec.source.get("published")
+    said = published if isinstance(published, dict) else {}
+    score = published_score(rec)
+    fields = [("score", f"{score:.3f} (the post's, over all of its quants; lower is better)" if score is not None else None),
+              ("finding", said.get("finding")), ("date", rec.source.get("date")), ("url", rec.source.get("url"))]
+    fields += [(str(k), v) for k, v in said.items() if k not in ("efficiency", "finding")]
+    parts: list[RenderableType] = [Text("Published", style="bold"), _kv([(k, v) for k, v in fields if v is not None])]
+    if rec.source.get("note"):
+        parts.append(Text(str(rec.source["note"]), style="dim"))
+    return parts
 
 
 def skipped_details(skipped: list[Skipped]) -> RenderableType:

@@ -5,6 +5,11 @@ exports rank with, so the screen, `qtui results` and an exported table always ag
 score and the Pareto flag are computed over the rows shown: they are relative to this set.
 One setup is shown at a time (results/setups.py; the default is the one with the most
 results), and its failed or cancelled runs sit below a "not ranked" line, outside the ranking.
+
+The columns fit the width: Model, By and Quant (which file a row is) and Mean KLD ± are always
+shown, Model, By and Quant frozen at the left; the others are given up least useful first, in
+the order `qtui results` gives them up (results/fit.py), and `i` shows every field of a row.
+A published sweep's own score gets a column of its own where a row has one.
 """
 
 from __future__ import annotations
@@ -25,8 +30,9 @@ from textual.widget import Widget
 from textual.widgets import DataTable, Static
 
 from qtui.core import formats
+from qtui.core.results.fit import ESSENTIAL, fit_columns
 from qtui.core.results.floor import noise_floor
-from qtui.core.results.leaderboard import COLUMN_KEYS, COLUMNS, Column, Row, build_rows, format_cell, sort_rows
+from qtui.core.results.leaderboard import COLUMN_KEYS, COLUMNS, PUBLISHED_SCORE, Column, Row, build_rows, format_cell, sort_rows
 from qtui.core.results.setups import SetupGroup, group_setups
 from qtui.core.results.store import ResultRecord
 from qtui.ui.widgets.rowtable import RowTable
@@ -36,6 +42,9 @@ ASC, DESC = "▲", "▼"
 DESCENDING_FIRST = frozenset({"same_top", "pareto"})
 # The key of the line between the ranking and the failed or cancelled runs shown below it.
 SEPARATOR = "\x00not-ranked"
+# Never given up for width: which file a row is, and what it is ranked by.
+ALWAYS = (*ESSENTIAL, "kld", "kld_err")
+SORT_KEYS = (*COLUMN_KEYS, PUBLISHED_SCORE.key)
 
 
 def natural_reverse(key: str) -> bool:
@@ -145,6 +154,10 @@ class Leaderboard(Widget, can_focus=False):
             keys.insert(0, "model")  # the row's name carries its state word; it cannot be hidden
         self.include_failed = include_failed
         self._columns: list[Column] = [c for k in keys for c in COLUMNS if c.key == k]
+        """the columns asked for; those that fit the width are shown (_shown_columns)"""
+        self._published_column = columns is None
+        """add the published score's column where a row has one (not to a chosen set of columns)"""
+        self._shown_columns: list[Column] = []
         self._records: list[ResultRecord] = []
         self._groups: list[SetupGroup] = []
         self._setup_id: str | None = None
@@ -213,7 +226,7 @@ class Leaderboard(Widget, can_focus=False):
 
     def sort_by(self, key: str, reverse: bool | None = None) -> None:
         """Sort by a column key; reverse=None picks the column's natural direction."""
-        if key not in COLUMN_KEYS:
+        if key not in SORT_KEYS:
             raise ValueError(f"unknown column {key!r}; choose one of: {', '.join(COLUMN_KEYS)}")
         # set both before one resort, instead of letting each watcher resort in turn
         self.set_reactive(Leaderboard.sort_key, key)
@@ -237,7 +250,7 @@ class Leaderboard(Widget, can_focus=False):
 
     # -- reactives and actions -------------------------------------------------------------
     def validate_sort_key(self, key: str) -> str:
-        if key not in COLUMN_KEYS:
+        if key not in SORT_KEYS:
             raise ValueError(f"unknown column {key!r}; choose one of: {', '.join(COLUMN_KEYS)}")
         return key
 
@@ -257,18 +270,17 @@ class Leaderboard(Widget, can_focus=False):
         self.sort_by(self.sort_key, not self.sort_reverse)
 
     def _step_sort(self, step: int) -> None:
-        keys = [c.key for c in self._columns]
+        keys = [c.key for c in self._shown_columns or self._columns]
         i = keys.index(self.sort_key) if self.sort_key in keys else -1
         self.sort_by(keys[(i + step) % len(keys)])
 
     # -- composition and events ------------------------------------------------------------
     def compose(self) -> ComposeResult:
         table = _Table(
-            {c.key: f"{c.title}: {c.help}" for c in COLUMNS},
+            {c.key: f"{c.title}: {c.help}" for c in (*COLUMNS, PUBLISHED_SCORE)},
             cursor_type="row",
             zebra_stripes=True,
         )
-        table.fixed_columns = 1
         yield Static("", classes="leaderboard--setup")
         yield table
         yield Static("", classes="leaderboard--caption")
@@ -276,16 +288,49 @@ class Leaderboard(Widget, can_focus=False):
     def on_mount(self) -> None:
         # Cells hold Rich styles taken from the theme; rebuild them when the theme changes.
         self.app.theme_changed_signal.subscribe(self, lambda _theme: self.call_after_refresh(self._restyle))
-        table = self.table
-        for col in self._columns:
-            # One spare cell after each title holds the ▲/▼, so the indicator never resizes a column.
-            table.add_column(Text(col.title + " ", justify=formats.align(col.key)), key=col.key)
-        self._update_labels()
+        self._fit_columns()
         if self._pending:
             self._pending = False
             self._sync()
         else:
             self._update_caption()
+
+    def on_resize(self) -> None:
+        if self._fit_columns():
+            self._sync()
+
+    def _candidate_columns(self) -> list[Column]:
+        cols = list(self._columns)
+        if self._published_column and any(r.published_score is not None for r in self._rows):
+            at = next((i + 1 for i, c in enumerate(cols) if c.key == "score"), len(cols))
+            cols.insert(at, PUBLISHED_SCORE)  # beside the score computed here
+        return cols
+
+    def _fit_columns(self) -> bool:
+        """Show the columns that fit the width (all of them before the first layout); True when
+        they changed, the table then being empty of rows (_sync fills it again)."""
+        table = self.table
+        candidates = self._candidate_columns()
+        width = self.size.width
+        if width:
+            # room for a vertical scrollbar whenever the rows may overflow the table
+            bar = table.styles.scrollbar_size_vertical if len(self._rows) + 2 > table.size.height else 0
+            wanted = fit_columns(self._rows, width - bar, columns=candidates, keep=ALWAYS, model_max=None, title_spare=1)
+        else:
+            wanted = candidates
+        if [c.key for c in wanted] == [c.key for c in self._shown_columns]:
+            return False
+        self._shown_columns = wanted
+        table.clear(columns=True)
+        self._shown = {}
+        self._separator = False
+        for col in wanted:
+            # One spare cell after each title holds the ▲/▼, so the indicator never resizes a column.
+            table.add_column(Text(col.title + " ", justify=formats.align(col.key)), key=col.key)
+        # Which file a row is stays on screen when the table is scrolled sideways.
+        table.fixed_columns = sum(1 for c in wanted[:len(ESSENTIAL)] if c.key in ESSENTIAL)
+        self._update_labels()
+        return True
 
     @on(DataTable.HeaderSelected)
     def _header_clicked(self, event: DataTable.HeaderSelected) -> None:
@@ -309,7 +354,7 @@ class Leaderboard(Widget, can_focus=False):
     def _cells(self, row: Row, styles: tuple[Style, Style]) -> list[Text]:
         failed, pareto = styles
         cells: list[Text] = []
-        for col in self._columns:
+        for col in self._shown_columns:
             text = format_cell(col, row)
             if col.key == "model":
                 named = _IdText(justify="left", no_wrap=True)
@@ -331,9 +376,9 @@ class Leaderboard(Widget, can_focus=False):
         """Bring the table to self._rows: update changed rows, add new, drop gone, reorder."""
         table = self.table
         wanted = {r.id: r for r in self._rows}
-        first_fill = not self._shown and bool(self._rows)
         styles = self._styles()
         with self.app.batch_update():
+            self._fit_columns()  # new rows may be wider, or bring a published score
             for gone in [rid for rid in self._shown if rid not in wanted]:
                 table.remove_row(gone)
                 del self._shown[gone]
@@ -342,16 +387,12 @@ class Leaderboard(Widget, can_focus=False):
                 if old is None:
                     table.add_row(*self._cells(row, styles), key=row.id)
                 elif old != row:
-                    for col, cell in zip(self._columns, self._cells(row, styles)):
+                    for col, cell in zip(self._shown_columns, self._cells(row, styles)):
                         table.update_cell(row.id, col.key, cell, update_width=True)
                 self._shown[row.id] = row
             self._sync_separator()
             self._apply_order()
         self._update_caption()
-        if first_fill:
-            # At 80 columns the sort column (Mean KLD) starts off screen; widths are known
-            # only after the next layout. Later updates leave the user's scrolling alone.
-            self.call_after_refresh(self._reveal_column, self.sort_key)
 
     def _restyle(self) -> None:
         """Theme changed: cells carry Rich styles, so rebuild them with the new colours."""
@@ -361,7 +402,7 @@ class Leaderboard(Widget, can_focus=False):
         styles = self._styles()
         with self.app.batch_update():
             for row in self._rows:
-                for col, cell in zip(self._columns, self._cells(row, styles)):
+                for col, cell in zip(self._shown_columns, self._cells(row, styles)):
                     table.update_cell(row.id, col.key, cell)
 
     def _sync_separator(self) -> None:
@@ -371,7 +412,7 @@ class Leaderboard(Widget, can_focus=False):
         if wanted and not self._separator:
             first = _IdText("── not ranked ──", style=Style(dim=True), no_wrap=True)
             first.row_id = SEPARATOR
-            table.add_row(first, *[Text("") for _ in self._columns[1:]], key=SEPARATOR)
+            table.add_row(first, *[Text("") for _ in self._shown_columns[1:]], key=SEPARATOR)
         elif self._separator and not wanted:
             table.remove_row(SEPARATOR)
         self._separator = wanted
@@ -417,7 +458,7 @@ class Leaderboard(Widget, can_focus=False):
 
     def _update_labels(self) -> None:
         table = self.table
-        for col in self._columns:
+        for col in self._shown_columns:
             column = table.columns.get(col.key)  # type: ignore[call-overload]
             if column is None:
                 continue
@@ -449,7 +490,7 @@ class Leaderboard(Widget, can_focus=False):
             x += width
 
     def _update_caption(self) -> None:
-        col = next((c for c in COLUMNS if c.key == self.sort_key), None)
+        col = next((c for c in (*COLUMNS, PUBLISHED_SCORE) if c.key == self.sort_key), None)
         if col is None:
             return
         arrow = DESC if self.sort_reverse else ASC
@@ -458,9 +499,16 @@ class Leaderboard(Widget, can_focus=False):
         apart = sum(1 for r in self._rows if r.status != "done")
         if apart:
             count += f" ({apart} not ranked: failed or cancelled)"
+        sizeless = sum(1 for r in self._rows if r.status == "done" and r.size_gib is None)
+        if sizeless:
+            # A published sweep often gives sizes for few rows: say why the plot and the score skip them.
+            count += f" · {sizeless} row{'s' if sizeless != 1 else ''} without a size: not plotted or scored"
         floor = self.floor
         if floor is not None:
             count += f" · noise floor {floor:.6f}"
+        hidden = len(self._candidate_columns()) - len(self._shown_columns) if self._shown_columns else 0
+        if hidden:
+            count += f" · {hidden} column{'s' if hidden != 1 else ''} hidden at this width (i: all fields)"
         text = f"{count} · sorted by {col.title} {arrow} ({col.help}) · o/O: sort"
         try:
             self.query_one(".leaderboard--caption", Static).update(Text(text))

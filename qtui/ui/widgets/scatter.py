@@ -75,6 +75,28 @@ def axis_ticks(lo: float, hi: float, rows: int, steps: Sequence[float] = _TICK_S
     return low, high, [round(low + i * step, decimals + 3) for i in range(n)], decimals
 
 
+def sizeless_note(rows: Sequence[Row], words: int = 2) -> str | None:
+    """'4 rows without a size: not plotted or scored' (a published sweep often gives few sizes):
+    a plot of 1 point out of 5 must say where the other 4 are. Shorter with fewer `words`."""
+    n = sum(1 for r in rows if r.size_gib is None)
+    if not n:
+        return None
+    return (f"{n} without a size", f"{n} row{'s' if n != 1 else ''} without a size: not plotted",
+            f"{n} row{'s' if n != 1 else ''} without a size: not plotted or scored")[words]
+
+
+def titled(title: str, rows: Sequence[Row], room: int) -> str:
+    """The plot's title line with the note on rows without a size, as much of it as fits in
+    `room` cells. In the title, not on a line of its own: the plot keeps every row of the widget."""
+    for words in (2, 1, 0):
+        note = sizeless_note(rows, words)
+        if note is None:
+            break
+        if len(title) + 3 + len(note) <= room:
+            return f"{title}   {note}"
+    return title
+
+
 def plottable(rows: Sequence[Row], log: bool) -> list[Row]:
     """Rows with both a size and a KLD (a positive one on a log axis)."""
     return [r for r in rows if r.size_gib is not None and r.kld is not None and (r.kld > 0 or not log)]
@@ -270,7 +292,9 @@ class Scatter(Widget, can_focus=True):
         legend = f"{MARK_PARETO} Pareto  {MARK_SELECTED} selected" if width >= 56 else f"{MARK_PARETO}front {MARK_SELECTED}sel"
         if self._floor is not None and width >= 72:
             legend += f"  {MARK_FLOOR} floor"
-        plt.title(f"mean KLD{' (log)' if log else ''} vs GiB   {legend}")
+        # plotext centres the title on the canvas, right of the y labels, and drops one that overflows
+        room = self.query_one(PlotextPlot).size.width - _Y_AXIS_COLS
+        plt.title(titled(f"mean KLD{' (log)' if log else ''} vs GiB   {legend}", self._rows, room))
         self._labels(plt, pts, bounds, selected, front, chosen, front_colour, self._colour("surface", "#1e1e1e"))
 
     def _labels(
