@@ -4,7 +4,6 @@ of the fake llama-perplexity replaying recorded transcripts (see conftest.py).""
 from __future__ import annotations
 
 import contextlib
-import fcntl
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -179,14 +178,11 @@ async def test_cancel_retry_remove(app_factory, models_dir: Path) -> None:
 @contextlib.contextmanager
 def scheduler_busy_elsewhere(data_dir: Path) -> Iterator[None]:
     """Hold the scheduler's singleton lock, as a scheduler at work would: nothing starts one."""
-    lock = data_dir / "jobs" / ".scheduler.lock"
-    lock.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock, "a+") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+    from qtui.core.fsutil import file_lock
+    from qtui.core.jobs.procs import lock_path
+
+    with file_lock(lock_path(data_dir)):
+        yield
 
 
 async def test_opening_the_app_restarts_a_dead_scheduler(app_factory, qtui_dirs) -> None:
@@ -471,15 +467,10 @@ async def test_settings_are_saved(app_factory, qtui_dirs) -> None:
 
 
 async def test_changing_parallel_runs_while_a_scheduler_works_says_when_it_applies(app_factory, qtui_dirs) -> None:
-    import fcntl
-
     from textual.widgets import Input
 
-    lock = Path(qtui_dirs["data"]) / "jobs" / ".scheduler.lock"
-    lock.parent.mkdir(parents=True, exist_ok=True)
     app = app_factory()
-    with open(lock, "a+") as held:
-        fcntl.flock(held, fcntl.LOCK_EX)  # a scheduler at work, as far as qtui can tell
+    with scheduler_busy_elsewhere(Path(qtui_dirs["data"])):  # a scheduler at work, as far as qtui can tell
         async with app.run_test(size=(80, 24)) as pilot:
             await ready(pilot)
             await pilot.press("comma")
