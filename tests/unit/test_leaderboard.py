@@ -1,4 +1,5 @@
 import math
+from dataclasses import replace
 
 import pytest
 
@@ -33,10 +34,16 @@ def test_score_is_relative_to_the_set() -> None:
 
 
 def test_unknown_values_give_no_score_and_no_pareto() -> None:
-    rows = build_rows([rec("a", None, 0.1), rec("b", 2, None), rec("c", 3, 0.05)])
+    rows = build_rows([rec("a", None, 0.1), rec("b", 2, None), rec("c", 3, 0.05), rec("d", 4, 0.04)])
     by = {r.id: r for r in rows}
     assert by["a"].score is None and by["b"].score is None and not by["a"].pareto
-    assert by["c"].score == 0.0 and by["c"].pareto
+    assert by["d"].score == 1.0 and by["c"].pareto and by["d"].pareto
+
+
+def test_one_sized_row_alone_gets_no_score() -> None:
+    # a score is relative to the set: one known point has nothing to be measured against
+    rows = build_rows([rec("a", None, 0.1), rec("b", 2, None), rec("c", 3, 0.05)])
+    assert all(r.score is None for r in rows)
 
 
 def test_pareto_front() -> None:
@@ -50,9 +57,10 @@ def test_ties_are_not_dominated() -> None:
 
 
 def test_failed_runs_excluded_from_ranking_maths() -> None:
-    rows = build_rows([rec("ok", 1, 0.1), rec("bad", 0.5, 0.01, status="failed")], include_failed=True)
+    rows = build_rows([rec("ok", 1, 0.1), rec("ok2", 2, 0.05), rec("bad", 0.5, 0.01, status="failed")], include_failed=True)
     by = {r.id: r for r in rows}
-    assert by["bad"].score is None and not by["bad"].pareto and by["ok"].score == 0.0
+    # with "bad" counted, "ok" would not be the smallest file: its score would not be 1.0
+    assert by["bad"].score is None and not by["bad"].pareto and by["ok"].score == 1.0
 
 
 @pytest.mark.parametrize("reverse", [False, True])
@@ -82,7 +90,10 @@ def test_nan_stats_are_unknown() -> None:
 def test_efficiency_constant_axes() -> None:
     r = [Row(id="x", model="x", quantizer=None, quant=None, size_gib=1.0, bpw=None, ppl_q=None, ppl_ratio=None, kld=0.1,
              kld_err=None, kld_p99=None, kld_p999=None, kld_max=None, dp_rms=None, same_top=None, duration_s=None, status="done")]
-    assert efficiency_scores(r) == [0.0] and pareto_front(r) == [True]
+    # one point: no score (nothing to be relative to), but it is on its own front
+    assert efficiency_scores(r) == [None] and pareto_front(r) == [True]
+    two = [r[0], replace(r[0], id="y")]  # constant size and KLD axes normalise to 0
+    assert efficiency_scores(two) == [0.0, 0.0]
 
 
 def test_scores_never_mix_setups() -> None:

@@ -122,10 +122,12 @@ def efficiency(points: Sequence[Point]) -> list[float | None]:
     """score = sqrt(size_n² + kld_n²) with both axes min-max normalised over the known points.
 
     Relative to the set (as in the showdown post): adding a point can change every score.
-    Unknown points get None. A constant axis normalises to 0.
+    Unknown points get None. A constant axis normalises to 0. With fewer than two known points
+    there is nothing to be relative to: no scores (a published sweep whose other rows have no
+    size would otherwise show its one sized row at a perfect 0).
     """
     known = [p for p in points if p is not None]
-    if not known:
+    if len(known) < 2:
         return [None] * len(points)
     smin, smax = min(k[0] for k in known), max(k[0] for k in known)
     kmin, kmax = min(k[1] for k in known), max(k[1] for k in known)
