@@ -80,6 +80,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print machine-readable JSON")
     _add_common(p)
 
+    p = sub.add_parser("diff", help="compare two models' tensor-type mix, group by group",
+                       description="Why two files with the same quant label differ: per tensor group (attention, "
+                       "FFN, experts, shared experts, embeddings/output) the types and bytes in each file. "
+                       "Exit status 2 if a file cannot be read.")
+    p.add_argument("a", type=Path, metavar="A.gguf", help="first model (the first shard of a split set)")
+    p.add_argument("b", type=Path, metavar="B.gguf", help="second model")
+    p.add_argument("--json", action="store_true", help="print machine-readable JSON")
+    _add_common(p)
+
     p = sub.add_parser("run", help="measure variants against a base, with live progress",
                        description="Generate (or reuse) the base log-probs, then run every variant's KLD, one job at a time (or one per GPU with slots = N in the config). "
                        "With --screen, variants whose place is settled early stop early. "

@@ -26,6 +26,7 @@ from qtui.core.results.setups import SetupGroup, SetupNotFound, find_setup, grou
 from qtui.core.results.store import ResultRecord, ResultStore, load_records
 
 if TYPE_CHECKING:
+    from qtui.core.gguf.mixdiff import MixDiff
     from qtui.core.gguf.model_info import ModelInfo
     from qtui.core.showdown.service import ShowdownRequest
 
@@ -105,6 +106,49 @@ def mix_line(model: ModelInfo) -> str:
     """'Q4_K 71.2%, Q6_K 20.3%, F32 0.4%': each tensor type's share of the model's tensor bytes."""
     total = max(1, sum(x.nbytes for x in model.mix_by_type))
     return ", ".join(f"{s.type_name} {100 * s.nbytes / total:.1f}%" for s in model.mix_by_type)
+
+
+# -- diff ----------------------------------------------------------------------------------
+def cmd_diff(args: argparse.Namespace) -> int:
+    from qtui.core.gguf.mixdiff import mix_diff
+    from qtui.core.gguf.model_info import model_info
+    from qtui.core.gguf.reader import GGUFError
+
+    infos = []
+    for p in (args.a, args.b):
+        try:
+            infos.append(model_info(p))
+        except GGUFError as exc:
+            raise UserError(f"{p}: {exc}") from exc
+    diff = mix_diff(infos[0], infos[1])
+    if args.json:
+        print(json.dumps(diff.to_dict(), indent=2))
+        return 0
+    console.print(diff_table(diff))
+    if diff.identical:
+        console.print("Same tensor types and bytes in every group.", style="green", markup=False)
+    else:
+        n = len(diff.differing)
+        console.print(f"{n} group{'s differ' if n != 1 else ' differs'} (in yellow).", style="yellow", markup=False)
+    return 0
+
+
+def diff_table(diff: MixDiff) -> Table:
+    """The tensor-mix diff as a table: one row per group, differing groups in yellow."""
+    from qtui.core.gguf.mixdiff import group_summary, shares_text
+
+    a, b = diff.a, diff.b
+    t = Table(title=f"Tensor mix: A {a.path.name} ({a.quant}, {human_bytes(a.size_bytes)}) vs "
+                    f"B {b.path.name} ({b.quant}, {human_bytes(b.size_bytes)})", show_lines=True)
+    t.add_column("group", no_wrap=True)
+    t.add_column("A", overflow="fold")
+    t.add_column("B", overflow="fold")
+    t.add_column("difference", overflow="fold")
+    for g in diff.groups:
+        style = "bold yellow" if g.differs else ""
+        t.add_row(Text(g.label, style=style), Text(shares_text(g.a)), Text(shares_text(g.b)),
+                  Text(group_summary(g), style=style or "dim"))
+    return t
 
 
 def _common_root(dirs: Sequence[Path], p: Path) -> Path:
@@ -608,6 +652,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "scan": cmd_scan,
+    "diff": cmd_diff,
     "run": cmd_run,
     "results": cmd_results,
     "export": cmd_export,
