@@ -169,6 +169,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("paths", help="show where qtui keeps config, data and caches")
     _add_common(p)
+
+    p = sub.add_parser("cache", help="list cached base log-prob files, or remove them (rm, prune)",
+                       description="List the cached base log-prob files (model, corpus, ctx, chunks, size, last "
+                       "used). A file a queued or running job needs is never removed. Exit status: 0 done, "
+                       "1 refused (a job needs the file), 2 a name that matches no base file.")
+    _add_common(p)
+    csub = p.add_subparsers(dest="cache_action", metavar="ACTION")
+    c = csub.add_parser("rm", help="remove base files by name or name prefix (with their metadata and windows)")
+    c.add_argument("names", nargs="+", metavar="NAME", help="a base file's name as qtui cache lists it, or its start")
+    _add_common(c)
+    c = csub.add_parser("prune", help="remove base files unused for some days")
+    c.add_argument("--older-than", type=float, required=True, metavar="DAYS", help="unused for this many days")
+    _add_common(c)
     return ap
 
 

@@ -28,6 +28,7 @@ from qtui.core.results.store import ResultRecord, ResultStore, load_records
 if TYPE_CHECKING:
     from qtui.core.gguf.mixdiff import MixDiff
     from qtui.core.gguf.model_info import ModelInfo
+    from qtui.core.llama.basecache import CachedBase
     from qtui.core.showdown.service import ShowdownRequest
 
 
@@ -630,10 +631,93 @@ def cmd_setup_llama(args: argparse.Namespace) -> int:
 
 
 def cmd_paths(args: argparse.Namespace) -> int:
+    from qtui.core.llama.basecache import total_size
+
     for name, p in (("config", paths.config_file()), ("themes", paths.user_themes_dir()), ("data", paths.data_dir()),
                     ("cache", paths.cache_dir()), ("llama builds", paths.llama_cache_dir()), ("base files", paths.bases_dir())):
-        console.print(f"{name:>12}: {p}")
+        # Base files are the big ones (GBs each): their size says when `qtui cache` is due.
+        extra = f" ({human_bytes(total_size(p))})" if name == "base files" else ""
+        console.print(f"{name:>12}: {p}{extra}", markup=False, soft_wrap=True)
     return 0
+
+
+# -- cache (base log-prob files) -----------------------------------------------------------
+def _cache_refs(data_dir: Path) -> list[str]:
+    """Every path a queued or running job names: a base file among them is still needed."""
+    from qtui.core.jobs.queue import ACTIVE
+
+    refs: list[str] = []
+    for job in JobQueue(data_dir).jobs():
+        if job.state.status in ACTIVE:
+            spec = job.spec
+            refs += [a for a in spec.argv if isinstance(a, str)]
+            refs += [str(v) for v in (spec.output, spec.base.get("file")) if v]
+    return refs
+
+
+def _cache_line(b: CachedBase, now: float) -> str:
+    import time as _time
+
+    corpus = f"{b.corpus or '?'}" + (f" ({b.corpus_sha})" if b.corpus_sha else "")
+    days = max(0, int((now - b.last_used) // 86400))
+    when = _time.strftime("%Y-%m-%d", _time.localtime(b.last_used)) + (" (today)" if days == 0 else f" ({days} d ago)")
+    parts = [f"model {b.model or '?'}", f"corpus {corpus}", f"ctx {b.ctx if b.ctx is not None else '?'}",
+             f"{b.chunks if b.chunks is not None else '?'} chunks", human_bytes(b.size), f"used {when}"]
+    if b.windows:
+        parts.append(f"{len(b.windows)} window{'s' if len(b.windows) > 1 else ''}")
+    return "    " + " · ".join(parts)
+
+
+def cmd_cache(args: argparse.Namespace) -> int:
+    import time as _time
+
+    from qtui.core.llama.basecache import list_bases, needed, remove, select, unused_for
+
+    _, data_dir = settings(args)
+    folder = paths.bases_dir()
+    entries = list_bases(folder)
+    action = getattr(args, "cache_action", None)
+    if action is None:
+        now = _time.time()
+        if not entries:
+            console.print(f"no base files in {folder}", markup=False, soft_wrap=True)
+            return 0
+        for b in entries:
+            console.print(b.name, markup=False, soft_wrap=True)
+            console.print(_cache_line(b, now), markup=False, soft_wrap=True)
+        n = len(entries)
+        console.print(f"total: {human_bytes(sum(b.size for b in entries))} in {n} base file{'s' if n > 1 else ''} "
+                      f"({folder})", markup=False, soft_wrap=True)
+        return 0
+    if action == "rm":
+        chosen: list[CachedBase] = []
+        for word in args.names:
+            found = select(entries, word)
+            if not found:
+                raise UserError(f"no base file in {folder} matches {word!r} (qtui cache lists them); nothing removed")
+            chosen += [b for b in found if b not in chosen]
+    else:
+        if args.older_than < 0:
+            raise UserError(f"--older-than {args.older_than:g} is not a number of days: give 0 or more")
+        chosen = unused_for(entries, args.older_than)
+    refs = _cache_refs(data_dir)
+    freed = kept = 0
+    for b in chosen:
+        if needed(b, refs):
+            kept += 1
+            err_console.print(f"kept {b.name}: a queued or running job needs it", markup=False, soft_wrap=True)
+            continue
+        try:
+            freed += remove(b)
+        except OSError as exc:
+            raise UserError(f"cannot remove {b.name}: {exc.strerror or exc}") from None
+        console.print(f"removed {b.name}", markup=False, soft_wrap=True)
+    if not chosen:
+        console.print(f"no base file unused for {args.older_than:g} days", markup=False, soft_wrap=True)
+    elif freed or len(chosen) > kept:
+        console.print(f"freed {human_bytes(freed)}", markup=False, soft_wrap=True)
+    # rm refused on a needed file is a refusal (1); prune leaving it is what prune is for (0).
+    return 1 if kept and action == "rm" else 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -664,6 +748,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "setup-llama": cmd_setup_llama,
     "demo": cmd_demo,
     "paths": cmd_paths,
+    "cache": cmd_cache,
 }
 
 
