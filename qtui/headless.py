@@ -26,7 +26,6 @@ from qtui.core.results.setups import SetupGroup, SetupNotFound, find_setup, grou
 from qtui.core.results.store import ResultRecord, ResultStore, load_records
 
 if TYPE_CHECKING:
-    from qtui.core.gguf.mixdiff import MixDiff
     from qtui.core.gguf.model_info import ModelInfo
     from qtui.core.llama.basecache import CachedBase
     from qtui.core.showdown.service import ShowdownRequest
@@ -125,31 +124,11 @@ def cmd_diff(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(diff.to_dict(), indent=2))
         return 0
+    from qtui.ui.mixdiff_table import diff_table, diff_verdict  # rich only, no Textual
+
     console.print(diff_table(diff))
-    if diff.identical:
-        console.print("Same tensor types and bytes in every group.", style="green", markup=False)
-    else:
-        n = len(diff.differing)
-        console.print(f"{n} group{'s differ' if n != 1 else ' differs'} (in yellow).", style="yellow", markup=False)
+    console.print(diff_verdict(diff))
     return 0
-
-
-def diff_table(diff: MixDiff) -> Table:
-    """The tensor-mix diff as a table: one row per group, differing groups in yellow."""
-    from qtui.core.gguf.mixdiff import group_summary, shares_text
-
-    a, b = diff.a, diff.b
-    t = Table(title=f"Tensor mix: A {a.path.name} ({a.quant}, {human_bytes(a.size_bytes)}) vs "
-                    f"B {b.path.name} ({b.quant}, {human_bytes(b.size_bytes)})", show_lines=True)
-    t.add_column("group", no_wrap=True)
-    t.add_column("A", overflow="fold")
-    t.add_column("B", overflow="fold")
-    t.add_column("difference", overflow="fold")
-    for g in diff.groups:
-        style = "bold yellow" if g.differs else ""
-        t.add_row(Text(g.label, style=style), Text(shares_text(g.a)), Text(shares_text(g.b)),
-                  Text(group_summary(g), style=style or "dim"))
-    return t
 
 
 def _common_root(dirs: Sequence[Path], p: Path) -> Path:

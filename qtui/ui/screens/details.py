@@ -17,9 +17,11 @@ from textual.widgets import Static
 
 from qtui.core.fsutil import human_bytes
 from qtui.core.gguf.discovery import Skipped
+from qtui.core.gguf.mixdiff import mix_diff
 from qtui.core.gguf.model_info import GROUPS, ModelInfo, TypeShare
 from qtui.core.results.leaderboard import COLUMNS, format_cell, published_score, row_from_record
 from qtui.core.results.store import ResultRecord
+from qtui.ui.mixdiff_table import diff_table, diff_verdict
 
 
 class InfoScreen(ModalScreen[None]):
@@ -136,6 +138,14 @@ def published_details(rec: ResultRecord) -> list[RenderableType]:
     if rec.source.get("note"):
         parts.append(Text(str(rec.source["note"]), style="dim"))
     return parts
+
+
+def mix_diff_details(a: ModelInfo, b: ModelInfo) -> RenderableType:
+    """Where two models' tensor types differ, group by group (A is the marked one)."""
+    diff = mix_diff(a, b)
+    head = _kv([("A", f"{a.path.name} · {a.quant} · {human_bytes(a.size_bytes)} · {a.bpw:.3f} bpw"),
+                ("B", f"{b.path.name} · {b.quant} · {human_bytes(b.size_bytes)} · {b.bpw:.3f} bpw")])
+    return Group(head, Text(""), diff_table(diff, title=False), diff_verdict(diff))
 
 
 def skipped_details(skipped: list[Skipped]) -> RenderableType:

@@ -25,7 +25,14 @@ from qtui.core.results.leaderboard import Row, board_records
 from qtui.core.results.store import ResultRecord
 from qtui.ui.bindings import BOARD_BINDINGS, MAIN_BINDINGS
 from qtui.ui.messages import GpuSampled, JobsChanged, LiveRun, RecordsChanged, RunProgress, RunQueued, StartRefused
-from qtui.ui.screens.details import InfoScreen, model_details, problems_text, record_details, skipped_details
+from qtui.ui.screens.details import (
+    InfoScreen,
+    mix_diff_details,
+    model_details,
+    problems_text,
+    record_details,
+    skipped_details,
+)
 from qtui.ui.widgets.gpu_panel import GpuPanel
 from qtui.ui.widgets.leaderboard import Leaderboard
 from qtui.ui.widgets.model_list import Choice, ModelList
@@ -459,6 +466,11 @@ class MainScreen(Screen[None]):
     @on(ModelList.DetailsRequested)
     def _model_details(self, msg: ModelList.DetailsRequested) -> None:
         self.app.push_screen(InfoScreen(f"Model: {msg.model.path.name}", model_details(msg.model)))
+
+    @on(ModelList.DiffRequested)
+    def _model_diff(self, msg: ModelList.DiffRequested) -> None:
+        self.app.push_screen(InfoScreen(f"Tensor-mix diff: {msg.a.path.name} vs {msg.b.path.name}",
+                                        mix_diff_details(msg.a, msg.b)))
 
     @on(ModelList.SkippedRequested)
     def _skipped(self, msg: ModelList.SkippedRequested) -> None:

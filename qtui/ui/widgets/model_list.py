@@ -82,6 +82,11 @@ class ModelList(Vertical):
         Binding("slash", "filter", "Filter", tooltip="Filter the model list by name, quant or folder"),
         Binding("i", "details", "Info", tooltip="Tensor-type breakdown of the model under the cursor (also enter)",
                 show=False),
+        # Two files of one label can differ in every group of tensors: m marks one, d diffs another with it.
+        Binding("m", "mark_diff", "Mark", tooltip="Mark the model under the cursor to diff its tensor mix with another (d)",
+                show=False),
+        Binding("d", "diff", "Diff", tooltip="Tensor-mix diff of the marked model (m) and the one under the cursor",
+                show=False),
         Binding("exclamation_mark", "skipped", "Skipped", tooltip="Files that were skipped, and why", show=False),
         Binding("ctrl+r", "rescan", "Rescan", tooltip="Scan the model folders again", show=False),
         # Esc in the filter box clears it too (FilterInput); this is for a filter kept with enter.
@@ -107,6 +112,14 @@ class ModelList(Vertical):
             super().__init__()
             self.model = model
 
+    class DiffRequested(Message):
+        """Show the tensor-mix diff of two models (a: the marked one)."""
+
+        def __init__(self, a: ModelInfo, b: ModelInfo) -> None:
+            super().__init__()
+            self.a = a
+            self.b = b
+
     class SkippedRequested(Message):
         def __init__(self, skipped: list[Skipped]) -> None:
             super().__init__()
@@ -119,6 +132,7 @@ class ModelList(Vertical):
         self.skipped: list[Skipped] = []
         self.base: Path | None = None
         self.chosen: set[Path] = set()
+        self.diff_mark: Path | None = None  # marked with m, for the tensor-mix diff (d)
         self.filter_text = ""
         self.scanning = False
         self._scan_count = 0
@@ -261,6 +275,8 @@ class ModelList(Vertical):
         parts.append(f"{len(self.chosen)} chosen")
         if self.skipped:
             parts.append(f"{len(self.skipped)} skipped (!)")
+        if self.diff_mark is not None:
+            parts.append(f"marked {self.diff_mark.name}: d on another diffs")
         if self.filter_text:
             parts.append(f"filter: {self.filter_text}")
         self.query_one("#models-status", Static).update(Text(" · ".join(parts)))
@@ -340,6 +356,26 @@ class ModelList(Vertical):
         m = self.current_model()
         if m is not None:
             self.post_message(self.DetailsRequested(m))
+
+    def action_mark_diff(self) -> None:
+        m = self.current_model()
+        if m is None:
+            return
+        # m again on the marked file takes the mark away
+        self.diff_mark = None if self.diff_mark == m.path else m.path
+        self._update_status()
+
+    def action_diff(self) -> None:
+        m = self.current_model()
+        if m is None:
+            return
+        marked = next((x for x in self.models if x.path == self.diff_mark), None)
+        if marked is None:
+            self.notify("Mark a model with m first, then press d on the one to compare it with.")
+        elif marked.path == m.path:
+            self.notify("This is the marked model: press d on another one.")
+        else:
+            self.post_message(self.DiffRequested(marked, m))
 
     def action_skipped(self) -> None:
         self.post_message(self.SkippedRequested(list(self.skipped)))
