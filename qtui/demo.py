@@ -33,10 +33,14 @@ class DemoSetup:
     chunks: int
     llama_bin: Path
     llama_args: tuple[str, ...] = DEMO_LLAMA_ARGS
+    notes: tuple[str, ...] = ()
+    """How the demo's models are made, where it colours the ranking (see assets.demo_notes)."""
 
 
 def prepare_demo(progress: Progress, tiny: bool = False, chunks: int | None = None, llama_bin: str | None = None,
                  config_bin: str | None = None) -> DemoSetup:
+    from qtui.core.gguf.model_info import model_info
+    from qtui.core.gguf.sameness import has_experts
     from qtui.core.llama import assets
     from qtui.core.llama.build import setup_llama
     from qtui.core.llama.tools import LlamaNotFound, LlamaTools, find_tools
@@ -67,7 +71,8 @@ def prepare_demo(progress: Progress, tiny: bool = False, chunks: int | None = No
         source = assets.gemma_model()
         progress("F16 base (llama-quantize)", None)
         base = out_dir / "gemma-3-270m-F16.gguf"
-        if not base.is_file():
+        # A base cached before qtui marked upcasts lacks the mark the leaderboard reads: made again.
+        if not base.is_file() or model_info(base).upcast_from is None:
             assets.quantize(tools, source, base, "F16")
         types = assets.DEMO_LADDER
     variants = []
@@ -75,7 +80,9 @@ def prepare_demo(progress: Progress, tiny: bool = False, chunks: int | None = No
         progress(f"quant ladder: {qtype}", i / len(types))
         variants += assets.ladder(tools, base, [qtype], out_dir)
     progress("ready", 1.0)
-    return DemoSetup(base, variants, corpus, DEMO_CTX, chunks or DEMO_CHUNKS, tools.bin_dir)
+    info = model_info(base)
+    notes = tuple(assets.demo_notes(info.upcast_from, types, has_experts(info)))
+    return DemoSetup(base, variants, corpus, DEMO_CTX, chunks or DEMO_CHUNKS, tools.bin_dir, notes=notes)
 
 
 def demo_request(setup: DemoSetup) -> ShowdownRequest:
@@ -99,6 +106,8 @@ def prepare_demo_request(args: argparse.Namespace, config_bin: str | None = None
     except (AssetError, SetupError) as exc:
         raise UserError(str(exc)) from None
     err_console.print(f"prepared in {time.time() - started:.0f} s: base {setup.base.name}, {len(setup.variants)} variants")
+    for note in setup.notes:
+        err_console.print(f"[bold]note[/]: {note}", markup=True, highlight=False)
     return demo_request(setup), setup.llama_bin
 
 

@@ -25,6 +25,8 @@ GROUPS: tuple[str, ...] = (
 BASE_FILE_TYPES = frozenset({0, 1, 32})  # all F32, F16, BF16
 SPLIT_RE = re.compile(r"^(?P<prefix>.+)-(?P<no>\d{5})-of-(?P<count>\d{5})\.gguf$", re.IGNORECASE)
 _EMBED_OUTPUT = {"token_embd", "output", "per_layer_token_embd"}
+UPCAST_KEY = "qtui.upcast_from"
+"""GGUF metadata key qtui writes into a float file it made from a quantized one: the source's type."""
 
 
 class NotAModel(GGUFError):
@@ -111,6 +113,8 @@ class ModelInfo:
     mix_by_type: tuple[TypeShare, ...]
     mix_by_group: dict[str, tuple[TypeShare, ...]] = field(hash=False)
     is_base_candidate: bool
+    upcast_from: str | None = None
+    """The quantized type this float file was made from (metadata key qtui.upcast_from), if it says."""
 
     @property
     def tensor_bytes(self) -> int:
@@ -141,6 +145,7 @@ class ModelInfo:
             "mix_by_type": shares(self.mix_by_type),
             "mix_by_group": {g: shares(ss) for g, ss in self.mix_by_group.items()},
             "is_base_candidate": self.is_base_candidate,
+            **({"upcast_from": self.upcast_from} if self.upcast_from else {}),
         }
 
     @classmethod
@@ -160,6 +165,7 @@ class ModelInfo:
             imatrix=d["imatrix"], mix_by_type=shares(d["mix_by_type"]),
             mix_by_group={g: shares(ss) for g, ss in d["mix_by_group"].items()},
             is_base_candidate=bool(d["is_base_candidate"]),
+            upcast_from=d.get("upcast_from"),
         )
 
 
@@ -237,6 +243,7 @@ def _build(path: Path, shard_paths: list[Path], headers: list[GGUFHeader]) -> Mo
                if f"quantize.imatrix.{k}" in meta}
     if imatrix:
         imatrix = {k: (_str(v) if k in ("file", "dataset") else _int(v)) for k, v in imatrix.items()}
+    is_base = (bool(big) and all(t.type_id in FLOAT_TYPE_IDS for t in big)) or ft in BASE_FILE_TYPES
     return ModelInfo(
         path=path,
         shards=tuple(shard_paths),
@@ -254,8 +261,10 @@ def _build(path: Path, shard_paths: list[Path], headers: list[GGUFHeader]) -> Mo
         imatrix=imatrix or None,
         mix_by_type=_mix(tensors),
         mix_by_group={g: _mix(ts) for g, ts in by_group.items()},
-        is_base_candidate=(bool(big) and all(t.type_id in FLOAT_TYPE_IDS for t in big))
-        or ft in BASE_FILE_TYPES,
+        is_base_candidate=is_base,
+        # llama-quantize copies every key into the files it makes: on a quantized file the mark
+        # is its base's, not its own.
+        upcast_from=_str(meta.get(UPCAST_KEY)) if is_base else None,
     )
 
 
@@ -281,6 +290,8 @@ def model_summary(info: ModelInfo, sha256: bool = False) -> dict[str, Any]:
         "mix": {t.type_name: t.nbytes for t in info.mix_by_type},
         "groups": {g: {t.type_name: t.nbytes for t in shares} for g, shares in info.mix_by_group.items()},
     }
+    if info.upcast_from:
+        summary["upcast_from"] = info.upcast_from
     if sha256:
         digests = [file_sha256(shard) for shard in info.shards]
         # a split set is identified by the hash of its shards' hashes, in order

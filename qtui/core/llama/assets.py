@@ -21,6 +21,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from qtui.core.gguf.model_info import UPCAST_KEY, model_info
+from qtui.core.gguf.reader import GGUFError
 from qtui.core.paths import models_cache_dir
 
 if TYPE_CHECKING:  # llama imports subprocess helpers; keep the import lazy
@@ -206,6 +208,31 @@ def tiny_model(out_dir: Path | None = None, vocab_size: int = 2048, seed: int = 
     return path
 
 
+FLOAT_TYPES = frozenset({"F32", "F16", "BF16"})
+
+
+def _quantized_origin(src: Path) -> str | None:
+    """The type a quantized SRC is in (its own upcast origin if it has one); None for a float file."""
+    try:
+        info = model_info(src)
+    except (GGUFError, OSError):
+        return None
+    return info.upcast_from if info.is_base_candidate else info.quant
+
+
+def demo_notes(upcast_from: str | None, quants: Sequence[str], has_experts: bool) -> list[str]:
+    """What a newcomer must know before reading the demo's ranking (not findings, but how it is made)."""
+    notes: list[str] = []
+    if upcast_from:
+        notes.append(f"The F16 base is upcast from a {upcast_from} file (the only small model on PyPI): "
+                     f"{upcast_from} re-quantized comes back nearly unchanged, so its low KLD is not a finding.")
+    upper = {q.upper() for q in quants}
+    if not has_experts and "MXFP4_MOE" in upper and "Q8_0" in upper:
+        notes.append("MXFP4_MOE on a dense model (no experts) gives the same tensors as Q8_0: "
+                     "same size, same KLD.")
+    return notes
+
+
 def quantize(tools: LlamaTools, src: Path, dst: Path, qtype: str, allow_requantize: bool = True) -> Path:
     """Run llama-quantize SRC DST TYPE; writes DST.partial and renames it on success."""
     from qtui.core.llama.tools import child_env
@@ -219,6 +246,12 @@ def quantize(tools: LlamaTools, src: Path, dst: Path, qtype: str, allow_requanti
     argv = list(base_argv)
     if allow_requantize:
         argv.append("--allow-requantize")
+    if qtype.upper() in FLOAT_TYPES:
+        origin = _quantized_origin(src)
+        if origin is not None:
+            # The float file holds exactly the source's quantized weights: say so in it, so the
+            # leaderboard can mark the variant of that same type (near the base by construction).
+            argv += ["--override-kv", f"{UPCAST_KEY}=str:{origin}"]
     argv += [str(src), str(tmp), qtype]
     proc = subprocess.run(argv, env=child_env(tools), capture_output=True, text=True, errors="replace")
     if proc.returncode != 0 or not tmp.is_file():

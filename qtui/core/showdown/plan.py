@@ -281,6 +281,8 @@ def plan_showdown(
     assert base is not None and bfile is not None
     base_meta = {"path": str(base.path), "label": base.path.name.removesuffix(".gguf"), "size_bytes": base.size_bytes,
                  "mtime": base.mtime, "quant": base.quant, "file": str(bfile)}
+    if base.upcast_from:
+        base_meta["upcast_from"] = base.upcast_from  # a row of that type is near the base by construction
     if bkey:
         base_meta["key"] = bkey  # part of a measurement's setup: see showdown.service
     if base_job is not None:

@@ -3,7 +3,7 @@ problems (skipped files, refused runs). All are an InfoScreen around a renderabl
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from rich.console import Group, RenderableType
@@ -65,7 +65,7 @@ def mix_table(shares: Iterable[TypeShare], total: int, title: str | None = None)
     return t
 
 
-def model_details(m: ModelInfo) -> RenderableType:
+def model_details(m: ModelInfo, notes: Sequence[str] = ()) -> RenderableType:
     """Header facts in a few dense lines, so the tensor-type table shows at 80x24 without scrolling."""
     imatrix = ", ".join(f"{k}={v}" for k, v in (m.imatrix or {}).items()) or "none recorded"
     shards = f" ({len(m.shards)} shards)" if len(m.shards) > 1 else ""
@@ -78,6 +78,9 @@ def model_details(m: ModelInfo) -> RenderableType:
         ("quantized by", m.quantized_by),
         ("imatrix", imatrix),
         ("base candidate", "yes (all big tensors F32/F16/BF16)" if m.is_base_candidate else "no"),
+        *([("upcast from", f"{m.upcast_from}: it holds that file's weights, so a {m.upcast_from} made from it "
+                           "is near it by construction")] if m.upcast_from else []),
+        *(("note", n) for n in notes),
     ])
     total = m.tensor_bytes
     parts: list[RenderableType] = [head, Text(""), mix_table(m.mix_by_type, total, "Tensor types (all tensors)")]
@@ -90,7 +93,7 @@ def model_details(m: ModelInfo) -> RenderableType:
     return Group(*parts)
 
 
-def record_details(rec: ResultRecord) -> RenderableType:
+def record_details(rec: ResultRecord, notes: Sequence[str] = ()) -> RenderableType:
     row = row_from_record(rec)
     board = _kv([(c.title, format_cell(c, row)) for c in COLUMNS if c.key not in ("score", "pareto")])
     stats = _kv(sorted((k, v) for k, v in rec.stats.items() if v is not None))
@@ -104,7 +107,9 @@ def record_details(rec: ResultRecord) -> RenderableType:
     ])
     # A published row: what the post said first, where a reader at 80x24 sees it without scrolling.
     published = published_details(rec)
-    parts: list[RenderableType] = [*published, *([Text("")] if published else []), board, Text(""),
+    # How the row's file relates to the others (≈ base origin, ≡ same tensors), beside its figures.
+    marks: list[RenderableType] = [*(Text(n, style="bold") for n in notes), *([Text("")] if notes else [])]
+    parts: list[RenderableType] = [*published, *([Text("")] if published else []), *marks, board, Text(""),
                                    Text("Setup", style="bold"), setup]
     if rec.failure:
         parts += [Text(""), Text(f"✗ {rec.failure.get('reason')}", style="bold red"),

@@ -20,7 +20,9 @@ from textual.screen import Screen
 from textual.widget import Widget
 from textual.widgets import DataTable, Footer, TabbedContent, TabPane
 
+from qtui.core.gguf.sameness import has_experts
 from qtui.core.jobs.queue import Job
+from qtui.core.llama.assets import demo_notes
 from qtui.core.results.leaderboard import Row, board_records
 from qtui.core.results.store import ResultRecord
 from qtui.ui.bindings import BOARD_BINDINGS, MAIN_BINDINGS
@@ -40,6 +42,7 @@ from qtui.ui.widgets.queue import QueueView, jobs_ahead
 from qtui.ui.widgets.run_panel import RunPanel
 
 if TYPE_CHECKING:
+    from qtui.core.config import Config
     from qtui.ui.source import Source
     from qtui.ui.widgets.scatter import Scatter
 
@@ -56,8 +59,20 @@ class Autostart(Protocol):
     @property
     def variants(self) -> Sequence[Path]: ...
 
+    @property
+    def ctx(self) -> int: ...
+
+    @property
+    def chunks(self) -> int | None: ...
+
+    @property
+    def corpus(self) -> str | Path | None: ...
+
 
 class HostContext(Protocol):
+    @property
+    def cfg(self) -> Config: ...
+
     @property
     def read_only(self) -> bool: ...
 
@@ -339,6 +354,7 @@ class MainScreen(Screen[None]):
         self.records = msg.records
         board = self.query_one(Leaderboard)
         board.set_records(board_records(msg.records))
+        self._models_measured()
         self._update_scatter()
         for p in msg.problems[:3]:
             self.notify(p, title="results", severity="warning")
@@ -394,7 +410,9 @@ class MainScreen(Screen[None]):
         if rec is None:
             self.notify("no result selected")
             return
-        self.app.push_screen(InfoScreen(f"Result: {rec.model.get('label') or rec.id}", record_details(rec)))
+        marks = self.query_one(Leaderboard).marks.get(rec.id)
+        self.app.push_screen(InfoScreen(f"Result: {rec.model.get('label') or rec.id}",
+                                        record_details(rec, marks.notes() if marks else ())))
 
     @on(BoardPane.CompareRequested)
     def _compare(self, msg: BoardPane.CompareRequested) -> None:
@@ -446,6 +464,12 @@ class MainScreen(Screen[None]):
             self.notify(f"exported to {path}", title="Export")
 
     # -- models ----------------------------------------------------------------------------
+    def _models_measured(self) -> None:
+        """Mark the files measured on the setup a run would use now (the demo's own, in the demo)."""
+        auto, cfg = self.host.ctx.autostart, self.host.ctx.cfg
+        ctx, chunks, corpus = (auto.ctx, auto.chunks, auto.corpus) if auto else (cfg.ctx, cfg.chunks, cfg.corpus)
+        self.query_one(ModelList).set_records(list(self.records), ctx, chunks, str(corpus) if corpus else None)
+
     @on(ModelList.Changed)
     def _models_changed(self) -> None:
         auto = self.host.ctx.autostart
@@ -462,10 +486,19 @@ class MainScreen(Screen[None]):
             return
         ml.choose(base, variants)
         self.action_start()
+        infos = {m.path: m for m in ml.models}
+        notes = demo_notes(infos[base].upcast_from, [infos[v].quant for v in variants], has_experts(infos[base]))
+        if notes:
+            # Before the first row lands: the ranking it will show has two artefacts of how it is made.
+            self.notify(" ".join(notes), title="about this demo", timeout=30)
 
     @on(ModelList.DetailsRequested)
     def _model_details(self, msg: ModelList.DetailsRequested) -> None:
-        self.app.push_screen(InfoScreen(f"Model: {msg.model.path.name}", model_details(msg.model)))
+        ml = self.query_one(ModelList)
+        extra = [*(["measured on this setup (✓): its result is on the Leaderboard"] if msg.model.path in ml.measured else []),
+                 *([f"same tensors as {', '.join(ml.twins[msg.model.path])} (≡): same types, same sizes"]
+                   if msg.model.path in ml.twins else [])]
+        self.app.push_screen(InfoScreen(f"Model: {msg.model.path.name}", model_details(msg.model, extra)))
 
     @on(ModelList.DiffRequested)
     def _model_diff(self, msg: ModelList.DiffRequested) -> None:

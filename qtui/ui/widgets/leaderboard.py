@@ -33,6 +33,7 @@ from qtui.core import formats
 from qtui.core.results.fit import ESSENTIAL, fit_columns
 from qtui.core.results.floor import noise_floor
 from qtui.core.results.leaderboard import COLUMN_KEYS, COLUMNS, PUBLISHED_SCORE, Column, Row, build_rows, format_cell, sort_rows
+from qtui.core.results.measured import RowMarks, row_marks
 from qtui.core.results.setups import SetupGroup, group_setups
 from qtui.core.results.store import ResultRecord
 from qtui.ui.widgets.rowtable import RowTable
@@ -163,6 +164,8 @@ class Leaderboard(Widget, can_focus=False):
         self._setup_id: str | None = None
         """the setup the user switched to; None: the default (the one with the most results)"""
         self._rows: list[Row] = []
+        self._marks: dict[str, RowMarks] = {}
+        self._shown_marks: dict[str, str] = {}
         self._shown: dict[str, Row] = {}
         self._separator = False
         self._selected_id: str | None = None
@@ -183,6 +186,11 @@ class Leaderboard(Widget, can_focus=False):
     @property
     def table(self) -> DataTable[Text]:
         return self.query_one(_Table)
+
+    @property
+    def marks(self) -> dict[str, RowMarks]:
+        """By row id: rows near the base by construction (≈) or with another row's tensors (≡)."""
+        return dict(self._marks)
 
     @property
     def floor(self) -> float | None:
@@ -218,6 +226,7 @@ class Leaderboard(Widget, can_focus=False):
         group = self.setup
         self._records = list(group.records) if group is not None else []
         rows = build_rows(self._records, include_failed=self.include_failed)
+        self._marks = row_marks(self._records)
         self._rows = _ranked_first(sort_rows(rows, self.sort_key, self.sort_reverse))
         if not self.is_mounted:
             self._pending = True
@@ -363,6 +372,9 @@ class Leaderboard(Widget, can_focus=False):
                     named.append(row.status.upper(), failed)
                     named.append(" ")
                 named.append(text, Style(dim=True) if row.status != "done" else Style())
+                mark = self._marks.get(row.id)
+                if mark is not None:
+                    named.append(f" {mark.symbol}", Style(bold=True))
                 named.row_id = row.id
                 cells.append(named)
                 continue
@@ -384,12 +396,14 @@ class Leaderboard(Widget, can_focus=False):
                 del self._shown[gone]
             for row in self._rows:
                 old = self._shown.get(row.id)
+                mark = self._marks[row.id].symbol if row.id in self._marks else ""
                 if old is None:
                     table.add_row(*self._cells(row, styles), key=row.id)
-                elif old != row:
+                elif old != row or self._shown_marks.get(row.id) != mark:  # a twin's result came in
                     for col, cell in zip(self._shown_columns, self._cells(row, styles)):
                         table.update_cell(row.id, col.key, cell, update_width=True)
                 self._shown[row.id] = row
+                self._shown_marks[row.id] = mark
             self._sync_separator()
             self._apply_order()
         self._update_caption()
@@ -503,6 +517,12 @@ class Leaderboard(Widget, can_focus=False):
         if sizeless:
             # A published sweep often gives sizes for few rows: say why the plot and the score skip them.
             count += f" · {sizeless} row{'s' if sizeless != 1 else ''} without a size: not plotted or scored"
+        shown = {r.id for r in self._rows}
+        origin = [m.base_origin for rid, m in self._marks.items() if rid in shown and m.base_origin]
+        if origin:
+            count += f" · ≈ {origin[0]}: the base's origin type, near it by construction"
+        if any(m.same_as for rid, m in self._marks.items() if rid in shown):
+            count += " · ≡ same tensors as another row"
         floor = self.floor
         if floor is not None:
             count += f" · noise floor {floor:.6f}"

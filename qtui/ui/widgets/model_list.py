@@ -21,12 +21,17 @@ from textual.worker import get_current_worker
 from qtui.core.fsutil import human_bytes
 from qtui.core.gguf.discovery import ScanResult, Skipped, scan
 from qtui.core.gguf.model_info import ModelInfo
+from qtui.core.gguf.sameness import info_mix_key, same_tensors
+from qtui.core.results.measured import measured_files
+from qtui.core.results.store import ResultRecord
 from qtui.ui.messages import ScanFinished, ScanProgress
 from qtui.ui.widgets.rowtable import RowTable
 
-_FIXED_WIDTH = 3 + 9 + 10 + 6 + 5 + 7 + 2 * 7 + 2  # every column but the file, with padding and scrollbar
+_FIXED_WIDTH = 3 + 9 + 10 + 6 + 5 + 7 + 4 + 2 * 8 + 2  # every column but the file, with padding and scrollbar
 # What the marks mean, under the table: the help (?) is not where a newcomer looks for it.
 LEGEND = "B base · ✓ chosen variant · b could be the base (F32/F16/BF16): press b on it"
+DONE_LEGEND = "Done: ✓ measured on this setup · ≡ same tensors as another file (i: which)"
+"""Added to the legend (a second line at 80 columns) only where a file carries one of these marks."""
 
 
 def middle_ellipsis(text: str, width: int) -> str:
@@ -95,10 +100,10 @@ class ModelList(Vertical):
 
     DEFAULT_CSS = """
     ModelList > #models-legend {
-        height: 1;
+        height: auto;
+        max-height: 2;
         color: $text-muted;
         padding: 0 1;
-        text-wrap: nowrap;
         text-overflow: ellipsis;
     }
     ModelList.-empty > #models-legend { display: none; }
@@ -137,6 +142,11 @@ class ModelList(Vertical):
         self.scanning = False
         self._scan_count = 0
         self._file_width = 0
+        self.twins: dict[Path, tuple[str, ...]] = {}
+        """Each file whose tensor-type mix and sizes equal another's: those others' names."""
+        self.measured: set[Path] = set()
+        self._records: list[ResultRecord] = []
+        self._setup: tuple[int | None, int | None, str | None] = (None, None, None)
 
     def compose(self) -> ComposeResult:
         yield FilterInput(placeholder="filter: words to match in name, quant, folder (enter: keep, esc: clear)",
@@ -184,6 +194,8 @@ class ModelList(Vertical):
         self.scanning = False
         self.models = result.models
         self.skipped = result.skipped
+        self.twins = same_tensors((m.path, str(m.path), m.path.name, info_mix_key(m)) for m in self.models)
+        self._update_measured()
         paths = {m.path for m in self.models}
         self.chosen &= paths
         if self.base not in paths:
@@ -220,6 +232,22 @@ class ModelList(Vertical):
             return Text("✓", style="bold")
         return Text("b" if m.is_base_candidate else "", style="dim")
 
+    def set_records(self, records: list[ResultRecord], ctx: int | None, chunks: int | None,
+                    corpus: str | None) -> None:
+        """The results at hand and the setup a run would use: marks the files already measured."""
+        self._records, self._setup = records, (ctx, chunks, corpus)
+        if self._update_measured() and self.is_mounted and self.table.columns:
+            self._refresh_marks(changed=False)
+
+    def _update_measured(self) -> bool:
+        base = next((m for m in self.models if m.path == self.base), None)
+        measured = measured_files(self._records, self.models, base, *self._setup)
+        changed, self.measured = measured != self.measured, measured
+        return changed
+
+    def _done(self, m: ModelInfo) -> Text:
+        return Text(("✓" if m.path in self.measured else "") + ("≡" if m.path in self.twins else ""))
+
     def _rebuild(self) -> None:
         table = self.table
         current = self.current_model()
@@ -233,6 +261,7 @@ class ModelList(Vertical):
                 for title, key in (("Quant", "quant"), ("Size", "size"), ("BPW", "bpw"), ("≥8bit", "hi"),
                                    ("Vocab", "vocab")):
                     table.add_column(title, key=key)
+                table.add_column("Done", key="done", width=4)
             else:
                 table.clear()
             for m in self.visible_models():
@@ -244,6 +273,7 @@ class ModelList(Vertical):
                     Text(f"{m.bpw:.2f}" if m.bpw else "?", justify="right"),
                     Text(f"{100 * m.share_at_least_bits(8):.0f}%", justify="right"),
                     Text(str(m.n_vocab) if m.n_vocab else "?", justify="right"),
+                    self._done(m),
                     key=str(m.path),
                 )
             if current is not None and str(current.path) in table.rows:
@@ -254,12 +284,15 @@ class ModelList(Vertical):
         if self.models and max(16, self.size.width - _FIXED_WIDTH) != self._file_width:
             self._rebuild()
 
-    def _refresh_marks(self) -> None:
+    def _refresh_marks(self, changed: bool = True) -> None:
         table = self.table
+        self._update_measured()  # the base may have changed: so has the setup
         for m in self.visible_models():
             table.update_cell(str(m.path), "mark", self._mark(m))
+            table.update_cell(str(m.path), "done", self._done(m))
         self._update_status()
-        self.post_message(self.Changed())
+        if changed:
+            self.post_message(self.Changed())
 
     def _update_status(self, scanning: str | None = None) -> None:
         parts: list[str] = []
@@ -273,6 +306,8 @@ class ModelList(Vertical):
         base = next((m for m in self.models if m.path == self.base), None)
         parts.append(f"base: {base.path.name}" if base else "base: none (b)")
         parts.append(f"{len(self.chosen)} chosen")
+        if self.measured:
+            parts.append(f"{len(self.measured)} measured (✓)")
         if self.skipped:
             parts.append(f"{len(self.skipped)} skipped (!)")
         if self.diff_mark is not None:
@@ -280,6 +315,8 @@ class ModelList(Vertical):
         if self.filter_text:
             parts.append(f"filter: {self.filter_text}")
         self.query_one("#models-status", Static).update(Text(" · ".join(parts)))
+        marked = bool(self.measured or self.twins)
+        self.query_one("#models-legend", Static).update(Text(f"{LEGEND} · {DONE_LEGEND}" if marked else LEGEND))
         empty = not self.scanning and not self.models
         # The table stays (header only) and keeps the focus, so ctrl+r and the other keys still work.
         self.set_class(empty, "-empty")
