@@ -64,7 +64,9 @@ def test_scores_and_pareto_are_computed_within_a_setup() -> None:
     thirty = run("thirty", chunks=30, size=1.0, kld=0.1)
     rows = {r.id: r for r in build_rows([four, thirty])}
     assert rows["four"].pareto and rows["thirty"].pareto
-    assert rows["four"].score == 0.0 and rows["thirty"].score == 0.0
+    # each alone in its setup: no distance-to-ideal (a score needs a second row to be relative to);
+    # ranked together, "four" would be the ideal (0.0) and "thirty" the farthest (1.41)
+    assert rows["four"].score is None and rows["thirty"].score is None
 
 
 def test_default_is_the_setup_with_the_most_results_then_the_latest() -> None:
