@@ -122,10 +122,9 @@ def test_two_runs_at_once_share_one_base_job(tmp_path: Path, data_dir: Path, mod
 
 
 # -- B3 ------------------------------------------------------------------------------------
-@pytest.mark.parametrize("reader", [("jobs",), ("jobs", "--watch"), ("results",)], ids=" ".join)
-def test_a_reader_restarts_a_scheduler_killed_mid_run(tmp_path: Path, data_dir: Path, models, llama_bin: Path,
-                                                      reader: tuple[str, ...]) -> None:
-    # Each run lasts about 20 * 0.15 = 3 s: long enough to kill the scheduler in the middle.
+def queue_and_kill_the_scheduler(tmp_path: Path, data_dir: Path, models, llama_bin: Path) -> tuple[dict[str, str], JobQueue]:
+    """`qtui run --detach` a base and two variants (each run lasts about 20 * 0.15 = 3 s), then
+    kill -9 the scheduler while the base runs: work is left that nobody runs."""
     env = cli_env(tmp_path, data_dir, FAKE_LLAMA_DELAY="0.15")
     res = subprocess.run(run_argv(models, llama_bin, "Q8_0", "Q4_K_M"), env=env, capture_output=True, text=True,
                          timeout=120, stdin=subprocess.DEVNULL, cwd=ROOT)
@@ -135,7 +134,14 @@ def test_a_reader_restarts_a_scheduler_killed_mid_run(tmp_path: Path, data_dir: 
     (sched,) = wait_for("the scheduler", lambda: scheduler_procs(data_dir))
     kill9(sched.pid)
     wait_for("the scheduler's lock to be free", lambda: not scheduler_running(data_dir), timeout=10)
-    assert any(j.state.status == "queued" for j in q.jobs())  # work left that nobody runs
+    assert any(j.state.status == "queued" for j in q.jobs())
+    return env, q
+
+
+@pytest.mark.parametrize("reader", [("jobs",), ("jobs", "--watch"), ("results",)], ids=" ".join)
+def test_a_reader_restarts_a_scheduler_killed_mid_run(tmp_path: Path, data_dir: Path, models, llama_bin: Path,
+                                                      reader: tuple[str, ...]) -> None:
+    env, q = queue_and_kill_the_scheduler(tmp_path, data_dir, models, llama_bin)
     out = qtui(env, *reader, timeout=180)
     assert out.returncode == 0, out.stdout + out.stderr
     assert "the scheduler had stopped with work pending: started it again" in " ".join(out.stderr.split())
@@ -145,15 +151,7 @@ def test_a_reader_restarts_a_scheduler_killed_mid_run(tmp_path: Path, data_dir: 
 
 def test_a_watcher_restarts_a_scheduler_killed_while_it_watches(tmp_path: Path, data_dir: Path, models,
                                                                llama_bin: Path) -> None:
-    env = cli_env(tmp_path, data_dir, FAKE_LLAMA_DELAY="0.15")
-    res = subprocess.run(run_argv(models, llama_bin, "Q8_0", "Q4_K_M"), env=env, capture_output=True, text=True,
-                         timeout=120, stdin=subprocess.DEVNULL, cwd=ROOT)
-    assert res.returncode == 0, res.stdout + res.stderr
-    q = JobQueue(data_dir)
-    wait_for("the base job to run", lambda: any(j.state.status == "running" and j.state.pid for j in q.jobs()))
-    (first,) = wait_for("the scheduler", lambda: scheduler_procs(data_dir))
-    kill9(first.pid)
-    wait_for("the scheduler's lock to be free", lambda: not scheduler_running(data_dir), timeout=10)
+    env, q = queue_and_kill_the_scheduler(tmp_path, data_dir, models, llama_bin)
     watcher = subprocess.Popen([sys.executable, "-m", "qtui.cli", "jobs", "--watch"], env=env, cwd=ROOT,
                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
