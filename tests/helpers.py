@@ -11,8 +11,11 @@ from __future__ import annotations
 import importlib
 import os
 import struct
+import subprocess
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from types import ModuleType
 from typing import NoReturn
 
@@ -94,3 +97,27 @@ def cut_base_file(src: PathLike, dst: PathLike, n_chunks: int,
     if not 1 <= n_chunks <= head.n_chunk:
         raise BaseFileError(f"cannot cut {n_chunks} chunks from {src}: it has {head.n_chunk} (1..{head.n_chunk})")
     return cut_window(src, dst, 0, n_chunks, progress)
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_qtui(*args: str, tmp: Path, data: Path | None = None, columns: str | None = None,
+             path: str = "/usr/bin:/bin", cwd: Path | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """`qtui ARGS` as a separate process with this tree's qtui, its data, config and cache dirs
+    under `tmp` (nothing of the user's is read or written)."""
+    env = {"PATH": path, "QTUI_DATA_DIR": str(data or tmp / "d"), "QTUI_CONFIG_DIR": str(tmp / "c"),
+           "QTUI_CACHE_DIR": str(tmp / "k"), "HOME": str(tmp), "PYTHONPATH": str(ROOT)}
+    if columns is not None:
+        env["COLUMNS"] = columns  # wide: one message is one line, whatever the path lengths
+    return subprocess.run([sys.executable, "-m", "qtui.cli", *args], capture_output=True, text=True, timeout=timeout,
+                          stdin=subprocess.DEVNULL, env=env, cwd=cwd)
+
+
+def one_line_error(out: subprocess.CompletedProcess[str], code: int = 2) -> str:
+    """The one line a refused command prints (exit `code`, no traceback)."""
+    assert out.returncode == code, (out.returncode, out.stdout, out.stderr)
+    assert "Traceback" not in out.stderr, out.stderr
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1, out.stderr
+    return lines[0]

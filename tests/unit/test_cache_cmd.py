@@ -7,32 +7,18 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 from qtui.core.jobs.queue import JobQueue, JobSpec
 from qtui.core.llama.basefile import window_path
-from tests.helpers import write_synthetic_base_file
+from tests.helpers import one_line_error, run_qtui, write_synthetic_base_file
 
-ROOT = Path(__file__).resolve().parents[2]
 DAY = 86400.0
 
 
 def qtui(*args: str, tmp: Path) -> subprocess.CompletedProcess[str]:
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "QTUI_DATA_DIR": str(tmp / "d"),
-           "QTUI_CONFIG_DIR": str(tmp / "c"), "QTUI_CACHE_DIR": str(tmp / "k"), "HOME": str(tmp),
-           "COLUMNS": "400", "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, "-m", "qtui.cli", *args], capture_output=True, text=True, timeout=60,
-                          stdin=subprocess.DEVNULL, env=env, cwd=tmp)
-
-
-def one_line_error(out: subprocess.CompletedProcess[str], code: int = 2) -> str:
-    assert out.returncode == code, (out.returncode, out.stdout, out.stderr)
-    assert "Traceback" not in out.stderr, out.stderr
-    lines = out.stderr.strip().splitlines()
-    assert len(lines) == 1, out.stderr
-    return lines[0]
+    return run_qtui(*args, tmp=tmp, columns="400", path=os.environ.get("PATH", "/usr/bin:/bin"), cwd=tmp)
 
 
 def make_base(tmp: Path, model: str, ctx: int, chunks: int, key: str, used_days_ago: float,

@@ -1,15 +1,13 @@
 """The command line: bad input is a message and exit status 2, never a traceback or a hung app."""
 
 import subprocess
-import sys
 from pathlib import Path
+
+from tests.helpers import run_qtui
 
 
 def qtui(*args: str, tmp: Path) -> subprocess.CompletedProcess[str]:
-    env = {"PATH": "/usr/bin:/bin", "QTUI_DATA_DIR": str(tmp / "d"), "QTUI_CONFIG_DIR": str(tmp / "c"),
-           "QTUI_CACHE_DIR": str(tmp / "k"), "HOME": str(tmp)}
-    return subprocess.run([sys.executable, "-m", "qtui.cli", *args], capture_output=True, text=True, timeout=60,
-                          stdin=subprocess.DEVNULL, env=env)
+    return run_qtui(*args, tmp=tmp)
 
 
 def test_help_teaches_the_workflow(tmp_path: Path) -> None:

@@ -23,6 +23,7 @@ from qtui.core.jobs.queue import JobQueue, JobSpec
 from qtui.core.jobs.scheduler import Scheduler, ensure_scheduler
 from qtui.core.results.log_import import import_log
 from qtui.core.results.store import ResultStore
+from tests.helpers import one_line_error, run_qtui
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "tests" / "fixtures"
@@ -32,20 +33,7 @@ FAILURES = ("fail-not-a-model", "fail-missing-model", "fail-missing-base")
 
 
 def qtui(*args: str, tmp: Path, data: Path | None = None) -> subprocess.CompletedProcess[str]:
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "QTUI_DATA_DIR": str(data or tmp / "d"),
-           "QTUI_CONFIG_DIR": str(tmp / "c"), "QTUI_CACHE_DIR": str(tmp / "k"), "HOME": str(tmp),
-           "COLUMNS": "400",  # wide: one message is one line, whatever the path lengths
-           "PYTHONPATH": str(ROOT)}  # this tree's qtui, whatever is installed
-    return subprocess.run([sys.executable, "-m", "qtui.cli", *args], capture_output=True, text=True, timeout=60,
-                          stdin=subprocess.DEVNULL, env=env, cwd=tmp)
-
-
-def one_line_error(out: subprocess.CompletedProcess[str], code: int = 2) -> str:
-    assert out.returncode == code, (out.returncode, out.stdout, out.stderr)
-    assert "Traceback" not in out.stderr, out.stderr
-    lines = out.stderr.strip().splitlines()
-    assert len(lines) == 1, out.stderr
-    return lines[0]
+    return run_qtui(*args, tmp=tmp, data=data, columns="400", path=os.environ.get("PATH", "/usr/bin:/bin"), cwd=tmp)
 
 
 def wait_for(cond: Callable[[], object], what: str, timeout: float = 30.0) -> None:

@@ -5,22 +5,19 @@ from __future__ import annotations
 import csv
 import io
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from qtui.core.results.setups import group_setups
 from qtui.core.results.store import ResultRecord, ResultStore
+from tests.helpers import run_qtui
 
 SHA = "1a2b3c" + "0" * 58
 
 
 def qtui(*args: str, tmp: Path) -> subprocess.CompletedProcess[str]:
-    env = {"PATH": "/usr/bin:/bin", "QTUI_DATA_DIR": str(tmp / "d"), "QTUI_CONFIG_DIR": str(tmp / "c"),
-           "QTUI_CACHE_DIR": str(tmp / "k"), "HOME": str(tmp), "COLUMNS": "200"}
-    return subprocess.run([sys.executable, "-m", "qtui.cli", *args], capture_output=True, text=True, timeout=60,
-                          stdin=subprocess.DEVNULL, env=env)
+    return run_qtui(*args, tmp=tmp, columns="200")
 
 
 def run(name: str, kld: float, *, chunks: int = 30, fork: str = "llama.cpp", status: str = "done",

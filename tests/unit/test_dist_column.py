@@ -9,21 +9,18 @@ import csv
 import io
 import math
 import subprocess
-import sys
 from pathlib import Path
 
 from qtui.core.results.leaderboard import COLUMNS, build_rows
 from qtui.core.results.store import load_records
+from tests.helpers import run_qtui
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO = ROOT / "sample_results" / "gemma-3-270m-qtui.json"
 
 
 def qtui(*args: str, tmp: Path) -> subprocess.CompletedProcess[str]:
-    env = {"PATH": "/usr/bin:/bin", "QTUI_DATA_DIR": str(tmp / "d"), "QTUI_CONFIG_DIR": str(tmp / "c"),
-           "QTUI_CACHE_DIR": str(tmp / "k"), "HOME": str(tmp), "COLUMNS": "200"}
-    return subprocess.run([sys.executable, "-m", "qtui.cli", *args], capture_output=True, text=True, timeout=60,
-                          stdin=subprocess.DEVNULL, env=env)
+    return run_qtui(*args, tmp=tmp, columns="200")
 
 
 def test_the_column_says_what_it_is() -> None:

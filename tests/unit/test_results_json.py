@@ -16,6 +16,7 @@ import pytest
 from qtui.core.jobs.queue import JobQueue, JobSpec
 from qtui.core.jobs.scheduler import Scheduler
 from qtui.core.llama.parser import parse_transcript
+from tests.helpers import run_qtui
 
 LLAMA = Path(__file__).resolve().parents[1] / "fixtures" / "llama" / "b0336"
 FAKE = Path(__file__).resolve().parents[1] / "fakes" / "fake_llama_perplexity.py"
@@ -23,10 +24,7 @@ CASES = ("kld-q8_0", "kld-q4_0", "kld-q4_0-b128")
 
 
 def qtui(*args: str, tmp: Path) -> subprocess.CompletedProcess[str]:
-    env = {"PATH": "/usr/bin:/bin", "QTUI_DATA_DIR": str(tmp / "d"), "QTUI_CONFIG_DIR": str(tmp / "c"),
-           "QTUI_CACHE_DIR": str(tmp / "k"), "HOME": str(tmp), "COLUMNS": "200"}
-    return subprocess.run([sys.executable, "-m", "qtui.cli", *args], capture_output=True, text=True, timeout=60,
-                          stdin=subprocess.DEVNULL, env=env)
+    return run_qtui(*args, tmp=tmp, columns="200")
 
 
 @pytest.fixture
