@@ -30,14 +30,15 @@ def _run(tools, *args: str, cwd: Path, env_extra: dict[str, str] | None = None) 
     return subprocess.run(tools.perplexity_argv() + list(args), cwd=cwd, env=env, capture_output=True, timeout=300)
 
 
-def _window_and_full(llama_tools, tiny_model, tiny_ladder, corpus, tmp_path, batch):
+def _window_and_full(llama_tools, tiny_model, tiny_ladder, corpus, tmp_path, batch, window=(3, 7)):
     _patched(llama_tools)
     proc = _run(llama_tools, "-m", str(tiny_model), "-f", str(corpus), "-c", str(CTX), "--chunks", str(CHUNKS),
                 "--kl-divergence-base", "base.kld", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     full, win = tmp_path / "base.kld", tmp_path / "w.kld"
-    head = cut_window(full, win, 3, 7)
-    assert (head.n_chunk, head.n_ctx) == (4, CTX) and read_base_header(full).n_chunk == CHUNKS
+    a, b = window
+    head = cut_window(full, win, a, b)
+    assert (head.n_chunk, head.n_ctx) == (b - a, CTX) and read_base_header(full).n_chunk == CHUNKS
     dumps = {}
     for name, base in (("full", full), ("window", win)):
         path = tmp_path / f"{name}.dump"
@@ -47,8 +48,8 @@ def _window_and_full(llama_tools, tiny_model, tiny_ladder, corpus, tmp_path, bat
         dumps[name] = read_dump(path)
     whole, part = dumps["full"], dumps["window"]
     assert whole is not None and part is not None
-    assert list(part.chunks) == [0, 1, 2, 3]
-    return whole, part.shifted(3, CHUNKS)
+    assert list(part.chunks) == list(range(b - a))
+    return whole, part.shifted(a, CHUNKS)
 
 
 def test_window_gives_the_full_runs_tokens(llama_tools, tiny_model, tiny_ladder, corpus, tmp_path):
@@ -59,6 +60,18 @@ def test_window_gives_the_full_runs_tokens(llama_tools, tiny_model, tiny_ladder,
         assert list(placed.chunks[c].dp) == list(whole.chunks[c].dp), c
         assert placed.chunks[c].same_top == whole.chunks[c].same_top
     mine, theirs = stats_over(placed), stats_over(whole, range(4, 8))
+    assert mine is not None and theirs is not None and mine.same_as(theirs)
+
+
+def test_window_in_whole_passes_gives_the_full_runs_tokens(llama_tools, tiny_model, tiny_ladder, corpus, tmp_path):
+    """Several chunks per pass (-b 512 at -c 128: 4), and a window that starts and ends on the
+    full run's pass boundaries: each pass holds the same chunks as in the full run, so the
+    values are the full run's, bit for bit. This is why screening cuts its windows so."""
+    whole, placed = _window_and_full(llama_tools, tiny_model, tiny_ladder, corpus, tmp_path, 4 * CTX, (4, 8))
+    for c in range(4, 8):
+        assert list(placed.chunks[c].kld) == list(whole.chunks[c].kld), c
+        assert list(placed.chunks[c].dp) == list(whole.chunks[c].dp), c
+    mine, theirs = stats_over(placed), stats_over(whole, range(5, 9))
     assert mine is not None and theirs is not None and mine.same_as(theirs)
 
 

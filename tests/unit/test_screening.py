@@ -88,6 +88,31 @@ def test_windows_follow_the_planned_growth() -> None:
         windows(10, ScreenPolicy(first=0))
 
 
+@pytest.mark.parametrize("align", [1, 2, 4, 16])
+def test_windows_start_and_end_on_pass_boundaries(align: int) -> None:
+    """Every boundary but the run's end is a multiple of the chunks per pass: each of the
+    window's passes then holds the chunks the full run's pass holds."""
+    for first, growth in ((8, 2.0), (1, 1.0), (5, 1.5)):
+        policy = ScreenPolicy(first=first, growth=growth, align=align)
+        for n in range(1, 300):
+            w = windows(n, policy)
+            assert w[0][0] == 0 and w[-1][1] == n
+            assert all(b == c for (_, b), (c, _) in zip(w, w[1:]))
+            assert all(b % align == 0 for _, b in w[:-1]), (n, w)
+            sizes = [b - a for a, b in w]
+            assert sizes == sorted(sizes) and sizes[0] >= min(n, first)
+
+
+def test_windows_in_passes_of_16() -> None:
+    # -c 128 with the default -b 2048: 16 chunks per pass
+    assert [b for _, b in windows(120, ScreenPolicy(align=16))] == [16, 48, 120]
+    assert [b for _, b in windows(48, ScreenPolicy(align=16))] == [16, 48]
+    # -c 512: 4 per pass, and the first window of 8 is already whole passes
+    assert [b for _, b in windows(580, ScreenPolicy(align=4))] == [8, 24, 56, 120, 248, 580]
+    with pytest.raises(ValueError):
+        windows(10, ScreenPolicy(align=0))
+
+
 def test_look_weights_spend_alpha_once() -> None:
     for looks in range(1, 12):
         w = look_weights(looks)

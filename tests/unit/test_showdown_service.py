@@ -16,6 +16,7 @@ import pytest
 from qtui.core.fsutil import atomic_write_json
 from qtui.core.gguf.model_info import model_info
 from qtui.core.jobs.queue import JobQueue
+from qtui.core.jobs.screening import read_state
 from qtui.core.llama.tools import LlamaTools
 from qtui.core.results.store import ResultRecord, ResultStore, new_id
 from qtui.core.showdown.plan import base_key, cached_base_path, file_sha256
@@ -232,3 +233,14 @@ def test_ensure_scheduler_never_raises_for_a_reader(env, tmp_path: Path) -> None
     data = tmp_path / "file"
     data.write_text("x")
     assert Showdown(data).ensure_scheduler() is False
+
+
+@pytest.mark.parametrize(("args", "per_pass"), [((), 16), (("-b", "512"), 4), (("-b", "4096", "-b", "128"), 1),
+                                                (("--batch-size", "1000"), 7)])
+def test_screening_windows_follow_the_runs_passes(env, args: tuple[str, ...], per_pass: int) -> None:
+    """At -c 128, llama-perplexity puts batch // 128 chunks in a pass: the screening windows are
+    cut in whole passes of that size, so their values are the full run's."""
+    queued = start(env, request(env, "q8", "q4", screen=True, llama_args=args))
+    (batch,) = {str(j.spec.screen["batch"]) for j in queued.kld_jobs if j.spec.screen}
+    state = read_state(JobQueue(env["data"]), batch)  # type: ignore[arg-type]
+    assert state is not None and state["policy"]["align"] == per_pass

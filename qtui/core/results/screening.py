@@ -91,6 +91,11 @@ class ScreenPolicy:
     growth: float = 2.0
     """each next window is `growth` times the one before (windows 8, 16, 32 ... -> cumulative
     8, 24, 56, ...)"""
+    align: int = 1
+    """chunks llama-perplexity evaluates in one pass (max(1, batch // ctx)). Windows start and
+    end on the full run's pass boundaries, so every pass holds the same chunks as in the full
+    run and a window's per-token values are the full run's, bit for bit (with several chunks
+    per pass, which chunks share a pass changes the arithmetic: values move by a few %)."""
 
 
 @dataclass(frozen=True)
@@ -110,9 +115,9 @@ class Decision:
 def windows(n_chunks: int, policy: ScreenPolicy) -> list[tuple[int, int]]:
     """Consecutive 0-based chunk windows [a, b) covering [0, n_chunks) exactly.
 
-    Each window is `growth` times the one before; the last is cut at n_chunks, and merged into
-    the one before when it would come out smaller than that one (a short last look costs a
-    whole stage for few chunks).
+    Each window is `growth` times the one before, rounded up to whole passes (policy.align
+    chunks); the last is cut at n_chunks, and merged into the one before when it would come
+    out smaller than that one (a short last look costs a whole stage for few chunks).
     """
     if n_chunks <= 0:
         return []
@@ -120,8 +125,14 @@ def windows(n_chunks: int, policy: ScreenPolicy) -> list[tuple[int, int]]:
         raise ValueError("the first screening window needs at least one chunk")
     if not policy.growth >= 1.0:
         raise ValueError("screening windows cannot shrink: growth must be at least 1")
+    if policy.align < 1:
+        raise ValueError("screening windows need at least one chunk per pass")
+
+    def whole_passes(size: float) -> int:
+        return max(1, math.ceil(size / policy.align)) * policy.align
+
     out: list[tuple[int, int]] = []
-    start, size = 0, policy.first
+    start, size = 0, whole_passes(policy.first)
     while start < n_chunks:
         end = min(n_chunks, start + size)
         if out and end - start < out[-1][1] - out[-1][0]:
@@ -129,7 +140,7 @@ def windows(n_chunks: int, policy: ScreenPolicy) -> list[tuple[int, int]]:
         else:
             out.append((start, end))
         start = end
-        size = max(size, round(size * policy.growth))
+        size = max(size, whole_passes(size * policy.growth))
     return out
 
 

@@ -130,6 +130,13 @@ def _last_int(args: Sequence[str], names: tuple[str, ...], default: int) -> int:
     return found
 
 
+def pass_chunks(argv: Sequence[str]) -> int:
+    """Chunks llama-perplexity evaluates in one pass for this command line: max(1, batch // ctx),
+    as its KL-divergence mode computes it (-b and -c as its parser reads them: last wins)."""
+    ctx = _last_int(argv, ("-c", "--ctx-size"), DEFAULT_CTX)
+    return max(1, _last_int(argv, ("-b", "--batch-size"), DEFAULT_BATCH) // max(1, ctx))
+
+
 def floor_args(extra: Sequence[str]) -> list[str]:
     """What the noise-floor job adds to the user's arguments: half the batch (-b) and half the
     micro-batch (-ub) they run with. The logits are the same maths, summed in another order;

@@ -32,6 +32,7 @@ from qtui.core.showdown.plan import (
     RunPlan,
     RunRefused,
     cached_base_problem,
+    pass_chunks,
     plan_showdown,
     resolve_corpus,
 )
@@ -178,7 +179,8 @@ class Showdown:
         from qtui.core.jobs.screening import new_batch, stage_spec
         from qtui.core.results.screening import ScreenPolicy
 
-        policy = ScreenPolicy(top=request.top)
+        # windows in whole passes: their per-token values are then the full run's
+        policy = ScreenPolicy(top=request.top, align=pass_chunks(kld[0].argv) if kld else 1)
         batch = new_id()
         keys: set[str] = set()
         out = []
