@@ -22,6 +22,7 @@ from typing import Any
 from qtui.core.fsutil import atomic_write_json, read_json
 from qtui.core.jobs.queue import FINISHED, Job, JobQueue, JobStatus
 from qtui.core.llama.basefile import BaseFileError, check_base_file
+from qtui.core.llama.bench import BenchResult, parse_bench
 from qtui.core.llama.parser import ParseResult, parse_transcript
 from qtui.core.llama.stats import FinalStats
 from qtui.core.llama.tokendump import JOB_FILE, TokenDumpError
@@ -128,6 +129,8 @@ def finalize_job(queue: JobQueue, job_id: str, exit_code: int | None) -> ResultR
         return None
     if job.state.status in FINISHED:
         return _stored_record(queue, job)  # judged already (a second call, or another process)
+    if job.spec.kind == "speed":
+        return _finalize_speed(queue, job, exit_code)
     status, reason, parsed = judge(job, exit_code)
     if status == "failed" and parsed.failed is not None and parsed.failed.retryable and job.state.attempts < MAX_AUTO_RETRIES:
         # llama.cpp 0.3.36 can drop the end of its output at exit (its log thread is never
@@ -189,6 +192,40 @@ def finalize_job(queue: JobQueue, job_id: str, exit_code: int | None) -> ResultR
         record.stats = {k: est[k] for k in ("ppl_base", "ppl_base_err")}  # nan-safe, like every stat
     if job.spec.kind == "kld":
         _keep_tokens(queue, job, record)
+    ResultStore(queue.data_dir).save(record)
+    queue.update(job.id, status=status, reason=reason, exit_code=exit_code, ended_at=ended, result_id=record.id)
+    return record
+
+
+def judge_speed(job: Job, exit_code: int | None) -> tuple[str, str | None, BenchResult]:
+    """(status, reason, parse) for a speed job (llama-bench -o jsonl) whose child has ended."""
+    res = parse_bench(_read(job.stdout_path), _read(job.stderr_path), exit_code)
+    if job.state.cancel_requested_at is not None:
+        return "cancelled", "cancelled by the user", res
+    if res.failed is not None:
+        return "failed", res.failed, res
+    return "done", None, res
+
+
+def _finalize_speed(queue: JobQueue, job: Job, exit_code: int | None) -> ResultRecord:
+    """A speed job's record: its own kind, joined to the variant's KLD row by the model file
+    when the board is built (results/leaderboard.py), so a speed measured later, again, or
+    not at all never changes the KLD record."""
+    status, reason, res = judge_speed(job, exit_code)
+    if status == "failed" and disk_nearly_full(job.dir):
+        reason = f"{reason} (the disk is full)"
+    record_id = job.state.result_id or new_id()
+    if job.state.result_id is None:
+        queue.update(job.id, result_id=record_id)  # fixed first: finalizing again rewrites the same record
+    ended = time.time()
+    record = ResultRecord(
+        id=record_id, kind="speed", status=status,  # type: ignore[arg-type]
+        model=job.spec.model, stats=res.stats() if status == "done" else {},
+        llama={**job.spec.llama, "bench": res.info}, argv=job.spec.argv, gpu=job.spec.llama.get("gpu"),
+        started_at=job.state.started_at, ended_at=ended, job_id=job.id, source=screen_source(job),
+        failure=None if status == "done" else {"reason": reason, "exit_code": exit_code,
+                                               "stderr_tail": _tail(job.stderr_path)},
+    )
     ResultStore(queue.data_dir).save(record)
     queue.update(job.id, status=status, reason=reason, exit_code=exit_code, ended_at=ended, result_id=record.id)
     return record

@@ -24,7 +24,8 @@ from qtui.core.fsutil import atomic_write_json, file_lock, read_json
 from qtui.core.jobs.procs import alive, scheduler_running, signal_group
 from qtui.core.results.store import new_id
 
-JobKind = Literal["base", "kld"]
+JobKind = Literal["base", "kld", "speed"]
+"""speed: llama-bench on a variant (tokens per second), independent of the base and KLD jobs"""
 JobStatus = Literal["queued", "running", "done", "failed", "cancelled"]
 ACTIVE: tuple[str, ...] = ("queued", "running")
 FINISHED: tuple[str, ...] = ("done", "failed", "cancelled")
@@ -52,7 +53,7 @@ class Outcome(str):
 class JobSpec:
     kind: JobKind
     argv: list[str]
-    """the full command; argv[0] is the llama-perplexity binary"""
+    """the full command; argv[0] is the llama-perplexity binary (llama-bench for a speed job)"""
     env: dict[str, str] = field(default_factory=dict)
     """variables set on top of the sanitised environment (LD_LIBRARY_PATH, ...)"""
     model: dict[str, Any] = field(default_factory=dict)

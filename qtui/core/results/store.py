@@ -27,7 +27,8 @@ class ResultRecord:
     """Everything needed to trust, compare and reproduce one measurement."""
 
     id: str
-    kind: Literal["kld", "base", "ppl"]
+    kind: Literal["kld", "base", "ppl", "speed"]
+    """speed: llama-bench's tokens per second for the model (stats pp_ts, tg_ts...: llama/bench.py)"""
     status: Status
     model: dict[str, Any]
     """path, name, size_bytes, mtime, sha256 (on request), quant, quantized_by, bpw, n_params,
