@@ -99,6 +99,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ctx", "-c", type=int, default=None, metavar="N", help="context size per chunk (default 512, or the config)")
     p.add_argument("--chunks", type=int, default=None, metavar="N", help="use only the first N chunks of the corpus (quicker, less precise)")
     p.add_argument("--base-file", type=Path, metavar="FILE", help="an existing --kl-divergence-base file to use (or where to write one)")
+    p.add_argument("--base-args", metavar="'ARGS'", default=None,
+                   help="llama-perplexity arguments for the base run only, quoted, instead of those after -- "
+                   "(e.g. --base-args '-ngl 20 -ot exps=CPU': a BF16 base rarely fits where its quants do); "
+                   "-c, -b and -ub must stay those of the KLD runs ('' : the base uses the same as the "
+                   "variants; default: the config's base_args)")
     p.add_argument("--detach", action="store_true", help="queue the jobs and return at once")
     p.add_argument("--sha256", action="store_true", help="record each variant's sha256 in its result (slow for big files)")
     p.add_argument("--again", action="store_true", help="measure variants already measured, queued or running on the same "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -163,6 +164,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         ctx=args.ctx if args.ctx is not None else cfg.ctx,
         chunks=args.chunks if args.chunks is not None else cfg.chunks,
         llama_args=args.llama_args or cfg.llama_args, base_file=args.base_file,
+        base_args=_base_args(args, cfg),
         again=getattr(args, "again", False), hash_models=getattr(args, "sha256", False),
         floor=getattr(args, "floor", False),
         screen=getattr(args, "screen", False), top=getattr(args, "top", None),
@@ -172,6 +174,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     if request.top is not None and request.top < 1:
         raise UserError(f"--top {request.top} is not a number of variants: give 1 or more")
     return run_showdown(request, cfg, data_dir, llama_bin=getattr(args, "llama_bin", None), detach=args.detach)
+
+
+def _base_args(args: argparse.Namespace, cfg: Config) -> list[str]:
+    """--base-args as arguments ('' overrides the config's with none), else the config's."""
+    text = getattr(args, "base_args", None)
+    if text is None:
+        return list(cfg.base_args)
+    try:
+        return shlex.split(text)
+    except ValueError as exc:
+        raise UserError(f"--base-args {text!r} cannot be split into arguments ({exc})") from None
 
 
 # After "skipped X: already measured on this setup": where to look, and how to measure anyway.
@@ -610,12 +623,12 @@ def cmd_setup_llama(args: argparse.Namespace) -> int:
 
 
 def cmd_paths(args: argparse.Namespace) -> int:
-    from qtui.core.llama.basecache import total_size
+    from qtui.core.llama.basecache import describe_summary
 
     for name, p in (("config", paths.config_file()), ("themes", paths.user_themes_dir()), ("data", paths.data_dir()),
                     ("cache", paths.cache_dir()), ("llama builds", paths.llama_cache_dir()), ("base files", paths.bases_dir())):
         # Base files are the big ones (GBs each): their size says when `qtui cache` is due.
-        extra = f" ({human_bytes(total_size(p))})" if name == "base files" else ""
+        extra = f" ({describe_summary(p)})" if name == "base files" else ""
         console.print(f"{name:>12}: {p}{extra}", markup=False, soft_wrap=True)
     return 0
 
@@ -709,7 +722,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if not args.headless:
         return run_demo_app(args, request, llama_bin)
     # As in the app: the configured llama arguments first, the demo's own after them.
-    request = replace(request, llama_args=(*cfg.llama_args, *request.llama_args))
+    # The base args replace only the configured ones; the demo's -b reaches the base run anyway
+    # (plan.base_run_args carries -c/-b/-ub over).
+    request = replace(request, llama_args=(*cfg.llama_args, *request.llama_args), base_args=cfg.base_args)
     return run_showdown(request, cfg, data_dir, llama_bin=str(llama_bin), detach=False)
 
 

@@ -46,7 +46,10 @@ class Config:
     chunks: int | None = None  # None: every chunk the corpus holds
     llama_bin: str | None = None  # a llama.cpp build dir or the llama-perplexity binary
     llama_args: list[str] = field(default_factory=list)  # extra args, e.g. ["-ngl", "99", "-fa", "on"]
+    # The base run's args instead of llama_args when set: a BF16 base rarely fits where its quants do.
+    base_args: list[str] = field(default_factory=list)
     data_dir: str | None = None
+    cache_dir: str | None = None  # llama builds, demo models, base files (paths.cache_dir reads it)
     theme: str = "textual-dark"
     gpu_interval_s: float = 1.0
     slots: int = 1  # runs at once (one per GPU)
@@ -121,7 +124,9 @@ _CHECKS: dict[str, Callable[[Any], Any]] = {
     "chunks": _positive_int(),
     "llama_bin": _optional_str,
     "llama_args": _args,
+    "base_args": _args,
     "data_dir": _optional_str,
+    "cache_dir": _optional_str,
     "theme": _nonempty_str,
     "gpu_interval_s": _interval,
     "slots": _positive_int(64),

@@ -2,14 +2,21 @@
 
 Environment overrides (useful for tests, CI and shared boxes):
 QTUI_CONFIG_DIR, QTUI_DATA_DIR (results, jobs), QTUI_CACHE_DIR (llama builds, models, base files).
+The cache's place can also be set in the config file (cache_dir); the environment wins.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import platformdirs
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised only on 3.10
+    import tomli as tomllib
 
 APP = "qtui"
 
@@ -35,8 +42,27 @@ def data_dir() -> Path:
     return _dir("QTUI_DATA_DIR", platformdirs.user_data_dir(APP))
 
 
+def configured_cache_dir() -> Path | None:
+    """The config file's cache_dir, or None. Read here rather than through config.py (which
+    builds on this module) so that every process, the detached scheduler too, finds the cache
+    where the user put it; a config that cannot be read is config.load_config's to report."""
+    try:
+        data = tomllib.loads(config_file().read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    value = data.get("cache_dir")
+    return Path(value).expanduser() if isinstance(value, str) and value.strip() else None
+
+
+def default_cache_dir() -> Path:
+    return Path(platformdirs.user_cache_dir(APP))
+
+
 def cache_dir() -> Path:
-    return _dir("QTUI_CACHE_DIR", platformdirs.user_cache_dir(APP))
+    """QTUI_CACHE_DIR, else the config's cache_dir, else the platform's user cache dir."""
+    if os.environ.get("QTUI_CACHE_DIR"):
+        return _dir("QTUI_CACHE_DIR", "")
+    return configured_cache_dir() or default_cache_dir()
 
 
 def llama_cache_dir() -> Path:

@@ -196,7 +196,7 @@ class QtuiApp(App[int]):
         cfg, auto = self.ctx.cfg, self.ctx.autostart
         assert choice.base is not None
         request = ShowdownRequest(base=choice.base, variants=choice.variants, corpus=cfg.corpus, ctx=cfg.ctx,
-                                  chunks=cfg.chunks, llama_args=cfg.llama_args)
+                                  chunks=cfg.chunks, llama_args=cfg.llama_args, base_args=cfg.base_args)
         if auto is None:
             return request
         return replace(request, corpus=auto.corpus or request.corpus, ctx=auto.ctx, chunks=auto.chunks or request.chunks,
@@ -215,7 +215,7 @@ class QtuiApp(App[int]):
         from qtui.core.showdown.request import NoFullRun, full_run_request
 
         try:
-            request = full_run_request(record, self.ctx.cfg.llama_args)
+            request = full_run_request(record, self.ctx.cfg.llama_args, self.ctx.cfg.base_args)
         except NoFullRun as exc:
             return StartRefused("Cannot run it in full", [str(exc)])
         return self.queue_request(request, gpu_name)

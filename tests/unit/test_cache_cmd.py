@@ -63,7 +63,7 @@ def test_listing_shows_each_base_with_its_windows_and_the_total(tmp_path: Path) 
     assert lines[4].startswith(f"total: {human_bytes(sizes(a) + sizes(b))} in 2 base files")
     paths_out = qtui("paths", tmp=tmp_path)
     line = next(x for x in paths_out.stdout.splitlines() if "base files:" in x)
-    assert line.endswith(f"({human_bytes(sizes(a) + sizes(b))})"), line
+    assert line.endswith(f"({human_bytes(sizes(a) + sizes(b))} in 2 base files)"), line
 
 
 def test_rm_by_prefix_removes_the_file_its_metadata_and_windows(tmp_path: Path) -> None:

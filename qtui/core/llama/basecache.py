@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from qtui.core.fsutil import read_json
+from qtui.core.fsutil import human_bytes, read_json
 
 _WINDOW = re.compile(r"^(?P<full>.+\.kld)\.w\d+-\d+\.kld$")
 DAY = 86400.0
@@ -134,6 +134,18 @@ def total_size(folder: Path) -> int:
             st = _stat(Path(root) / f)
             total += st.st_size if st is not None else 0
     return total
+
+
+def summary(folder: Path) -> tuple[int, int]:
+    """(bytes the folder takes, how many base files it holds): what `qtui paths` and the
+    Settings screen show, so a user sees when `qtui cache` is due."""
+    return total_size(folder), len(list_bases(folder))
+
+
+def describe_summary(folder: Path) -> str:
+    """'12.4 GB in 3 base files': the same words wherever the cache's size is shown."""
+    size, n = summary(folder)
+    return f"{human_bytes(size)} in {n} base file{'' if n == 1 else 's'}"
 
 
 def select(entries: Sequence[CachedBase], wanted: str) -> list[CachedBase]:

@@ -147,6 +147,53 @@ def floor_args(extra: Sequence[str]) -> list[str]:
     return ["-b", str(max(1, batch // 2)), "-ub", str(max(1, ubatch // 2))]
 
 
+# What the base run and the KLD runs must agree on: the base file holds log-probs for this
+# context, and batch (-b, -ub) sums the logits in another order (the noise floor is made that
+# way). Placement (-ngl, -ot, -ncmoe, -fa ...) does not change what is computed.
+_SHARED_FLAGS: tuple[tuple[tuple[str, ...], str, int | None], ...] = (
+    (("-c", "--ctx-size"), "-c", None),
+    (("-b", "--batch-size"), "-b", DEFAULT_BATCH),
+    (("-ub", "--ubatch-size"), "-ub", DEFAULT_UBATCH),
+)
+
+
+def _last_value(args: Sequence[str], names: tuple[str, ...]) -> str | None:
+    """The value after the last of `names` in `args` (llama.cpp's parser: last wins), or None."""
+    found = None
+    for flag, value in zip(args, list(args[1:]) + [""]):
+        if flag in names:
+            found = value
+    return found
+
+
+def base_run_args(base_args: Sequence[str], extra: Sequence[str], ctx: int, chunks: int | None) -> list[str]:
+    """The base run's own llama arguments (`base_args`, e.g. fewer layers on the GPU: a BF16
+    base rarely fits where its quants do) with what the KLD runs set for context and batch
+    carried over where base_args leave them out, so both runs compute the same thing.
+
+    Raises RunRefused (one sentence) if base_args set context, batch or chunks otherwise than
+    the KLD runs do."""
+    out = list(base_args)
+    clashes: list[str] = []
+    for names, flag, default in _SHARED_FLAGS:
+        theirs = _last_value(base_args, names)
+        ours = _last_value(extra, names)
+        kld_value = ours if ours is not None else (str(ctx) if default is None else str(default))
+        if theirs is None:
+            if ours is not None:
+                out += [flag, ours]
+        elif theirs != kld_value:
+            clashes.append(f"{flag} {theirs} where the KLD runs use {flag} {kld_value}")
+    theirs = _last_value(base_args, ("--chunks",))
+    if theirs is not None and theirs != str(all_chunks(chunks) or ""):
+        clashes.append(f"--chunks {theirs} where the run uses {chunks or 'every chunk'}")
+    if clashes:
+        raise RunRefused([f"the base args set {' and '.join(clashes)}: context, batch and chunks must be the same "
+                          "for the base and its variants, so leave them out of the base args (only placement "
+                          "such as -ngl, -ot, -ncmoe may differ)."])
+    return out
+
+
 def estimated_base_bytes(corpus_bytes: int, ctx: int, n_vocab: int, chunks: int | None) -> int:
     est_chunks = max(1, int(corpus_bytes / BYTES_PER_TOKEN_LOW) // max(1, ctx))
     if chunks and chunks > 0:
@@ -195,7 +242,11 @@ def plan_showdown(
     gpu_name: str | None = None,
     hash_models: bool = False,
     floor: bool = False,
+    base_args: Sequence[str] = (),
 ) -> RunPlan:
+    """`base_args`, when given, replace `extra_args` for the base run only (see base_run_args);
+    the KLD runs and the noise floor keep `extra_args`. The base file's key does not depend on
+    either: log-probs do not depend on where the layers run."""
     # Jobs run later, from their own folder: every path in their argv must be absolute.
     base_model = Path(base_model).absolute()
     variants = [Path(v).absolute() for v in variants]
@@ -203,6 +254,12 @@ def plan_showdown(
     base_file = Path(base_file).absolute() if base_file is not None else None
     problems: list[str] = []
     notes: list[str] = []
+    base_extra = list(extra_args)
+    if base_args:
+        try:
+            base_extra = base_run_args(base_args, extra_args, ctx, chunks)
+        except RunRefused as exc:
+            problems += exc.problems
     if ctx < MIN_CTX:
         problems.append(f"-c {ctx} is too small: llama-perplexity needs a context of at least {MIN_CTX} tokens "
                         f"({DEFAULT_CTX} is usual).")
@@ -277,7 +334,7 @@ def plan_showdown(
                                     f"{human_bytes(free)} free. Free some space, use fewer --chunks or a smaller -c.")
                 base_job = JobSpec(
                     kind="base",
-                    argv=base_argv(tools, base.path, corpus, ctx, chunks, Path(str(bfile) + ".partial"), extra_args),
+                    argv=base_argv(tools, base.path, corpus, ctx, chunks, Path(str(bfile) + ".partial"), base_extra),
                     env=env, model=model_summary(base), base={"key": key, "file": str(bfile)},
                     corpus=corpus_meta, ctx=ctx, chunks=chunks, llama=llama, output=str(bfile),
                     label=f"base {base.path.name}",

@@ -27,6 +27,9 @@ class ShowdownRequest:
     """None: every chunk of the corpus"""
     llama_args: Sequence[str] = ()
     """appended to llama-perplexity's command line, e.g. ("-ngl", "99")"""
+    base_args: Sequence[str] = ()
+    """when not empty, the base run's arguments instead of llama_args (a BF16 base rarely fits
+    where its quants do: its own -ngl/-ot/-ncmoe); context and batch must agree (plan.base_run_args)"""
     base_file: Path | None = None
     """an existing base log-prob file to use, or where to write one"""
     again: bool = False
@@ -46,17 +49,20 @@ class ShowdownRequest:
         object.__setattr__(self, "base", Path(self.base))
         object.__setattr__(self, "variants", tuple(Path(v) for v in self.variants))
         object.__setattr__(self, "llama_args", tuple(self.llama_args))
+        object.__setattr__(self, "base_args", tuple(self.base_args))
 
 
 class NoFullRun(ValueError):
     """A record that cannot be measured again here; the message says why in one sentence."""
 
 
-def full_run_request(record: ResultRecord, llama_args: Sequence[str] = ()) -> ShowdownRequest:
+def full_run_request(record: ResultRecord, llama_args: Sequence[str] = (),
+                     base_args: Sequence[str] = ()) -> ShowdownRequest:
     """A full KLD run of a record's variant on the record's own setup: the same base log-prob
     file (so the same base, corpus, context and chunks), every chunk, measured again even when
     a run of it exists (a screened variant ran only some chunks; `again` makes a finished one
-    run once more on purpose). `llama_args`: the configured extra flags, as for any start."""
+    run once more on purpose). `llama_args`, `base_args`: the configured extra flags, as for any
+    start (the base runs again only if its file is gone)."""
     model, base = record.model.get("path"), record.base.get("path")
     if not model or not base:
         raise NoFullRun(f"{record.model.get('label') or record.id} has no local model file "
@@ -65,4 +71,5 @@ def full_run_request(record: ResultRecord, llama_args: Sequence[str] = ()) -> Sh
     corpus = (record.corpus or {}).get("path")
     return ShowdownRequest(base=Path(str(base)), variants=[Path(str(model))], corpus=corpus,
                            ctx=record.ctx or DEFAULT_CTX, chunks=record.chunks, llama_args=llama_args,
+                           base_args=base_args,
                            base_file=Path(str(base_file)) if base_file else None, again=True)

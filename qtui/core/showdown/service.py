@@ -126,6 +126,7 @@ class Showdown:
             base_model=request.base, variants=list(request.variants), corpus=resolve_corpus(request.corpus),
             ctx=request.ctx, chunks=request.chunks, extra_args=list(request.llama_args), tools=tools, build=build,
             base_file=request.base_file, gpu_name=gpu_name, hash_models=request.hash_models, floor=request.floor,
+            base_args=list(request.base_args),
         )
 
     def check_data_dir(self) -> None:

@@ -18,8 +18,10 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Static
 
+from qtui.core import paths
 from qtui.core.config import Config, ConfigError, save_config
-from qtui.core.showdown.plan import BUILTIN_CORPUS
+from qtui.core.llama.basecache import describe_summary
+from qtui.core.showdown.plan import BUILTIN_CORPUS, RunRefused, base_run_args
 
 # field id, label, hint shown as the placeholder
 FIELDS: tuple[tuple[str, str, str], ...] = (
@@ -28,7 +30,9 @@ FIELDS: tuple[tuple[str, str, str], ...] = (
     ("chunks", "Chunks", "empty: every chunk of the corpus"),
     ("llama_bin", "llama bin", "empty: PATH, then qtui setup-llama's build"),
     ("llama_args", "llama args", "extra arguments, e.g. -ngl 99 -fa on -ot exps=CPU"),
+    ("base_args", "Base args", "the base run's own instead, e.g. -ngl 20 -ot exps=CPU; empty: llama args"),
     ("data_dir", "Data dir", "empty: the user data dir (results, jobs)"),
+    ("cache_dir", "Cache dir", "empty: the user cache dir (base files, llama builds)"),
     ("model_dirs", "Model dirs", f"more folders to scan, separated by {os.pathsep}"),
     ("slots", "Parallel runs", "jobs at once (one per GPU), usually 1"),
 )
@@ -38,7 +42,8 @@ def config_values(cfg: Config) -> dict[str, str]:
     return {
         "corpus": cfg.corpus or "", "ctx": str(cfg.ctx), "chunks": str(cfg.chunks or ""),
         "llama_bin": cfg.llama_bin or "", "llama_args": shlex.join(cfg.llama_args),
-        "data_dir": cfg.data_dir or "", "model_dirs": os.pathsep.join(cfg.model_dirs), "slots": str(cfg.slots),
+        "base_args": shlex.join(cfg.base_args), "data_dir": cfg.data_dir or "", "cache_dir": cfg.cache_dir or "",
+        "model_dirs": os.pathsep.join(cfg.model_dirs), "slots": str(cfg.slots),
     }
 
 
@@ -67,15 +72,38 @@ def parse_values(cfg: Config, values: dict[str, str]) -> tuple[Config, list[str]
     except ValueError as exc:
         problems.append(f"llama args cannot be split into arguments: {exc}")
         args = cfg.llama_args
+    try:
+        base_args = shlex.split(values["base_args"])
+    except ValueError as exc:
+        problems.append(f"base args cannot be split into arguments: {exc}")
+        base_args = cfg.base_args
+    if base_args:
+        try:  # the check a start makes: context, batch and chunks as the KLD runs have them
+            base_run_args(base_args, args, ctx or cfg.ctx, chunks)
+        except RunRefused as exc:
+            problems += [p.removesuffix(".") for p in exc.problems]
+    cache = values["cache_dir"].strip()
+    if cache and Path(cache).expanduser().exists() and not Path(cache).expanduser().is_dir():
+        problems.append(f"cache dir {cache} is not a folder")
     corpus = values["corpus"].strip()
     if corpus and corpus != BUILTIN_CORPUS and not Path(corpus).expanduser().is_file():
         problems.append(f"corpus {corpus} does not exist or is not a file")
     new = replace(
         cfg, corpus=corpus or None, ctx=ctx or cfg.ctx, chunks=chunks, llama_bin=values["llama_bin"].strip() or None,
-        llama_args=args, data_dir=values["data_dir"].strip() or None, slots=slots or cfg.slots,
+        llama_args=args, base_args=base_args, data_dir=values["data_dir"].strip() or None,
+        cache_dir=cache or None, slots=slots or cfg.slots,
         model_dirs=[d.strip() for d in values["model_dirs"].split(os.pathsep) if d.strip()],
     )
     return new, problems
+
+
+def cache_line() -> str:
+    """How much the base files take and where (they are the big ones, 0.5-40 GB each)."""
+    folder = paths.bases_dir()
+    line = f"Base files: {describe_summary(folder)} in {folder}"
+    if os.environ.get("QTUI_CACHE_DIR"):
+        line += " (QTUI_CACHE_DIR is set: it wins over Cache dir)"
+    return line + ". qtui cache lists and removes them; a new Cache dir does not move them."
 
 
 class SettingsScreen(ModalScreen[Config | None]):
@@ -98,6 +126,7 @@ class SettingsScreen(ModalScreen[Config | None]):
                     with Horizontal(classes="field"):
                         yield Label(label, classes="field-label")
                         yield Input(values[key], placeholder=hint, id=f"set-{key}", compact=True)
+            yield Static(Text(cache_line(), style="dim"), id="settings-cache")
             yield Static(id="settings-error")
             with Horizontal(classes="dialog-buttons"):
                 yield Button("Save (ctrl+s)", id="save", variant="primary", compact=True)
