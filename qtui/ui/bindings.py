@@ -42,6 +42,9 @@ BOARD_BINDINGS: list[BindingType] = [
     Binding("m", "mark", "Mark", show=False, tooltip="Mark the selected result to compare it with another (C)"),
     Binding("C", "compare", "Compare", show=False,
             tooltip="Compare the marked result with the selected one: per chunk and per token"),
+    # Why two rows of one quant differ: the tensor-mix diff of their model files (as d on Models).
+    Binding("d", "diff", "Diff", show=False,
+            tooltip="Tensor-mix diff of the marked result's model file (m) and the selected one's"),
     # A screened variant ran some chunks only: one key queues it on every chunk of its setup.
     Binding("F", "full_run", "Full run", show=False,
             tooltip="Run the selected result's model in full (every chunk) on its setup, again if measured"),

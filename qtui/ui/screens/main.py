@@ -136,6 +136,13 @@ class BoardPane(Vertical):
             super().__init__()
             self.a, self.b = a, b
 
+    class DiffRequested(Message):
+        """The tensor-mix diff of two results' model files (the screen holds the records)."""
+
+        def __init__(self, a: str, b: str) -> None:
+            super().__init__()
+            self.a, self.b = a, b
+
     class FullRunRequested(Message):
         """Run this result's variant in full on its setup (the screen holds the records)."""
 
@@ -206,18 +213,30 @@ class BoardPane(Vertical):
             self.notify(f"unmarked {row.model}", timeout=2)
             return
         self.marked = row.id
-        self.notify(f"marked {row.model}: move to another row and press C to compare", timeout=4)
+        self.notify(f"marked {row.model}: move to another row and press C to compare, d to diff their tensor mix",
+                    timeout=4)
 
-    def action_compare(self) -> None:
+    def _pair(self, key: str) -> tuple[str, str] | None:
+        """(marked, selected) row ids for a key that works on two rows, or None after saying why."""
         board = self.query_one(Leaderboard)
         ids = {r.id for r in board.rows}
         if self.marked is None or self.marked not in ids:
-            self.notify("mark a result with m first, then move to another and press C", severity="warning")
-            return
+            self.notify(f"mark a result with m first, then move to another and press {key}", severity="warning")
+            return None
         if board.selected_id is None or board.selected_id == self.marked:
-            self.notify("move to another result than the marked one, then press C", severity="warning")
-            return
-        self.post_message(self.CompareRequested(self.marked, board.selected_id))
+            self.notify(f"move to another result than the marked one, then press {key}", severity="warning")
+            return None
+        return self.marked, board.selected_id
+
+    def action_compare(self) -> None:
+        pair = self._pair("C")
+        if pair is not None:
+            self.post_message(self.CompareRequested(*pair))
+
+    def action_diff(self) -> None:
+        pair = self._pair("d")
+        if pair is not None:
+            self.post_message(self.DiffRequested(*pair))
 
     def action_full_run(self) -> None:
         board = self.query_one(Leaderboard)
@@ -425,6 +444,32 @@ class MainScreen(Screen[None]):
             return
         store = ResultStore(self.host.ctx.data_dir).root
         self.app.push_screen(CompareScreen(store, found[msg.a], found[msg.b], self.query_one(Leaderboard).floor))
+
+    @on(BoardPane.DiffRequested)
+    def _board_diff(self, msg: BoardPane.DiffRequested) -> None:
+        from qtui.core.gguf.model_info import model_info
+        from qtui.core.gguf.reader import GGUFError
+
+        found = {r.id: r for r in self.records if r.id in (msg.a, msg.b)}
+        if len(found) < 2:
+            self.notify("the results to diff are gone", severity="warning")
+            return
+        infos = []
+        for rec in (found[msg.a], found[msg.b]):
+            name = rec.model.get("label") or rec.id
+            path = rec.model.get("path")
+            if not path:  # a published or imported row: only its numbers are known
+                self.notify(f"{name} has no local model file (a published or imported result): the tensor-mix diff "
+                            "needs both files", severity="warning", timeout=6)
+                return
+            try:
+                infos.append(model_info(Path(str(path))))
+            except (GGUFError, OSError) as exc:
+                why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+                self.notify(f"cannot read {name}'s model file {path}: {why}", severity="warning", timeout=6)
+                return
+        a, b = infos
+        self.app.push_screen(InfoScreen(f"Tensor-mix diff: {a.path.name} vs {b.path.name}", mix_diff_details(a, b)))
 
     @on(BoardPane.FullRunRequested)
     def _full_run(self, msg: BoardPane.FullRunRequested) -> None:
