@@ -107,10 +107,10 @@ def test_qtui_run_screen_settles_a_far_apart_ladder_early(llama_tools, tiny_mode
     (batch,) = {j.spec.screen["batch"] for j in screen_jobs if j.spec.screen}
     state = read_state(q, batch)
     assert state is not None and state["finished"] and state["error"] is None, state
-    assert state["n_chunk"] == 40 and state["windows"][0] == [0, 8]
+    assert state["n_chunk"] == 40 and state["windows"][0] == [0, 16]  # one pass of -b 2048 at -c 128
     by_quant = {name.rsplit("-", 1)[-1].removesuffix(".gguf"): info for name, info in state["variants"].items()}
     assert set(by_quant) == {"Q8_0", "Q4_0", "Q2_K"}
-    assert all(info["chunks_run"] == 8 for info in by_quant.values()), by_quant  # decided on the first window
+    assert all(info["chunks_run"] == 16 for info in by_quant.values()), by_quant  # decided on the first window
     assert by_quant["Q8_0"]["state"] == "settled", by_quant
     # one summary per variant on the board, its Rank cell saying how far it ran; the parts are not rows
     records = ResultStore(data).load().records
@@ -132,8 +132,8 @@ def test_qtui_run_screen_settles_a_far_apart_ladder_early(llama_tools, tiny_mode
     assert "Screening" in res.stdout and "settled" in res.stdout
     board = qtui("results")
     assert board.returncode == 0, board.stderr
-    assert board.stdout.count("settled · 8/40 chunks") == (1 if want == "tie" else 3), board.stdout
-    assert board.stdout.count(f"{want} · 8/40 chunks") == (2 if want == "tie" else 3), board.stdout
+    assert board.stdout.count("settled · 16/40 chunks") == (1 if want == "tie" else 3), board.stdout
+    assert board.stdout.count(f"{want} · 16/40 chunks") == (2 if want == "tie" else 3), board.stdout
     # a full run of a screened variant stays possible: without --screen it is not "measured"
     full = qtui("run", "--base", str(tiny_model), "--corpus", str(corpus), "--ctx", str(CTX), "--chunks", "40",
                 variants[0])

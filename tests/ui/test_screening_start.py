@@ -65,20 +65,20 @@ async def test_S_starts_a_screened_showdown_and_the_run_panel_says_the_stage(app
         await screened_showdown(pilot)
         kld = [j for j in jobs(app) if j.spec.kind == "kld"]
         assert all(j.spec.screen and j.spec.screen.get("stage") == 1 for j in kld)
-        assert sorted(j.spec.label for j in kld) == ["tiny-Q4_K_M.gguf · screen 1 · chunks 1-8",
-                                                     "tiny-Q8_0.gguf · screen 1 · chunks 1-8"]
+        assert sorted(j.spec.label for j in kld) == ["tiny-Q4_K_M.gguf · screen 1 · chunks 1-16",
+                                                     "tiny-Q8_0.gguf · screen 1 · chunks 1-16"]
         # the run panel follows the highlighted job and names its stage and window
         queue = app.screen.query_one(QueueView)
         row = next(i for i, j in enumerate(queue.jobs) if "Q8_0" in (j.spec.label or ""))
         queue.table.focus()
         queue.table.move_cursor(row=row)
         panel = app.screen.query_one(RunPanel)
-        await wait_for(pilot, lambda: "tiny-Q8_0.gguf · screen 1 · chunks 1-8" in statics_text(panel), 10,
+        await wait_for(pilot, lambda: "tiny-Q8_0.gguf · screen 1 · chunks 1-16" in statics_text(panel), 10,
                        "the run panel to show the screening job")
-        # two variants far apart: decided on the first window, 8 of 40 chunks each
+        # two variants far apart: decided on the first window (16 chunks: one pass of the default -b 2048 at -c 128), 16 of 40 each
         board = app.screen.query_one(Leaderboard)
         cells = {r.model: str(board.table.get_cell(r.id, "rank").plain) for r in board.rows}  # type: ignore[union-attr]
-        assert cells == {"tiny-Q8_0": "1 · settled · 8/40 chunks", "tiny-Q4_K_M": "2 · settled · 8/40 chunks"}
+        assert cells == {"tiny-Q8_0": "1 · settled · 16/40 chunks", "tiny-Q4_K_M": "2 · settled · 16/40 chunks"}
 
 
 async def test_F_runs_the_selected_screened_variant_in_full(app_factory, models_dir: Path, fake_tools: LlamaTools,
