@@ -118,6 +118,12 @@ def build_parser() -> argparse.ArgumentParser:
                    "the top N (by mean KLD), not the whole order: quicker when only the best few matter")
     p.add_argument("--floor", action="store_true", help="also measure the noise floor: the base against its own "
                    "log-probs with half the batch size; differences below it are called ties")
+    p.add_argument("--speed", action="store_true", help="also measure each variant's speed with llama-bench (prompt "
+                   "processing pp512 and generation tg128, tokens per second) with the -ngl/-fa/-t/-ot... given after "
+                   "--: a job after each KLD job; the leaderboard shows pp t/s and tg t/s")
+    p.add_argument("--speed-args", metavar="'ARGS'", default=None,
+                   help="with --speed: llama-bench's own options, quoted, instead of the defaults "
+                   "(e.g. --speed-args '-p 1024 -n 256 -r 3')")
     p.add_argument("variants", nargs="+", type=Path, metavar="VARIANT.gguf")
     _add_common(p)
 

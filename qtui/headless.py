@@ -6,7 +6,7 @@ import argparse
 import json
 import shlex
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -22,13 +22,14 @@ from qtui.core.fsutil import human_bytes
 from qtui.core.jobs.queue import FINISHED, JobQueue, Outcome
 from qtui.core.results.export import export, to_markdown
 from qtui.core.results.fit import fit_columns
-from qtui.core.results.leaderboard import COLUMNS, Row, board_records, build_rows, format_cell, sort_rows
+from qtui.core.results.leaderboard import Row, board_columns, board_records, build_rows, format_cell, sort_rows
 from qtui.core.results.setups import SetupGroup, SetupNotFound, find_setup, group_setups
 from qtui.core.results.store import ResultRecord, ResultStore, load_records
 
 if TYPE_CHECKING:
     from qtui.core.gguf.model_info import ModelInfo
     from qtui.core.llama.basecache import CachedBase
+    from qtui.core.results.measured import RowMarks
     from qtui.core.showdown.service import ShowdownRequest
 
 
@@ -168,12 +169,24 @@ def cmd_run(args: argparse.Namespace) -> int:
         again=getattr(args, "again", False), hash_models=getattr(args, "sha256", False),
         floor=getattr(args, "floor", False),
         screen=getattr(args, "screen", False), top=getattr(args, "top", None),
+        speed=getattr(args, "speed", False), speed_args=_speed_args(args),
     )
+    if getattr(args, "speed_args", None) is not None and not request.speed:
+        raise UserError("--speed-args only works with --speed (they are llama-bench's options for the speed jobs)")
     if request.top is not None and not request.screen:
         raise UserError("--top N only works with --screen (it says which places screening must settle)")
     if request.top is not None and request.top < 1:
         raise UserError(f"--top {request.top} is not a number of variants: give 1 or more")
     return run_showdown(request, cfg, data_dir, llama_bin=getattr(args, "llama_bin", None), detach=args.detach)
+
+
+def _speed_args(args: argparse.Namespace) -> list[str]:
+    from qtui.core.llama.bench import BenchArgsError, split_speed_args
+
+    try:
+        return split_speed_args(getattr(args, "speed_args", None))
+    except BenchArgsError as exc:
+        raise UserError(str(exc)) from None
 
 
 def _base_args(args: argparse.Namespace, cfg: Config) -> list[str]:
@@ -338,12 +351,19 @@ def _others_line(groups: Sequence[SetupGroup], shown: SetupGroup, command: str) 
             f"{command} --setup all shows every setup, --setup N one of them")
 
 
-def print_board(rows: Sequence[Row], title: str = "Leaderboard") -> None:
+def print_board(rows: Sequence[Row], title: str = "Leaderboard", records: Sequence[ResultRecord] = ()) -> None:
+    """The rows as a table; with the `records` they come from, the marks and published fields the
+    app shows (core/results/annotations.py), under the table."""
     if not rows:
         console.print("no results yet: run [bold]qtui run[/] or [bold]qtui demo[/]")
         return
-    # the # column takes 4 cells; a readable table of the essentials beats every column cut to "0.…"
-    cols = fit_columns(rows, console.width - 4)
+    from qtui.core.results.annotations import row_marks, with_published_column
+
+    marks = row_marks(records)
+    # the # column takes 4 cells (and a mark 2 more after a name); a readable table of the
+    # essentials beats every column cut to "0.…"
+    columns = with_published_column(board_columns(rows), rows)  # pp/tg t/s where a row has a speed
+    cols = fit_columns(rows, console.width - 4 - (2 if marks else 0), columns=columns)
     t = Table(title=title, box=None, header_style="bold")
     t.add_column("#", justify="right")
     for c in cols:
@@ -351,12 +371,45 @@ def print_board(rows: Sequence[Row], title: str = "Leaderboard") -> None:
                      no_wrap=True, max_width=44 if c.key == "model" else None)
     for i, r in enumerate(rows, 1):
         style = "" if r.status == "done" else "red"
-        t.add_row(str(i), *[format_cell(c, r) if r.status == "done" or c.key in ("model", "quant", "size_gib", "bpw", "quantizer")
-                            else ("✗ " + r.status if c.key == "kld" else "") for c in cols], style=style)
+        cells = [format_cell(c, r) if r.status == "done" or c.key in ("model", "quant", "size_gib", "bpw", "quantizer")
+                 else ("✗ " + r.status if c.key == "kld" else "") for c in cols]
+        if r.id in marks and cols and cols[0].key == "model":
+            cells[0] += f" {marks[r.id].symbol}"  # as the app marks the name: ≈ base origin, ≡ same tensors
+        t.add_row(str(i), *cells, style=style)
     console.print(t)
-    hidden = len(COLUMNS) - len(cols)
+    hidden = len(columns) - len(cols)
     if hidden:
         console.print(f"[dim]{hidden} columns hidden at this width (qtui export -f md shows all)[/]")
+    print_annotations(rows, records, marks)
+
+
+def print_annotations(rows: Sequence[Row], records: Sequence[ResultRecord], marks: Mapping[str, RowMarks]) -> None:
+    """Under the table: what its marks mean and, for published rows, what the post said."""
+    from qtui.core.results.annotations import marks_legend, published_fields, published_note
+
+    ids = {r.id for r in rows}
+    legend = marks_legend(marks, ids)
+    if legend:
+        console.print(" · ".join(legend), style="dim", markup=False, soft_wrap=True)
+    by_id = {rec.id: rec for rec in records}
+    for r in rows:
+        for note in marks[r.id].notes() if r.id in marks else []:
+            console.print(f"{r.model}: {note}", markup=False, soft_wrap=True)
+    sources: dict[tuple[str, str, str], None] = {}
+    for r in rows:
+        rec = by_id.get(r.id)
+        fields = dict(published_fields(rec)) if rec is not None else {}
+        if rec is None or not fields:
+            continue
+        sources[(fields.get("url", ""), fields.get("date", ""), published_note(rec) or "")] = None
+        said = " · ".join(f"{k} {v}" for k, v in fields.items() if k not in ("date", "url"))
+        if said:  # a row the post gave only figures for has nothing more to say
+            who = f"{r.model} ({r.quantizer})" if r.quantizer and r.quantizer not in r.model else r.model
+            console.print(f"{who}, published: {said}", markup=False, soft_wrap=True)
+    for url, date, note in sources:
+        where = " ".join(x for x in (url, f"({date})" if date else "") if x)
+        console.print(f"published{' ' + where if where else ''}: {note or 'no note'}", style="dim", markup=False,
+                      soft_wrap=True)
 
 
 def print_run_board(records: Sequence[ResultRecord]) -> None:
@@ -366,7 +419,7 @@ def print_run_board(records: Sequence[ResultRecord]) -> None:
     ranked = [r for r in rows if r.status == "done"]
     apart = [r for r in rows if r.status != "done"]
     if ranked:
-        print_board(ranked, title="This run, ranked by mean KLD")
+        print_board(ranked, title="This run, ranked by mean KLD", records=records)
     elif not apart:
         print_board([])
     if apart:
@@ -397,14 +450,14 @@ def cmd_results(args: argparse.Namespace) -> int:
     for i, g in enumerate(chosen):
         if i:
             console.print()
-        rows = _sorted_rows(args, g.records, include_failed=True)
+        rows = _sorted_rows(args, g.board, include_failed=True)
         ranked = [r for r in rows if r.status == "done"]
         apart = [r for r in rows if r.status != "done"]
         title = f"Setup {g.number} of {len(groups)}: {g.label}" if len(groups) > 1 else f"Leaderboard · {g.label}"
         # The setup on a line of its own, above the table: a table's title wraps to its width.
         console.print(title if ranked else f"{title}: no finished runs", style="bold", markup=False, soft_wrap=True)
         if ranked:
-            print_board(ranked, title="")
+            print_board(ranked, title="", records=g.records)
         floor = noise_floor(g.records)
         if floor is not None:
             console.print(f"noise floor {floor:.2e} (the base against itself with half the batch): "
@@ -425,14 +478,19 @@ def print_results_json(args: argparse.Namespace, chosen: Sequence[SetupGroup]) -
     """`qtui results --json`: per setup, its rows as sorted, each with its rank range and the paired
     intervals to its neighbours in the ranking (failed and cancelled rows with --failed, unranked)."""
     from qtui import __version__
+    from qtui.core.results.annotations import row_annotations
     from qtui.core.results.export import json_rows
     from qtui.core.results.floor import noise_floor
 
     setups = []
     for g in chosen:
-        rows = _sorted_rows(args, g.records, include_failed=args.failed)
+        rows = _sorted_rows(args, g.board, include_failed=args.failed)
+        listed = json_rows(rows)
+        said = row_annotations(g.records)  # the marks and published fields the app shows
+        for item in listed:
+            item.update(said.get(str(item["id"]), {}))
         setups.append({"number": g.number, "id": g.id, "label": g.label, "noise_floor": noise_floor(g.records),
-                       "rows": json_rows(rows)})
+                       "rows": listed})
     payload = {"generator": f"qtui {__version__}", "setups": setups}
     sys.stdout.write(json.dumps(payload, indent=2, allow_nan=False) + "\n")
 
@@ -447,13 +505,13 @@ def cmd_export(args: argparse.Namespace) -> int:
     carries_failed = args.format in ("csv", "json")
     parts: list[str] = []
     for g in chosen:
-        rows = _sorted_rows(args, g.records, include_failed=True)
+        rows = _sorted_rows(args, g.board, include_failed=True)
         ranked = [r for r in rows if r.status == "done"]
         kept = ranked + [r for r in rows if r.status != "done"] if carries_failed else ranked
         if len(chosen) > 1:
-            parts.append(to_markdown(kept, g.records, title=f"KLD leaderboard · setup {g.number}: {g.label}"))
+            parts.append(to_markdown(kept, g.board, title=f"KLD leaderboard · setup {g.number}: {g.label}"))
         else:
-            parts.append(export(args.format, kept, g.records))
+            parts.append(export(args.format, kept, g.board))
         if len(kept) < len(rows):
             n = len(rows) - len(kept)
             err_console.print(f"{n} failed or cancelled run{'s' if n != 1 else ''} of setup {g.number} not in the "

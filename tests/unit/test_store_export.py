@@ -66,9 +66,9 @@ def test_csv_columns_keep_their_order() -> None:
     # the rank and the paired comparison with the next row were added at the end: older columns keep their place
     assert header == ("model,quantizer,quant,size_gib,bpw,ppl_q,ppl_ratio,kld,kld_err,kld_p99,kld_p999,kld_max,dp_rms,"
                       "same_top,score,pareto,duration_s,kld_status,path,source,"
-                      "rank,next_id,next_diff,next_low,next_high,next_chunks,next_verdict,chunk_data")
-    # one row alone has no score (nothing to be relative to): an empty cell
-    assert line == "m-a,,Q4_0,1.0,,,,0.1,0.001,0.5,,,,90.0,,True,,done,,qtui,1,,,,,,,"
+                      "rank,next_id,next_diff,next_low,next_high,next_chunks,next_verdict,chunk_data,pp_ts,tg_ts")
+    # one row alone has no score (nothing to be relative to): an empty cell; no speed run: empty too
+    assert line == "m-a,,Q4_0,1.0,,,,0.1,0.001,0.5,,,,90.0,,True,,done,,qtui,1,,,,,,,,,"
 
 
 def test_markdown_escapes_pipes_and_shows_unknown() -> None:

@@ -14,7 +14,7 @@ from xml.sax.saxutils import escape
 
 from qtui import __version__
 from qtui.core import formats
-from qtui.core.results.leaderboard import COLUMNS, Row
+from qtui.core.results.leaderboard import COLUMNS, SPEED_KEYS, Row, board_columns, has_speed
 from qtui.core.results.store import ResultRecord
 
 if TYPE_CHECKING:
@@ -25,7 +25,8 @@ COLUMN_KEYS = [c.key for c in COLUMNS]
 # CSV: the leaderboard's columns, then the run's status and where the figures come from; the
 # rank and the paired comparison with the next row come last, so older columns keep their place
 PAIRED_KEYS = ["rank", "next_id", "next_diff", "next_low", "next_high", "next_chunks", "next_verdict", "chunk_data"]
-CSV_KEYS = [*(k for k in COLUMN_KEYS if k != "rank"), "kld_status", "path", "source", *PAIRED_KEYS]
+# the speed columns (llama-bench, tokens per second; empty where not measured) after those
+CSV_KEYS = [*(k for k in COLUMN_KEYS if k != "rank"), "kld_status", "path", "source", *PAIRED_KEYS, *SPEED_KEYS]
 
 
 def board_frame(rows: Sequence[Row]) -> pd.DataFrame:
@@ -36,7 +37,7 @@ def board_frame(rows: Sequence[Row]) -> pd.DataFrame:
     """
     import pandas as pd
 
-    keys = [*COLUMN_KEYS, "id", "status", "path", "source"]
+    keys = [*COLUMN_KEYS, "id", "status", "path", "source", *SPEED_KEYS]
     return pd.DataFrame([[getattr(r, k) for k in keys] for r in rows], columns=keys, dtype=object)
 
 
@@ -75,7 +76,7 @@ def json_rows(rows: Sequence[Row]) -> list[dict[str, Any]]:
     """The rows as JSON objects: the columns, id and status, the kind of per-chunk data, and the
     paired comparisons with the neighbours in the ranking (vs_prev: this row minus the one ranked
     just above it; vs_next: the one just below minus this row)."""
-    table = board_frame(rows)[[*COLUMN_KEYS, "id", "status"]]
+    table = board_frame(rows)[[*COLUMN_KEYS, "id", "status", *SPEED_KEYS]]
     listed = [{str(k): v for k, v in item.items()} for item in table.to_dict(orient="records")]
     above = {r.next_id: r for r in rows if r.next_id is not None}
     for item, row in zip(listed, rows):
@@ -92,10 +93,12 @@ def json_rows(rows: Sequence[Row]) -> list[dict[str, Any]]:
 def to_json(rows: Sequence[Row], records: Iterable[ResultRecord]) -> str:
     by_id = {r.id: r for r in records}
     table = board_frame(rows)[[*COLUMN_KEYS, "id", "status"]]
+    # a row's speed comes from a record of its own (kind "speed"): kept beside the KLD records
+    speed_ids = [r.speed_id for r in rows if r.speed_id is not None]
     payload = {
         "generator": f"qtui {__version__}",
         "rows": json_rows(rows),
-        "records": [by_id[i].to_dict() for i in table["id"] if i in by_id],
+        "records": [by_id[i].to_dict() for i in [*table["id"], *dict.fromkeys(speed_ids)] if i in by_id],
     }
     return json.dumps(payload, indent=2, allow_nan=False) + "\n"
 
@@ -126,7 +129,7 @@ def to_markdown(rows: Sequence[Row], records: Iterable[ResultRecord] = (), title
     # The footer describes the table: a run that is not a row (cancelled, failed) is not counted.
     ids = {r.id for r in rows}
     records = [r for r in records if r.id in ids]
-    cols = [c for c in COLUMNS if c.key != "kld_err"]
+    cols = [c for c in board_columns(rows) if c.key != "kld_err"]  # with pp/tg t/s where a row has them
     table = board_frame(rows)
     cells = {c.key: table[c.key].map(c.fmt) for c in cols}
     # the mean KLD carries its uncertainty in the same cell, as posted showdowns write it
@@ -141,7 +144,9 @@ def to_markdown(rows: Sequence[Row], records: Iterable[ResultRecord] = (), title
     notes = ["", "Lower KLD = closer to the base. Dist. = distance to the ideal, lower is better: 0 = the smallest "
              "and most faithful file, with size and KLD scaled 0-1 over these rows (the largest file with the "
              "lowest KLD and the smallest with the highest both score 1.000); ★ = on the size/KLD Pareto front; "
-             "? = not measured or not published.",
+             "? = not measured or not published." + (" pp t/s and tg t/s = llama-bench prompt processing and "
+                                                    "generation speed in tokens per second (empty: not measured)."
+                                                    if has_speed(rows) else ""),
              "Rank 3-5 = neighbours not separated at 95 %. vs next-ranked = the next-ranked row's mean KLD minus "
              "this one's over the chunks both ran, with its 95 % interval (paired by chunk, Holm over the neighbours)."]
     notes += [f"- {line}" for line in provenance(records)]

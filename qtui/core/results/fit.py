@@ -13,7 +13,8 @@ from collections.abc import Sequence
 from qtui.core.results.leaderboard import COLUMNS, Column, Row, format_cell
 
 PRIORITY: tuple[str, ...] = (
-    "model", "quantizer", "quant", "kld", "published_score", "rank", "size_gib", "kld_err", "kld_p99", "bpw",
+    "model", "quantizer", "quant", "kld", "published_score", "rank", "size_gib", "kld_err", "tg_ts", "pp_ts",
+    "kld_p99", "bpw",
     "same_top", "ppl_ratio", "score", "pareto", "ppl_q", "kld_p999", "kld_max", "dp_rms", "duration_s",
 )
 """Columns from the most to the least useful; a column not named here comes after them all."""

@@ -16,10 +16,11 @@ from qtui.core.results.floor import floors_by_setup, is_floor
 from qtui.core.results.paired import Separation, adjacent_separations, rank_ranges
 from qtui.core.results.ranking import GIB, Point, efficiency, model_label, number, pareto, setup_key, size_gib
 from qtui.core.results.screening import paired_order
-from qtui.core.results.store import ResultRecord
+from qtui.core.results.store import ResultRecord, file_identity
 
-__all__ = ["COLUMNS", "COLUMN_KEYS", "GIB", "PUBLISHED_SCORE", "Column", "Row", "board_records", "build_rows",
-           "efficiency_scores", "format_cell", "pareto_front", "rank_rows", "row_from_record", "setup_key", "sort_rows"]
+__all__ = ["COLUMNS", "COLUMN_KEYS", "GIB", "PUBLISHED_SCORE", "SPEED_COLUMNS", "SPEED_KEYS", "Column", "Row",
+           "board_columns", "board_records", "build_rows", "efficiency_scores", "format_cell", "has_speed", "join_speed",
+           "pareto_front", "rank_rows", "row_from_record", "setup_key", "sort_rows"]
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,12 @@ class Row:
     (the order screening decided on) instead of each row's own mean"""
     published_score: float | None = None
     """the score a published sweep gave this row, over its post's own set of quants"""
+    pp_ts: float | None = None
+    """prompt processing speed, tokens per second, from the latest speed run of the same file"""
+    tg_ts: float | None = None
+    """generation speed, tokens per second (same speed run)"""
+    speed_id: str | None = None
+    """the speed record pp_ts and tg_ts come from"""
 
 
 @dataclass(frozen=True)
@@ -109,6 +116,54 @@ PUBLISHED_SCORE = Column("published_score", "Published", _num(3),
                          "the score the published sweep gave this row, normalised over every quant of its post "
                          "(lower is better): not comparable with the score computed over the rows shown")
 """Not among COLUMNS: only a published sweep has it; the app shows it where a row has one."""
+
+
+def _speed(v: Any) -> str:
+    # empty, not "?": a speed is optional, not a figure that went missing
+    return "" if v is None else (f"{v:.0f}" if v >= 1000 else f"{v:.1f}")
+
+
+SPEED_COLUMNS: tuple[Column, ...] = (
+    Column("pp_ts", "pp t/s", _speed, "prompt processing speed, tokens per second (llama-bench, pp512 by default, "
+           "with the run's -ngl/-fa/-t; `qtui run --speed`); empty where not measured"),
+    Column("tg_ts", "tg t/s", _speed, "generation speed, tokens per second (llama-bench, tg128 by default); "
+           "empty where not measured"),
+)
+"""Not among COLUMNS: shown where a row has a speed (a speed job is optional)."""
+SPEED_KEYS = tuple(c.key for c in SPEED_COLUMNS)
+
+
+def has_speed(rows: Iterable[Row]) -> bool:
+    return any(r.pp_ts is not None or r.tg_ts is not None for r in rows)
+
+
+def board_columns(rows: Sequence[Row]) -> tuple[Column, ...]:
+    """COLUMNS, with the speed columns after BPW (beside the size they trade against) when a
+    row has a speed."""
+    if not has_speed(rows):
+        return COLUMNS
+    at = COLUMN_KEYS.index("bpw") + 1
+    return (*COLUMNS[:at], *SPEED_COLUMNS, *COLUMNS[at:])
+
+
+def join_speed(records: Iterable[ResultRecord], rows: Sequence[Row], kept: Sequence[ResultRecord]) -> list[Row]:
+    """Each row with the latest finished speed run of its file (rows made from `kept`, in order)."""
+    latest: dict[tuple[str, object, float], ResultRecord] = {}
+    for r in records:
+        ident = file_identity(r.model)
+        if r.kind == "speed" and r.status == "done" and ident is not None:
+            prev = latest.get(ident)
+            if prev is None or (r.ended_at or 0) >= (prev.ended_at or 0):
+                latest[ident] = r
+    if not latest:
+        return list(rows)
+    out = []
+    for rec, row in zip(kept, rows):
+        ident = file_identity(rec.model)
+        sp = latest.get(ident) if ident is not None else None
+        out.append(row if sp is None else replace(row, pp_ts=number(sp.stats, "pp_ts"), tg_ts=number(sp.stats, "tg_ts"),
+                                                  speed_id=sp.id))
+    return out
 
 
 def row_from_record(rec: ResultRecord) -> Row:
@@ -191,7 +246,8 @@ def build_rows(records: Iterable[ResultRecord], include_failed: bool = False) ->
         ranked = [rows[i] for i in members]
         for i, s, f in zip(members, efficiency_scores(ranked), pareto_front(ranked)):
             scores[i], front[i] = s, f
-    return rank_rows(kept, [replace(r, score=s, pareto=f) for r, s, f in zip(rows, scores, front)], floors)
+    rows = join_speed(records, [replace(r, score=s, pareto=f) for r, s, f in zip(rows, scores, front)], kept)
+    return rank_rows(kept, rows, floors)
 
 
 def rank_rows(records: Sequence[ResultRecord], rows: Sequence[Row],
@@ -279,7 +335,7 @@ def _measurement(r: ResultRecord) -> tuple[object, ...] | None:
 
 def sort_rows(rows: Iterable[Row], key: str = "kld", reverse: bool = False) -> list[Row]:
     """Sort by any column; unknown values always last, whichever the direction."""
-    if key not in COLUMN_KEYS and key not in ("status", PUBLISHED_SCORE.key):
+    if key not in COLUMN_KEYS and key not in ("status", PUBLISHED_SCORE.key, *SPEED_KEYS):
         raise ValueError(f"unknown column {key!r}; choose one of: {', '.join(COLUMN_KEYS)}")
     rows = list(rows)
     known = [r for r in rows if getattr(r, key) is not None]
@@ -307,7 +363,7 @@ def _rank_order(rank: str) -> tuple[int, int]:
 
 
 def format_cell(column: Column | str, row: Row) -> str:
-    col = column if isinstance(column, Column) else next(c for c in COLUMNS if c.key == column)
+    col = column if isinstance(column, Column) else next(c for c in (*COLUMNS, *SPEED_COLUMNS) if c.key == column)
     text = col.fmt(getattr(row, col.key))
     if col.key == "rank" and row.screen:
         return f"{text} · {row.screen}"  # a screened row says how far it ran, and whether it is settled

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from qtui.core.results.ranking import Setup, SetupKey, setup_key
-from qtui.core.results.store import ResultRecord
+from qtui.core.results.store import ResultRecord, file_identity
 
 __all__ = ["SetupGroup", "SetupNotFound", "find_setup", "group_setups", "setup_keys"]
 
@@ -27,6 +27,14 @@ class SetupGroup:
     """1, 2, ...: most results first (1 is the default)"""
     setup: Setup
     records: tuple[ResultRecord, ...]
+    speed: tuple[ResultRecord, ...] = ()
+    """finished speed runs (llama-bench) of the setup's model files: a speed belongs to a file,
+    not to a setup, so each setup showing the file carries it"""
+
+    @property
+    def board(self) -> tuple[ResultRecord, ...]:
+        """What the setup's rows are built from: its KLD records and their files' speeds."""
+        return self.records + self.speed
 
     @property
     def ranked(self) -> int:
@@ -82,7 +90,14 @@ def group_setups(records: Sequence[ResultRecord]) -> list[SetupGroup]:
         return -done, -latest, Setup.of(recs[0], key).id
 
     ranked = sorted(members, key=order)
-    return [SetupGroup(n, Setup.of(members[k][0], k), tuple(members[k])) for n, k in enumerate(ranked, 1)]
+    speed = [r for r in records if r.kind == "speed" and r.status == "done" and file_identity(r.model) is not None]
+
+    def speeds(recs: list[ResultRecord]) -> tuple[ResultRecord, ...]:
+        files = {file_identity(r.model) for r in recs}
+        return tuple(r for r in speed if file_identity(r.model) in files)
+
+    return [SetupGroup(n, Setup.of(members[k][0], k), tuple(members[k]), speeds(members[k]))
+            for n, k in enumerate(ranked, 1)]
 
 
 def find_setup(groups: Sequence[SetupGroup], wanted: str) -> SetupGroup:

@@ -76,6 +76,15 @@ class ResultRecord:
         return cls(**{k: v for k, v in d.items() if k in known})
 
 
+def file_identity(model: dict[str, Any]) -> tuple[str, object, float] | None:
+    """The model file a record measured: its path, size and mtime (None without a local file).
+    A speed record belongs to the KLD rows of the same file."""
+    path, mtime = model.get("path"), model.get("mtime")
+    if not path:
+        return None
+    return str(path), model.get("size_bytes"), round(float(mtime), 3) if isinstance(mtime, (int, float)) else -1.0
+
+
 def new_id() -> str:
     # Sortable by time, unique across machines: merging stores never collides.
     return time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + uuid.uuid4().hex[:8]

@@ -21,7 +21,8 @@ from qtui.core.gguf.model_info import ModelInfo, model_info, model_summary
 from qtui.core.gguf.reader import GGUFError
 from qtui.core.jobs.queue import JobSpec
 from qtui.core.llama.basefile import BaseFileError, check_base_file, estimate_size
-from qtui.core.llama.tools import BuildInfo, LlamaTools, child_env
+from qtui.core.llama.bench import BenchArgsError, BenchStyle, probe_bench, speed_argv, split_speed_args
+from qtui.core.llama.tools import BuildInfo, LlamaNotFound, LlamaTools, child_env
 from qtui.core.showdown.request import DEFAULT_CTX
 
 # An English BPE vocabulary averages about 4 bytes per token; 3 errs on the side of more
@@ -49,10 +50,12 @@ class RunPlan:
     """with a base job: what it will make. Kept apart from `notes` because the showdown
     service may find, under the queue lock, that the base is being made or was made
     meanwhile, and then says that instead."""
+    speed_jobs: list[JobSpec] = field(default_factory=list)
+    """llama-bench per variant (`speed`): no dependency on the base or KLD jobs"""
 
     @property
     def jobs(self) -> list[JobSpec]:
-        return ([self.base_job] if self.base_job else []) + self.kld_jobs
+        return ([self.base_job] if self.base_job else []) + self.kld_jobs + self.speed_jobs
 
 
 BUILTIN_CORPUS = "builtin"
@@ -243,6 +246,8 @@ def plan_showdown(
     hash_models: bool = False,
     floor: bool = False,
     base_args: Sequence[str] = (),
+    speed: bool = False,
+    speed_args: Sequence[str] = (),
 ) -> RunPlan:
     """`base_args`, when given, replace `extra_args` for the base run only (see base_run_args);
     the KLD runs and the noise floor keep `extra_args`. The base file's key does not depend on
@@ -255,6 +260,7 @@ def plan_showdown(
     problems: list[str] = []
     notes: list[str] = []
     base_extra = list(extra_args)
+    style = _bench_style(tools, speed_args, problems) if speed else None
     if base_args:
         try:
             base_extra = base_run_args(base_args, extra_args, ctx, chunks)
@@ -367,7 +373,32 @@ def plan_showdown(
             corpus=corpus_meta, ctx=kld_ctx, chunks=chunks, llama=llama,
             depends_on=base_job.id if base_job else None, label=f"{FLOOR_LABEL} {base.path.name}",
         ))
-    return RunPlan(base_job, kld_jobs, bfile, notes, base_note)
+    speed_jobs = []
+    if style is not None:
+        dropped: dict[str, None] = {}
+        for m in models:
+            argv, lost = speed_argv(tools, m.path, extra_args, speed_args, style)
+            dropped.update(dict.fromkeys(lost))
+            speed_jobs.append(JobSpec(
+                kind="speed", argv=argv, env=env, model=model_summary(m, sha256=hash_models),
+                # what the speed depends on besides the file: the same arguments give the same test
+                llama={**llama, "binary": str(tools.bench), "bench_args": argv[argv.index("-m") + 2:]},
+                label=f"speed {m.path.name}",
+            ))
+        if dropped:
+            notes.append(f"speed: llama-bench has no {', '.join(dropped)}: the speed runs without "
+                         f"{'it' if len(dropped) == 1 else 'them'}.")
+    return RunPlan(base_job, kld_jobs, bfile, notes, base_note, speed_jobs=speed_jobs)
+
+
+def _bench_style(tools: LlamaTools, speed_args: Sequence[str], problems: list[str]) -> BenchStyle | None:
+    """How this build's llama-bench spells its options, or None with the reason in `problems`."""
+    try:
+        split_speed_args(speed_args)
+        return probe_bench(tools)
+    except (BenchArgsError, LlamaNotFound) as exc:
+        problems.append(str(exc) if str(exc).endswith(".") else f"{exc}.")
+        return None
 
 
 def _read_meta(base_file: Path) -> dict[str, Any] | None:

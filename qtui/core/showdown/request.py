@@ -43,6 +43,12 @@ class ShowdownRequest:
     """with screen: settle only who is in the top N, not the whole order"""
     floor: bool = False
     """also measure the noise floor: the base against its own log-probs with half the batch"""
+    speed: bool = False
+    """also measure each variant's speed with llama-bench (pp512 and tg128 by default, with the
+    llama_args that matter for speed translated: -ngl, -fa, -t, -ot...): a job per variant"""
+    speed_args: Sequence[str] = ()
+    """llama-bench's own options for the speed jobs (e.g. ("-p", "1024", "-n", "256", "-r", "3")):
+    they replace the defaults and any translated option of the same name"""
 
     def __post_init__(self) -> None:
         # Frozen and comparable whatever sequence types the caller used.
@@ -50,6 +56,7 @@ class ShowdownRequest:
         object.__setattr__(self, "variants", tuple(Path(v) for v in self.variants))
         object.__setattr__(self, "llama_args", tuple(self.llama_args))
         object.__setattr__(self, "base_args", tuple(self.base_args))
+        object.__setattr__(self, "speed_args", tuple(self.speed_args))
 
 
 class NoFullRun(ValueError):

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,9 +51,16 @@ class Skipped:
 
     variant: Path
     why: SkipReason
+    speed: bool = False
+    """the variant's speed job (llama-bench) was skipped, not its KLD job"""
 
     @property
     def text(self) -> str:
+        if self.speed:
+            what = {"measured": "already measured with these llama-bench arguments",
+                    "queued": "already waiting in the queue", "running": "already running",
+                    "repeated": "named more than once"}[self.why]
+            return f"skipped the speed of {self.variant.name}: {what}"
         what = {"measured": "already measured on this setup",
                 "queued": "already waiting in the queue on this setup",
                 "running": "already running on this setup",
@@ -71,6 +79,10 @@ class Queued:
     @property
     def kld_jobs(self) -> list[Job]:
         return [j for j in self.jobs if j.spec.kind == "kld"]
+
+    @property
+    def speed_jobs(self) -> list[Job]:
+        return [j for j in self.jobs if j.spec.kind == "speed"]
 
     @property
     def base_job(self) -> Job | None:
@@ -126,7 +138,7 @@ class Showdown:
             base_model=request.base, variants=list(request.variants), corpus=resolve_corpus(request.corpus),
             ctx=request.ctx, chunks=request.chunks, extra_args=list(request.llama_args), tools=tools, build=build,
             base_file=request.base_file, gpu_name=gpu_name, hash_models=request.hash_models, floor=request.floor,
-            base_args=list(request.base_args),
+            base_args=list(request.base_args), speed=request.speed, speed_args=list(request.speed_args),
         )
 
     def check_data_dir(self) -> None:
@@ -159,9 +171,12 @@ class Showdown:
                 # A screened variant ran only some chunks: a full run of it is still news.
                 records = [r for r in records if not screened(r)]
             kld, skipped = select_variants(plan.kld_jobs, jobs, records, again)
+            speed, speed_skipped = select_speed(plan.speed_jobs, jobs, records, again)
+            skipped += speed_skipped
             if not kld:
                 # Nothing to measure: a base file nobody waits for is not worth making.
-                return Queued([], notes, skipped)
+                added = self.queue.add_many_locked(in_order([], speed)) if speed else []
+                return Queued(added, notes, skipped)
             base_job, depends_on, base_note = self._base_decision(plan, jobs)
             if base_note:
                 notes.append(base_note)
@@ -171,7 +186,7 @@ class Showdown:
                 kld = self._screen_stage1(kld, request)
                 notes.append(f"screening {len(kld)} variant(s): stage 1 on the first chunks of the base file, then "
                              "growing windows only for the variants whose place is not settled yet.")
-            added = self.queue.add_many_locked(([base_job] if base_job else []) + kld)
+            added = self.queue.add_many_locked(in_order(([base_job] if base_job else []) + kld, speed))
         return Queued(added, notes, skipped)
 
     def _screen_stage1(self, kld: list[JobSpec], request: ShowdownRequest) -> list[JobSpec]:
@@ -268,6 +283,54 @@ def select_variants(planned: Sequence[JobSpec], jobs: Sequence[Job], records: It
                 continue
         keep.append(spec)
     return keep, skipped
+
+
+def select_speed(planned: Sequence[JobSpec], jobs: Sequence[Job], records: Iterable[ResultRecord],
+                 again: bool) -> tuple[list[JobSpec], list[Skipped]]:
+    """The planned speed jobs worth queuing: a file's speed is measured once per set of
+    llama-bench arguments (same file, same arguments: same test), unless `again`."""
+    done = [r for r in records if r.kind == "speed" and r.status == "done"]
+    active = [j for j in jobs if j.spec.kind == "speed" and j.state.status in ACTIVE]
+    keep: list[JobSpec] = []
+    skipped: list[Skipped] = []
+
+    def same(a: JobSpec, model: dict[str, Any], llama: dict[str, Any]) -> bool:
+        return _same_file(a.model, model) and a.llama.get("bench_args") == llama.get("bench_args")
+
+    for spec in planned:
+        path = Path(str(spec.model.get("path", "")))
+        if any(same(spec, k.model, k.llama) for k in keep):
+            skipped.append(Skipped(path, "repeated", speed=True))
+            continue
+        if not again:
+            job = next((j for j in active if same(spec, j.spec.model, j.spec.llama)), None)
+            if job is not None:
+                skipped.append(Skipped(path, "running" if job.state.status == "running" else "queued", speed=True))
+                continue
+            if any(same(spec, r.model, r.llama) for r in done):
+                skipped.append(Skipped(path, "measured", speed=True))
+                continue
+        keep.append(spec)
+    return keep, skipped
+
+
+def in_order(jobs: Sequence[JobSpec], speed: Sequence[JobSpec]) -> list[JobSpec]:
+    """`jobs` with each speed job right after its variant's KLD job (the rest at the end), in
+    queue order: the first speeds come while the other variants' KLD still runs."""
+    by_file: dict[object, list[JobSpec]] = {}
+    for sp in speed:
+        by_file.setdefault(_resolved(sp.model.get("path")), []).append(sp)
+    out: list[JobSpec] = []
+    for spec in jobs:
+        out.append(spec)
+        if spec.kind == "kld" and not spec.model.get("floor"):
+            out += by_file.pop(_resolved(spec.model.get("path")), [])
+    out += [sp for group in by_file.values() for sp in group]
+    if speed:
+        start = time.time()
+        for i, spec in enumerate(out):  # the queue runs by seq: make it this order
+            spec.seq = start + i * 1e-6
+    return out
 
 
 def screened(rec: ResultRecord) -> bool:
