@@ -6,7 +6,7 @@ import argparse
 import json
 import shlex
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -29,7 +29,6 @@ from qtui.core.results.store import ResultRecord, ResultStore, load_records
 if TYPE_CHECKING:
     from qtui.core.gguf.model_info import ModelInfo
     from qtui.core.llama.basecache import CachedBase
-    from qtui.core.results.measured import RowMarks
     from qtui.core.showdown.service import ShowdownRequest
 
 
@@ -352,8 +351,8 @@ def _others_line(groups: Sequence[SetupGroup], shown: SetupGroup, command: str) 
 
 
 def print_board(rows: Sequence[Row], title: str = "Leaderboard", records: Sequence[ResultRecord] = ()) -> None:
-    """The rows as a table; with the `records` they come from, the marks and published fields the
-    app shows (core/results/annotations.py), under the table."""
+    """The rows as a table; with the `records` they come from, each name with the mark the app
+    gives it (≈, ≡). What the marks mean comes after the board (print_annotations)."""
     if not rows:
         console.print("no results yet: run [bold]qtui run[/] or [bold]qtui demo[/]")
         return
@@ -380,13 +379,14 @@ def print_board(rows: Sequence[Row], title: str = "Leaderboard", records: Sequen
     hidden = len(columns) - len(cols)
     if hidden:
         console.print(f"[dim]{hidden} columns hidden at this width (qtui export -f md shows all)[/]")
-    print_annotations(rows, records, marks)
 
 
-def print_annotations(rows: Sequence[Row], records: Sequence[ResultRecord], marks: Mapping[str, RowMarks]) -> None:
-    """Under the table: what its marks mean and, for published rows, what the post said."""
-    from qtui.core.results.annotations import marks_legend, published_fields, published_note
+def print_annotations(rows: Sequence[Row], records: Sequence[ResultRecord]) -> None:
+    """Under a board: what its marks mean and, for published rows, what the post said (the
+    words of the app's caption and i, from core/results/annotations.py)."""
+    from qtui.core.results.annotations import marks_legend, published_fields, published_note, row_marks
 
+    marks = row_marks(records)
     ids = {r.id for r in rows}
     legend = marks_legend(marks, ids)
     if legend:
@@ -424,6 +424,7 @@ def print_run_board(records: Sequence[ResultRecord]) -> None:
         print_board([])
     if apart:
         print_unranked(apart, records)
+    print_annotations(rows, records)
 
 
 def print_unranked(rows: Sequence[Row], records: Sequence[ResultRecord]) -> None:
@@ -468,6 +469,7 @@ def cmd_results(args: argparse.Namespace) -> int:
             n = len(apart)
             console.print(f"{n} failed or cancelled run{'s' if n != 1 else ''} on this setup, not ranked "
                           "(--failed lists them)", style="dim", markup=False)
+        print_annotations(rows if args.failed else ranked, g.records)
     line = _others_line(groups, chosen[0], "qtui results") if len(chosen) == 1 else None
     if line:
         console.print(line, markup=False, soft_wrap=True)

@@ -19,7 +19,8 @@ from qtui.core.fsutil import human_bytes
 from qtui.core.gguf.discovery import Skipped
 from qtui.core.gguf.mixdiff import mix_diff
 from qtui.core.gguf.model_info import GROUPS, ModelInfo, TypeShare
-from qtui.core.results.leaderboard import COLUMNS, format_cell, published_score, row_from_record
+from qtui.core.results.annotations import published_fields, published_note
+from qtui.core.results.leaderboard import COLUMNS, format_cell, row_from_record
 from qtui.core.results.store import ResultRecord
 from qtui.ui.mixdiff_table import diff_table, diff_verdict
 
@@ -131,17 +132,13 @@ def record_details(rec: ResultRecord, notes: Sequence[str] = ()) -> RenderableTy
 def published_details(rec: ResultRecord) -> list[RenderableType]:
     """What a published sweep said of this row beyond its figures: its score, its finding, the
     note on how to read it. Nothing for a run measured here."""
-    if rec.source.get("type") != "published":
+    fields = published_fields(rec)
+    if not fields:
         return []
-    published = rec.source.get("published")
-    said = published if isinstance(published, dict) else {}
-    score = published_score(rec)
-    fields = [("score", f"{score:.3f} (the post's, over all of its quants; lower is better)" if score is not None else None),
-              ("finding", said.get("finding")), ("date", rec.source.get("date")), ("url", rec.source.get("url"))]
-    fields += [(str(k), v) for k, v in said.items() if k not in ("efficiency", "finding")]
-    parts: list[RenderableType] = [Text("Published", style="bold"), _kv([(k, v) for k, v in fields if v is not None])]
-    if rec.source.get("note"):
-        parts.append(Text(str(rec.source["note"]), style="dim"))
+    parts: list[RenderableType] = [Text("Published", style="bold"), _kv(list(fields))]
+    note = published_note(rec)
+    if note:
+        parts.append(Text(note, style="dim"))
     return parts
 
 
