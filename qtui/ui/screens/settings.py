@@ -30,7 +30,7 @@ FIELDS: tuple[tuple[str, str, str], ...] = (
     ("chunks", "Chunks", "empty: every chunk of the corpus"),
     ("llama_bin", "llama bin", "empty: PATH, then qtui setup-llama's build"),
     ("llama_args", "llama args", "extra arguments, e.g. -ngl 99 -fa on -ot exps=CPU"),
-    ("base_args", "Base args", "the base run's own instead, e.g. -ngl 20 -ot exps=CPU; empty: llama args"),
+    ("base_args", "Base args", "base run only, e.g. -ngl 20; empty: llama args"),
     ("data_dir", "Data dir", "empty: the user data dir (results, jobs)"),
     ("cache_dir", "Cache dir", "empty: the user cache dir (base files, llama builds)"),
     ("model_dirs", "Model dirs", f"more folders to scan, separated by {os.pathsep}"),
