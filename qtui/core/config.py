@@ -52,7 +52,9 @@ class Config:
     cache_dir: str | None = None  # llama builds, demo models, base files (paths.cache_dir reads it)
     theme: str = "textual-dark"
     gpu_interval_s: float = 1.0
-    slots: int = 1  # runs at once (one per GPU)
+    slots: int = 1  # runs at once on a box without GPU (with GPUs, gpus_per_run decides)
+    gpus_per_run: int | str = 1
+    """GPUs each run takes (1-64), or "auto": the fewest whose free memory holds the run"""
 
 
 class ConfigError(ValueError):
@@ -111,6 +113,14 @@ def _args(v: Any) -> list[str]:
     return out
 
 
+def _gpus_per_run(v: Any) -> int | str:
+    if isinstance(v, str) and v.strip().lower() == "auto":
+        return "auto"
+    if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= 64:
+        raise _Bad('must be a number of GPUs from 1 to 64 or "auto"')
+    return v
+
+
 def _interval(v: Any) -> float:
     if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.1 <= v <= 60:
         raise _Bad("must be a number of seconds between 0.1 and 60")
@@ -130,6 +140,7 @@ _CHECKS: dict[str, Callable[[Any], Any]] = {
     "theme": _nonempty_str,
     "gpu_interval_s": _interval,
     "slots": _positive_int(64),
+    "gpus_per_run": _gpus_per_run,
 }
 assert set(_CHECKS) == {f.name for f in fields(Config)}
 

@@ -184,3 +184,17 @@ def test_env_overrides(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert effective_data_dir(cfg) == tmp_path / "envdata"
     save_config(cfg, tmp_path / "c.toml")  # the env never leaks into the file
     assert load_config(tmp_path / "c.toml")[0] == cfg
+
+
+def test_gpus_per_run_is_a_count_or_auto(tmp_path: Path) -> None:
+    p = tmp_path / "config.toml"
+    p.write_text('gpus_per_run = "auto"\n')
+    assert load_config(p) == (Config(gpus_per_run="auto"), [])
+    p.write_text("gpus_per_run = 2\n")
+    assert load_config(p)[0].gpus_per_run == 2
+    p.write_text("ctx = 256\ngpus_per_run = 0\n")
+    cfg, msgs = load_config(p)
+    assert cfg.gpus_per_run == 1
+    assert msgs == ['config.toml line 2: gpus_per_run must be a number of GPUs from 1 to 64 or "auto", using 1']
+    save_config(Config(gpus_per_run="auto"), p)
+    assert load_config(p)[0].gpus_per_run == "auto"

@@ -187,6 +187,9 @@ def test_monitor_restarts_when_a_job_is_rerun(tmp_path: Path) -> None:
 
 
 def test_two_slots_run_two_jobs_at_once_one_gpu_each(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from qtui.core.gpu import Nvml
+    from tests.unit.test_gpu import FakeNvml, LibraryNotFound
+
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     log = tmp_path / "starts.log"
     q = JobQueue(tmp_path)
@@ -196,7 +199,9 @@ def test_two_slots_run_two_jobs_at_once_one_gpu_each(tmp_path: Path, monkeypatch
         s.env["FAKE_LLAMA_ENV_LOG"] = str(log)
         jobs.append(q.add(s))
     t0 = time.time()
-    Scheduler(tmp_path, slots=2).run()
+    # no GPU seen (as on a CPU box, whatever GPUs this machine has): slots is the count
+    no_gpu = Nvml(FakeNvml([], init_error=LibraryNotFound))
+    Scheduler(tmp_path, slots=2, nvml=no_gpu).run()
     assert all(q.get(j.id).state.status == "done" for j in jobs)  # type: ignore[union-attr]
     starts = [line.split() for line in log.read_text().splitlines()]
     assert sorted({gpu for _, gpu, _ in starts}) == ["0", "1"]

@@ -72,6 +72,9 @@ class JobSpec:
     screen: dict[str, Any] | None = None
     """screening: {"batch": id, "stage": n, "key": variant key, "policy": {...}} (jobs/screening.py)"""
     label: str = ""
+    gpus_per_run: int | str | None = None
+    """GPUs this run asks for: a number, or "auto" (the fewest whose free memory holds the
+    run's estimate); None: one. Kept with the job, so a queued job keeps what it was asked."""
     id: str = field(default_factory=new_id)
     seq: float = field(default_factory=time.time)
     created_at: float = field(default_factory=time.time)
@@ -84,6 +87,9 @@ class JobState:
     pid_started: float | None = None
     """the child's create time: a recycled pid must not be mistaken for our child"""
     slot: int | None = None
+    gpus: list[int] | None = None
+    """the GPUs it holds while it runs (NVML indices, as nvidia-smi numbers them; on a box
+    without GPU, the CPU places it holds)"""
     started_at: float | None = None
     ended_at: float | None = None
     exit_code: int | None = None

@@ -20,14 +20,23 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
+from qtui.core.gguf.reader import GGUFError
+from qtui.core.gpu import Nvml
 from qtui.core.jobs.finalize import failure_words, finalize_job, mark_failed
+from qtui.core.jobs.gpus import AUTO, Inventory, Want, group_env, inventory, names_own_devices, pack, parse_gpus_per_run
 from qtui.core.jobs.procs import create_time, lock_path, log, log_path, scheduler_running, signal_group
 from qtui.core.jobs.queue import Job, JobQueue
 from qtui.core.jobs.runner import POLL_S, start_child, wait_adopted, wait_child
 from qtui.core.jobs.screening import after_job, fail_batch, prepare_window, resume
+from qtui.core.llama.memory import MemoryEstimateError, run_memory
 
 MAX_BACKOFF_S = 10.0
 """longest wait between attempts to take a job while the queue cannot be written (disk full)"""
+SETTLE_S = 3.0
+"""after a job ends, how long its GPU memory may still show as used: no run is refused for
+want of memory on a reading that recent"""
+RESAMPLE_S = 1.0
+"""how often free GPU memory is read again while an "auto" job waits"""
 
 __all__ = ["POLL_S", "Scheduler", "ensure_scheduler", "scheduler_running", "serve", "slot_gpu_env"]
 
@@ -35,11 +44,27 @@ __all__ = ["POLL_S", "Scheduler", "ensure_scheduler", "scheduler_running", "serv
 class Scheduler:
     """Every step after a child exits is guarded: whatever goes wrong while a job is judged or
     recorded ends THAT job as failed, with the reason in words in its state and the traceback
-    in scheduler.log, and its slot goes on to the next job. No job is left "running"."""
+    in scheduler.log, and its GPUs go on to the next job. No job is left "running".
 
-    def __init__(self, data_dir: Path, slots: int = 1) -> None:
+    Jobs take groups of GPUs (jobs/gpus.py): each job holds the GPUs it asked for while it
+    runs, and the child sees only those. Without any GPU, `slots` jobs run at once on the CPU.
+    `nvml` and `parent_env` are what the GPUs are read from (tests give a fake NVML)."""
+
+    def __init__(self, data_dir: Path, slots: int = 1, nvml: Nvml | None = None,
+                 parent_env: Mapping[str, str] | None = None) -> None:
         self.queue = JobQueue(data_dir)
         self.slots = max(1, slots)
+        self._nvml = nvml
+        self._parent = dict(os.environ if parent_env is None else parent_env)
+        self.gpus: Inventory = inventory(self._parent, None, self.slots)
+        """the GPUs jobs may use; read from NVML when run() starts"""
+        self._held: dict[str, list[int]] = {}
+        """job id -> the GPU keys it holds (running or adopted jobs)"""
+        self._passed: dict[str, int] = {}
+        self._wants: dict[str, Want] = {}
+        self._last_end = 0.0
+        self._last_sample = 0.0
+        self._wake = threading.Event()
         self.stranded: set[str] = set()
         """jobs whose failure could not even be written: left to the next scheduler"""
         self._lock = threading.Lock()
@@ -49,13 +74,16 @@ class Scheduler:
         queue lock is released (flock is not re-entrant)"""
 
     # -- choosing work ---------------------------------------------------------------------
-    def _claim_next(self, slot: int) -> tuple[Job | None, bool]:
-        """Under the queue lock: mark the next runnable job running. Returns (job, any_pending)."""
+    def _claim(self) -> tuple[list[Job], bool]:
+        """Under the queue lock: mark running every job that can start now, each with its GPU
+        group (jobs/gpus.pack: queue order, backfill, then a reservation). Returns (jobs,
+        any_pending)."""
         with self.queue.locked():
             jobs = self.queue.jobs()
             by_id = {j.id: j for j in jobs}
+            runnable: list[Job] = []
             for job in jobs:
-                if job.state.status != "queued" or job.spec.depends_on in self.stranded:
+                if job.state.status != "queued" or job.spec.depends_on in self.stranded or job.id in self._held:
                     continue
                 dep = by_id.get(job.spec.depends_on) if job.spec.depends_on else None
                 if job.spec.depends_on and dep is None:
@@ -66,12 +94,79 @@ class Scheduler:
                     continue
                 if dep is not None and dep.state.status != "done":
                     continue
+                runnable.append(job)
+            if not runnable:
+                return [], self._pending(jobs)
+            with self._lock:
+                busy = {k for keys in self._held.values() for k in keys}
+            for j in jobs:  # a run this scheduler does not follow (yet) still holds its GPUs;
+                # a stranded one ended (only its record could not be written): it holds none
+                if j.state.status == "running" and j.id not in self._held and j.id not in self.stranded:
+                    busy.update(self._keys_of(j))
+            self._refresh(runnable)
+            waiting = [(j.id, self._want(j)) for j in runnable]
+            plan = pack(waiting, self.gpus, busy, self._passed, settled=time.time() - self._last_end > SETTLE_S)
+            for job_id, reason in plan.refused:
+                self._fail_unlocked(by_id[job_id], reason)
+            started: list[Job] = []
+            for job_id, group in plan.starts:
+                job = by_id[job_id]
                 job.state.status = "running"
-                job.state.slot = slot
+                job.state.gpus = [d.key for d in group]
+                job.state.slot = group[0].key if group else None
                 job.state.started_at = time.time()
-                self.queue.write_state(job)
-                return job, True
-            return None, self._pending(jobs)
+                try:
+                    self.queue.write_state(job)
+                except Exception:
+                    if not started:
+                        raise
+                    break  # those already marked run; this one stays queued for the next look
+                with self._lock:
+                    self._held[job.id] = list(job.state.gpus)
+                started.append(job)
+            return started, True
+
+    def _keys_of(self, job: Job) -> list[int]:
+        """The GPUs a running job holds: recorded in its state (a job of an older qtui: its slot)."""
+        if job.state.gpus is not None:
+            return list(job.state.gpus)
+        return [job.state.slot] if job.state.slot is not None else []
+
+    def _want(self, job: Job) -> Want:
+        """What a job asks for, worked out once (an "auto" job's estimate reads its GGUF header)."""
+        if job.id in self._wants:
+            return self._wants[job.id]
+        spec = job.spec
+        label = spec.label or spec.kind
+        want = Want(label=label)
+        if names_own_devices(spec.argv, spec.env):
+            want = Want(exclusive=True, label=label)
+        else:
+            try:
+                asked = parse_gpus_per_run(spec.gpus_per_run if spec.gpus_per_run is not None else 1)
+            except ValueError as exc:
+                log(self.queue.data_dir, f"job {job.id}: {exc}; using 1")
+                asked = 1
+            if asked == AUTO and self.gpus.real:
+                try:
+                    model = spec.model.get("path")
+                    if not model:
+                        raise MemoryEstimateError("the job names no model file")
+                    want = Want(memory=run_memory(Path(str(model)), spec.argv), label=label)
+                except (GGUFError, MemoryEstimateError, OSError) as exc:
+                    log(self.queue.data_dir, f"job {job.id}: cannot estimate its GPU memory ({exc}); giving it one GPU")
+            elif isinstance(asked, int):
+                want = Want(count=asked, label=label)
+        self._wants[job.id] = want
+        return want
+
+    def _refresh(self, runnable: list[Job]) -> None:
+        """Read the free GPU memory again while an "auto" job waits (at most every RESAMPLE_S)."""
+        if not self.gpus.real or self._nvml is None or time.time() - self._last_sample < RESAMPLE_S:
+            return
+        if any(self._want(j).memory is not None for j in runnable):
+            self._last_sample = time.time()
+            self.gpus = inventory(self._parent, self._nvml.sample(), self.slots)
 
     def _pending(self, jobs: list[Job]) -> bool:
         """Work this scheduler can still do or wait for. Jobs it could not record (and those
@@ -102,10 +197,17 @@ class Scheduler:
 
     # -- running ---------------------------------------------------------------------------
     def _env(self, job: Job, slot: int) -> dict[str, str]:
+        """The child's environment: qtui's, without llama.cpp's LLAMA_ARG_* (the command line
+        says everything), the job's own variables, and the GPU group it holds. A job that
+        names its own devices keeps them untouched (it holds every GPU, see jobs/gpus.py)."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("LLAMA_ARG_")}
         env.update(job.spec.env)
-        if self.slots > 1 and "CUDA_VISIBLE_DEVICES" not in job.spec.env:
-            env.update(slot_gpu_env(slot, os.environ))
+        if names_own_devices(job.spec.argv, job.spec.env):
+            return env
+        keys = job.state.gpus if job.state.gpus is not None else [slot]
+        group = [d for d in self.gpus.devices if d.key in keys]
+        if group:
+            env.update(group_env(self.gpus, group))
         return env
 
     def run_job(self, job: Job, slot: int) -> None:
@@ -180,14 +282,39 @@ class Scheduler:
                 self.stranded.add(job.id)
 
     # -- main loop -------------------------------------------------------------------------
-    def _slot_loop(self, slot: int) -> None:
+    def _run_held(self, job: Job) -> None:
+        """Run a claimed job on its GPUs, then give them back and wake the loop."""
+        try:
+            self.run_job(job, job.state.slot or 0)
+        except Exception as exc:  # run_job guards each step; this is the last net
+            self._give_up(job, "qtui could not run the job", exc)
+        finally:
+            self._release(job)
+
+    def _adopt_held(self, job: Job) -> None:
+        try:
+            self.adopt(job)
+        finally:
+            self._release(job)
+
+    def _release(self, job: Job) -> None:
+        with self._lock:
+            self._held.pop(job.id, None)
+            self._wants.pop(job.id, None)
+            self._last_end = time.time()
+        self._wake.set()
+
+    def _loop(self, threads: list[threading.Thread]) -> None:
+        """Start every job that can start, each in its own thread, until nothing is left to
+        run or wait for; woken early whenever a job ends."""
         backoff = POLL_S
         while True:
+            threads = [t for t in threads if t.is_alive()]
             try:
-                job, pending = self._claim_next(slot)
+                started, pending = self._claim()
                 self._screen_followup()
             except Exception as exc:
-                if not self.queue.root.is_dir():
+                if not self.queue.root.is_dir() and not threads:
                     return  # the data dir is gone: nothing left to run, nobody to tell
                 # The queue cannot be written (a full disk): wait, longer each time, rather
                 # than spin; the job stays queued and starts once there is room again.
@@ -196,15 +323,15 @@ class Scheduler:
                 backoff = min(backoff * 2, MAX_BACKOFF_S)
                 continue
             backoff = POLL_S
-            if job is not None:
-                try:
-                    self.run_job(job, slot)
-                except Exception as exc:  # run_job guards each step; this is the last net
-                    self._give_up(job, "qtui could not run the job", exc)
-            elif pending:
-                time.sleep(POLL_S)
-            else:
+            for job in started:
+                t = threading.Thread(target=self._run_held, args=(job,), daemon=True)
+                t.start()
+                threads.append(t)
+            if not started and not threads and not pending:
                 return
+            if not started:
+                self._wake.wait(POLL_S)
+                self._wake.clear()
 
     def _note_claim_error(self, exc: BaseException) -> None:
         text = f"could not take the next job from the queue ({exc}); trying again"
@@ -218,16 +345,19 @@ class Scheduler:
         # Stages a scheduler killed between a job's end and its hook left undone.
         for batch, exc in resume(self.queue):
             self._fail_screen(batch, exc)
+        if self._nvml is None:
+            self._nvml = Nvml()
+        self.gpus = inventory(self._parent, self._nvml.sample(), self.slots)
+        self._last_sample = time.time()
         orphans = [j for j in self.queue.jobs() if j.state.status == "running"]
-        threads = [threading.Thread(target=self.adopt, args=(j,), daemon=True) for j in orphans]
+        with self._lock:
+            for j in orphans:  # a run left by a scheduler that died keeps its GPUs until it ends
+                self._held[j.id] = self._keys_of(j)
+        threads = [threading.Thread(target=self._adopt_held, args=(j,), daemon=True) for j in orphans]
         for t in threads:
             t.start()
         while True:
-            slots = [threading.Thread(target=self._slot_loop, args=(i,), daemon=True) for i in range(self.slots)]
-            for t in slots:
-                t.start()
-            for t in slots + threads:
-                t.join()
+            self._loop(threads)
             threads = []
             if not self.has_pending():
                 return
