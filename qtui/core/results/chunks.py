@@ -18,7 +18,7 @@ from typing import Any
 
 from qtui.core.results.store import ResultRecord
 
-__all__ = ["PRINTED_DECIMALS", "ChunkSeries", "chunk_series", "running_means_field"]
+__all__ = ["PRINTED_DECIMALS", "ChunkSeries", "chunk_series", "common_chunk_means", "running_means_field"]
 
 PRINTED_DECIMALS = 5
 """llama-perplexity prints the running mean KLD with 5 decimals (`%10.5f`)."""
@@ -138,3 +138,22 @@ def chunk_series(rec: ResultRecord) -> ChunkSeries | None:
     decimals = data.get("decimals")
     series = ChunkSeries.from_running_means(pairs, decimals if isinstance(decimals, int) else PRINTED_DECIMALS)
     return series if len(series) else None
+
+
+def common_chunk_means(records: Sequence[ResultRecord]) -> list[float] | None:
+    """Each record's mean KLD over the chunks every one of them ran, or None when one has no
+    per-chunk data or they share no chunk.
+
+    Screened variants of one setup ran different chunks (a variant stops once its place is
+    settled), so their own means are not comparable: one stopped after 16 easy chunks would
+    look better than one that ran all 120. Scored over the chunks they share (at least the
+    first window), they are. Every chunk holds the same number of scored tokens, so the mean
+    of chunk means is the token mean."""
+    series = [chunk_series(r) for r in records]
+    values = [s.as_dict() for s in series if s is not None]
+    if not values or len(values) != len(records):
+        return None
+    common = set.intersection(*(set(v) for v in values))
+    if not common:
+        return None
+    return [math.fsum(v[c] for c in common) / len(common) for v in values]

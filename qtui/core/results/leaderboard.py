@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from qtui.core import formats
-from qtui.core.results.chunks import ChunkSeries, chunk_series
+from qtui.core.results.chunks import ChunkSeries, chunk_series, common_chunk_means
 from qtui.core.results.floor import floors_by_setup, is_floor
 from qtui.core.results.paired import Separation, adjacent_separations, rank_ranges
 from qtui.core.results.ranking import GIB, Point, efficiency, model_label, number, pareto, setup_key, size_gib
@@ -243,11 +243,21 @@ def build_rows(records: Iterable[ResultRecord], include_failed: bool = False) ->
     scores: list[float | None] = [None] * len(rows)
     front = [False] * len(rows)
     for members in groups.values():
-        ranked = [rows[i] for i in members]
+        ranked = _comparable([kept[i] for i in members], [rows[i] for i in members])
         for i, s, f in zip(members, efficiency_scores(ranked), pareto_front(ranked)):
             scores[i], front[i] = s, f
     rows = join_speed(records, [replace(r, score=s, pareto=f) for r, s, f in zip(rows, scores, front)], kept)
     return rank_rows(kept, rows, floors)
+
+
+def _comparable(records: Sequence[ResultRecord], rows: Sequence[Row]) -> list[Row]:
+    """The rows of one setup as the score and the Pareto front see them: in a setup with
+    screened rows, each scored by its mean over the chunks every row ran (chunks.common_chunk_means);
+    the table still shows each row's own mean."""
+    means = common_chunk_means(records) if any(r.screen for r in rows) else None
+    if means is None:
+        return list(rows)
+    return [replace(r, kld=m) for r, m in zip(rows, means)]
 
 
 def rank_rows(records: Sequence[ResultRecord], rows: Sequence[Row],

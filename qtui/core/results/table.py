@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from qtui.core.llama.stats import FinalStats
+from qtui.core.results.chunks import common_chunk_means
 from qtui.core.results.floor import is_floor
 from qtui.core.results.ranking import efficiency, model_label, number, pareto, size_gib
 from qtui.core.results.setups import setup_keys
@@ -129,27 +130,48 @@ def results_frame(records: Iterable[ResultRecord]) -> pd.DataFrame:
     frame = frame.astype({c: "Int64" for c in _INT_COLUMNS} | {c: "float64" for c in _FLOAT_COLUMNS} | {"pareto": "bool"})
     for c in _TIME_COLUMNS:
         frame[c] = pd.to_datetime(frame[c].astype("float64"), unit="s", utc=True)
-    return rank(frame, skip=[is_floor(r.model) for r in records])
+    return rank(frame, skip=[is_floor(r.model) for r in records], scored=_scored_klds(records, frame["setup"].tolist()))
 
 
-def rank(frame: pd.DataFrame, skip: Sequence[bool] | None = None) -> pd.DataFrame:
+def _scored_klds(records: Sequence[ResultRecord], setups: Sequence[int]) -> list[float] | None:
+    """The KLD each record is scored by: its own mean, except in a setup with screened variants,
+    where each is scored over the chunks all of the setup's finished runs share (as the
+    leaderboard does: chunks.common_chunk_means). None when no setup has screened variants."""
+    if not any(r.screen for r in records):
+        return None
+    out = [number(r.stats, "kld_mean") for r in records]
+    groups: dict[int, list[int]] = {}
+    for i, (rec, setup) in enumerate(zip(records, setups)):
+        if rec.kind == "kld" and rec.status == "done" and not is_floor(rec.model):
+            groups.setdefault(setup, []).append(i)
+    for members in groups.values():
+        if any(records[i].screen for i in members):
+            means = common_chunk_means([records[i] for i in members])
+            for i, m in zip(members, means or []):
+                out[i] = m
+    return [math.nan if v is None else float(v) for v in out]
+
+
+def rank(frame: pd.DataFrame, skip: Sequence[bool] | None = None, scored: Sequence[float] | None = None) -> pd.DataFrame:
     """Fill `score` and `pareto` for the finished KLD rows, within each setup.
 
     Rows missing a size or a KLD, failed runs and base runs get NaN and False, and so do the
     rows `skip` marks (noise-floor runs: the base against itself is no quant to rank).
+    `scored`: the KLD to score each row by, when it is not its own mean (screened setups).
     """
+    import pandas as pd
+
     frame = frame.copy()
     frame["score"] = math.nan
     frame["pareto"] = False
     keep = (frame["kind"] == "kld") & (frame["status"] == "done")
     if skip is not None:
-        import pandas as pd
-
         keep = keep & ~pd.Series(list(skip), index=frame.index, dtype=bool)
+    kld = frame["kld_mean"] if scored is None else pd.Series(list(scored), index=frame.index, dtype="float64")
     ranked = frame[keep]
     for _, group in ranked.groupby("setup", sort=False):
         points = [None if math.isnan(s) or math.isnan(k) else (s, k)
-                  for s, k in zip(group["size_gib"].tolist(), group["kld_mean"].tolist())]
+                  for s, k in zip(group["size_gib"].tolist(), kld[group.index].tolist())]
         frame.loc[group.index, "score"] = [math.nan if v is None else v for v in efficiency(points)]
         frame.loc[group.index, "pareto"] = pareto(points)
     return frame
