@@ -35,6 +35,9 @@ MARK_WHISKER, MARK_FLOOR = "│", "╌"
 _Y_AXIS_COLS, _X_AXIS_ROWS = 9, 4
 _MIN_WIDTH_FOR_FRONT_LABELS = 50
 _TICK_STEPS = (1.0, 2.0, 2.5, 5.0)  # tick steps: these times a power of ten
+X_AXES: tuple[tuple[str, str], ...] = (("size_gib", "GiB"), ("pp_ts", "pp t/s"), ("tg_ts", "tg t/s"))
+"""The scatter's x axis choices, (Row field, label): size (what the score trades KLD against),
+or a speed measured by llama-bench (`qtui run --speed`)."""
 
 
 def axis_ticks(lo: float, hi: float, rows: int, steps: Sequence[float] = _TICK_STEPS,
@@ -85,11 +88,22 @@ def sizeless_note(rows: Sequence[Row], words: int = 2) -> str | None:
             f"{n} row{'s' if n != 1 else ''} without a size: not plotted or scored")[words]
 
 
-def titled(title: str, rows: Sequence[Row], room: int) -> str:
-    """The plot's title line with the note on rows without a size, as much of it as fits in
-    `room` cells. In the title, not on a line of its own: the plot keeps every row of the widget."""
+def speedless_note(rows: Sequence[Row], x: str, words: int = 2) -> str | None:
+    """'3 rows without a pp t/s: not plotted (qtui run --speed)', shorter with fewer `words`."""
+    label = dict(X_AXES)[x]
+    n = sum(1 for r in rows if getattr(r, x) is None)
+    if not n:
+        return None
+    return (f"{n} without {label}", f"{n} row{'s' if n != 1 else ''} without {label}: not plotted",
+            f"{n} row{'s' if n != 1 else ''} without {label}: not plotted (qtui run --speed)")[words]
+
+
+def titled(title: str, rows: Sequence[Row], room: int, x: str = "size_gib") -> str:
+    """The plot's title line with the note on rows without an x value (a size, or a speed), as
+    much of it as fits in `room` cells. In the title, not on a line of its own: the plot keeps
+    every row of the widget."""
     for words in (2, 1, 0):
-        note = sizeless_note(rows, words)
+        note = sizeless_note(rows, words) if x == "size_gib" else speedless_note(rows, x, words)
         if note is None:
             break
         if len(title) + 3 + len(note) <= room:
@@ -97,9 +111,9 @@ def titled(title: str, rows: Sequence[Row], room: int) -> str:
     return title
 
 
-def plottable(rows: Sequence[Row], log: bool) -> list[Row]:
-    """Rows with both a size and a KLD (a positive one on a log axis)."""
-    return [r for r in rows if r.size_gib is not None and r.kld is not None and (r.kld > 0 or not log)]
+def plottable(rows: Sequence[Row], log: bool, x: str = "size_gib") -> list[Row]:
+    """Rows with both an x value (size, or a speed) and a KLD (a positive one on a log axis)."""
+    return [r for r in rows if getattr(r, x) is not None and r.kld is not None and (r.kld > 0 or not log)]
 
 
 class _FreshPlot(PlotextPlot):
@@ -120,7 +134,7 @@ class _FreshPlot(PlotextPlot):
 
 
 class Scatter(Widget, can_focus=True):
-    """Size (GiB) vs mean KLD, with the Pareto front and the selected row highlighted."""
+    """Size (GiB), or a speed, vs mean KLD, with the Pareto front and the selected row highlighted."""
 
     DEFAULT_CSS = """
     Scatter {
@@ -142,9 +156,12 @@ class Scatter(Widget, can_focus=True):
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("l", "toggle_log", "Log KLD", tooltip="Toggle a log scale for the KLD axis"),
+        Binding("x", "next_x_axis", "Axis", tooltip="X axis: size, prompt speed (pp t/s) or generation speed (tg t/s)"),
     ]
 
     log_scale: reactive[bool] = reactive(True)
+    x_axis: reactive[str] = reactive("size_gib")
+    """a Row field of X_AXES"""
 
     def __init__(
         self,
@@ -171,7 +188,7 @@ class Scatter(Widget, can_focus=True):
     @property
     def plotted(self) -> list[Row]:
         """The rows that have a point on the plot now."""
-        return plottable(self._rows, self.log_scale)
+        return plottable(self._rows, self.log_scale, self.x_axis)
 
     @property
     def floor(self) -> float | None:
@@ -195,6 +212,15 @@ class Scatter(Widget, can_focus=True):
     def action_toggle_log(self) -> None:
         self.toggle_log()
 
+    def next_x_axis(self) -> str:
+        """Size, then pp t/s, then tg t/s, then size again; returns the new axis's label."""
+        keys = [k for k, _ in X_AXES]
+        self.x_axis = keys[(keys.index(self.x_axis) + 1) % len(keys)] if self.x_axis in keys else keys[0]
+        return dict(X_AXES)[self.x_axis]
+
+    def action_next_x_axis(self) -> None:
+        self.next_x_axis()
+
     # -- Textual plumbing ------------------------------------------------------------------
     def compose(self) -> ComposeResult:
         yield _FreshPlot(self._figure)
@@ -211,6 +237,14 @@ class Scatter(Widget, can_focus=True):
     def watch_log_scale(self) -> None:
         self._draw()
 
+    def watch_x_axis(self) -> None:
+        self._draw()
+
+    def _xv(self, r: Row) -> float:
+        value = getattr(r, self.x_axis)
+        assert value is not None  # plotted rows have one
+        return float(value)
+
     # -- drawing ---------------------------------------------------------------------------
     def _colour(self, variable: str, fallback: str) -> tuple[int, int, int]:
         value = self.app.theme_variables.get(variable, fallback)
@@ -222,6 +256,9 @@ class Scatter(Widget, can_focus=True):
     def _empty_message(self) -> str:
         if not self._rows:
             return "No results yet: finished runs appear here as size vs mean KLD."
+        if self.x_axis != "size_gib" and all(getattr(r, self.x_axis) is None for r in self._rows):
+            return (f"No row has a {dict(X_AXES)[self.x_axis]} yet: `qtui run --speed` measures speed "
+                    "(x: next x axis).")
         if self.log_scale and any(r.kld == 0 for r in self._rows):
             return "No row has both a size and a KLD above 0 (press l for a linear scale)."
         return f"{len(self._rows)} row(s), none with both a size and a mean KLD yet."
@@ -263,19 +300,19 @@ class Scatter(Widget, can_focus=True):
         if floor is not None and (floor > 0 or not log) and y0 <= self._y(floor) <= y1:
             plt.plot([x0, x1], [floor, floor], marker=MARK_FLOOR, color=self._colour("warning", "#ffa62b"))
 
-        front = sorted((r for r in pts if r.pareto), key=lambda r: (r.size_gib, r.kld))
-        if len(front) > 1:
+        front = sorted((r for r in pts if r.pareto), key=lambda r: (self._xv(r), r.kld))
+        if len(front) > 1 and self.x_axis == "size_gib":  # the size/KLD front is a line on the size axis only
             # The front as a line under the points, joined in size order as in the SVG export.
-            plt.plot([r.size_gib for r in front], [r.kld for r in front], marker="braille", color=front_colour)
+            plt.plot([self._xv(r) for r in front], [r.kld for r in front], marker="braille", color=front_colour)
         rest = [r for r in pts if not r.pareto and r.id != self._selected_id]
         if rest:
-            plt.scatter([r.size_gib for r in rest], [r.kld for r in rest], marker=MARK_OTHER, color=other)
+            plt.scatter([self._xv(r) for r in rest], [r.kld for r in rest], marker=MARK_OTHER, color=other)
         on_front = [r for r in front if r.id != self._selected_id]
         if on_front:
-            plt.scatter([r.size_gib for r in on_front], [r.kld for r in on_front], marker=MARK_PARETO, color=front_colour)
+            plt.scatter([self._xv(r) for r in on_front], [r.kld for r in on_front], marker=MARK_PARETO, color=front_colour)
         selected = next((r for r in pts if r.id == self._selected_id), None)
         if selected is not None:
-            plt.scatter([selected.size_gib], [selected.kld], marker=MARK_SELECTED, color=chosen)
+            plt.scatter([self._xv(selected)], [selected.kld], marker=MARK_SELECTED, color=chosen)
 
         plt.xlim(x0, x1)
         if log:
@@ -294,7 +331,8 @@ class Scatter(Widget, can_focus=True):
             legend += f"  {MARK_FLOOR} floor"
         # plotext centres the title on the canvas, right of the y labels, and drops one that overflows
         room = self.query_one(PlotextPlot).size.width - _Y_AXIS_COLS
-        plt.title(titled(f"mean KLD{' (log)' if log else ''} vs GiB   {legend}", self._rows, room))
+        x_label = dict(X_AXES).get(self.x_axis, self.x_axis)
+        plt.title(titled(f"mean KLD{' (log)' if log else ''} vs {x_label}   {legend}", self._rows, room, self.x_axis))
         self._labels(plt, pts, bounds, selected, front, chosen, front_colour, self._colour("surface", "#1e1e1e"))
 
     def _labels(
@@ -318,7 +356,7 @@ class Scatter(Widget, can_focus=True):
         xr, yr = x1 - x0, y1 - y0
 
         def cell(r: Row) -> tuple[int, int]:
-            col = round((r.size_gib - x0) / xr * (width - 1))  # type: ignore[operator]
+            col = round((self._xv(r) - x0) / xr * (width - 1))
             line = round((y1 - self._y(r.kld)) / yr * (height - 1))  # type: ignore[arg-type]
             return line, col
 
@@ -342,7 +380,7 @@ class Scatter(Widget, can_focus=True):
             if any(line == r and not (last < a or first > b) for r, a, b in taken):
                 continue
             taken.append((line, first - 1, last + 1))
-            x = row.size_gib + dx * xr / max(width - 1, 1)  # type: ignore[operator]
+            x = self._xv(row) + dx * xr / max(width - 1, 1)
             # plotext gives text a white box unless told the canvas colour (textual-plotext paints
             # the canvas with the theme's surface)
             plt.text(label, x, row.kld, color=colour, background=canvas, alignment=align)
@@ -359,11 +397,11 @@ class Scatter(Widget, can_focus=True):
                 continue
             lo, hi = max(r.kld - r.kld_err, lo_axis), min(r.kld + r.kld_err, hi_axis)
             if hi > lo:
-                plt.plot([r.size_gib, r.size_gib], [lo, hi], marker=MARK_WHISKER, color=colour)
+                plt.plot([self._xv(r), self._xv(r)], [lo, hi], marker=MARK_WHISKER, color=colour)
 
     def _bounds(self, pts: list[Row]) -> tuple[float, float, float, float]:
         """Axis limits (y in log10 units on a log axis), padded around the points."""
-        xs = [r.size_gib for r in pts if r.size_gib is not None]
+        xs = [self._xv(r) for r in pts]
         ys = [self._y(r.kld) for r in pts if r.kld is not None]
         x0, x1, y0, y1 = min(xs), max(xs), min(ys), max(ys)
         px = (x1 - x0) * 0.04 if x1 > x0 else max(0.5, abs(x0) * 0.05)
