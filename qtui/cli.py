@@ -90,7 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(p)
 
     p = sub.add_parser("run", help="measure variants against a base, with live progress",
-                       description="Generate (or reuse) the base log-probs, then run every variant's KLD, one job at a time (or one per GPU with slots = N in the config). "
+                       description="Generate (or reuse) the base log-probs, then run every variant's KLD: on a GPU box one job per GPU "
+                       "at once (or per group of --gpus-per-run GPUs), on a box without GPU `slots` jobs at once (config). "
                        "With --screen, variants whose place is settled early stop early. "
                        "Arguments after -- go to llama-perplexity unchanged (e.g. -- -ngl 99 -fa on).")
     p.add_argument("--base", type=Path, required=True, metavar="BASE.gguf", help="the reference model (BF16/F16/F32, or any model to compare against)")
@@ -124,6 +125,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--speed-args", metavar="'ARGS'", default=None,
                    help="with --speed: llama-bench's own options, quoted, instead of the defaults "
                    "(e.g. --speed-args '-p 1024 -n 256 -r 3')")
+    p.add_argument("--gpus-per-run", metavar="N|auto", default=None,
+                   help="GPUs each run takes (default 1, or gpus_per_run in the config); auto: the fewest GPUs whose "
+                   "free memory holds the run, estimated from the GGUF header at this -c/-b/-ub/-ngl. Runs that name "
+                   "their own devices (-dev, -ts, -mg, CUDA_VISIBLE_DEVICES) keep them and run alone")
     p.add_argument("variants", nargs="+", type=Path, metavar="VARIANT.gguf")
     _add_common(p)
 

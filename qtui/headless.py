@@ -169,6 +169,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         floor=getattr(args, "floor", False),
         screen=getattr(args, "screen", False), top=getattr(args, "top", None),
         speed=getattr(args, "speed", False), speed_args=_speed_args(args),
+        gpus_per_run=_gpus_per_run(args, cfg),
     )
     if getattr(args, "speed_args", None) is not None and not request.speed:
         raise UserError("--speed-args only works with --speed (they are llama-bench's options for the speed jobs)")
@@ -177,6 +178,18 @@ def cmd_run(args: argparse.Namespace) -> int:
     if request.top is not None and request.top < 1:
         raise UserError(f"--top {request.top} is not a number of variants: give 1 or more")
     return run_showdown(request, cfg, data_dir, llama_bin=getattr(args, "llama_bin", None), detach=args.detach)
+
+
+def _gpus_per_run(args: argparse.Namespace, cfg: Config) -> int | str:
+    """--gpus-per-run, else the config's; checked here so a wrong value is one sentence."""
+    from qtui.core.jobs.gpus import parse_gpus_per_run
+
+    given = getattr(args, "gpus_per_run", None)
+    try:
+        return parse_gpus_per_run(given if given is not None else cfg.gpus_per_run)
+    except ValueError:
+        raise UserError(f"--gpus-per-run {given} is not a number of GPUs: give 1 to 64, or auto (the fewest GPUs "
+                        "whose free memory holds the run)") from None
 
 
 def _speed_args(args: argparse.Namespace) -> list[str]:

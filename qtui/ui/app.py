@@ -196,7 +196,8 @@ class QtuiApp(App[int]):
         cfg, auto = self.ctx.cfg, self.ctx.autostart
         assert choice.base is not None
         request = ShowdownRequest(base=choice.base, variants=choice.variants, corpus=cfg.corpus, ctx=cfg.ctx,
-                                  chunks=cfg.chunks, llama_args=cfg.llama_args, base_args=cfg.base_args)
+                                  chunks=cfg.chunks, llama_args=cfg.llama_args, base_args=cfg.base_args,
+                                  gpus_per_run=cfg.gpus_per_run)
         if auto is None:
             return request
         return replace(request, corpus=auto.corpus or request.corpus, ctx=auto.ctx, chunks=auto.chunks or request.chunks,

@@ -49,6 +49,9 @@ class ShowdownRequest:
     speed_args: Sequence[str] = ()
     """llama-bench's own options for the speed jobs (e.g. ("-p", "1024", "-n", "256", "-r", "3")):
     they replace the defaults and any translated option of the same name"""
+    gpus_per_run: int | str | None = None
+    """GPUs each of its jobs takes: a number, or "auto" (the fewest whose free memory holds the
+    run's estimate from the GGUF header); None: one. Recorded on each job (JobSpec.gpus_per_run)"""
 
     def __post_init__(self) -> None:
         # Frozen and comparable whatever sequence types the caller used.

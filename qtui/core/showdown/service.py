@@ -175,7 +175,7 @@ class Showdown:
             skipped += speed_skipped
             if not kld:
                 # Nothing to measure: a base file nobody waits for is not worth making.
-                added = self.queue.add_many_locked(in_order([], speed)) if speed else []
+                added = self.queue.add_many_locked(with_gpus(in_order([], speed), request)) if speed else []
                 return Queued(added, notes, skipped)
             base_job, depends_on, base_note = self._base_decision(plan, jobs)
             if base_note:
@@ -186,7 +186,7 @@ class Showdown:
                 kld = self._screen_stage1(kld, request)
                 notes.append(f"screening {len(kld)} variant(s): stage 1 on the first chunks of the base file, then "
                              "growing windows only for the variants whose place is not settled yet.")
-            added = self.queue.add_many_locked(in_order(([base_job] if base_job else []) + kld, speed))
+            added = self.queue.add_many_locked(with_gpus(in_order(([base_job] if base_job else []) + kld, speed), request))
         return Queued(added, notes, skipped)
 
     def _screen_stage1(self, kld: list[JobSpec], request: ShowdownRequest) -> list[JobSpec]:
@@ -257,6 +257,15 @@ class Showdown:
             return False
         ensure_scheduler(self.data_dir, self.slots)
         return True
+
+
+def with_gpus(specs: list[JobSpec], request: ShowdownRequest | None) -> list[JobSpec]:
+    """Each job keeps the GPUs per run it was asked for, whatever the config says by the time
+    it starts (later screening stages copy it from their first stage)."""
+    if request is not None and request.gpus_per_run is not None:
+        for spec in specs:
+            spec.gpus_per_run = request.gpus_per_run
+    return specs
 
 
 # -- what counts as "the same measurement" -----------------------------------------------
