@@ -56,7 +56,8 @@ def _cells(job: Job, live: LiveRun, now: float) -> dict[str, str]:
     else:
         value = ""
     return {"job": job.spec.label, "state": st,
-            "chunks": formats.chunks(live.done, live.n_chunks) if st != "queued" else "",
+            # a speed job (llama-bench) has no chunks: its figures are on the board once it ends
+            "chunks": formats.chunks(live.done, live.n_chunks) if st != "queued" and job.spec.kind != "speed" else "",
             "kld": value,
             "bar": formats.progress_bar(live.fraction, BAR_WIDTH) if running else "",
             "eta": formats.duration(live.eta_s(now)) if running and live.latest else "",

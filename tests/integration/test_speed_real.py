@@ -62,6 +62,9 @@ def test_run_speed_reaches_results_json_and_csv(env, tiny_model, tiny_ladder, co
         assert rec.llama["bench"]["n_threads"] == 1
         expected[str(job.spec.model["path"])] = (printed[(16, 0)], printed[(0, 4)])
     assert "pp t/s" in res.stdout and "tg t/s" in res.stdout  # the run's own board
+    # the live view: a speed job has no chunks to count (never "0/?")
+    speed_lines = [line for line in res.stdout.splitlines() if line.startswith("speed ")]
+    assert speed_lines and not any("/?" in line for line in speed_lines)
 
     out = qtui(env, "results", "--json")
     assert out.returncode == 0, out.stderr
