@@ -30,6 +30,21 @@ from qtui.ui.widgets.queue import STATE_STYLE, state_word
 
 AXIS = 9
 BAR_WIDTH = 20
+_KIND_WORDS = {"base": "base log-probs", "kld": "KLD", "speed": "speed, llama-bench"}
+
+
+def _speed_text(job: Job) -> str:
+    """A speed job's figures once it ended (tokens per second), or what it is doing."""
+    if job.state.status == "running":
+        return "llama-bench is measuring prompt and generation speed…"
+    from qtui.core.llama.bench import parse_bench
+
+    try:
+        res = parse_bench(job.stdout_path.read_bytes(), b"", 0)
+    except OSError:
+        return ""
+    parts = [f"{name} {t.avg_ts:.1f} ± {t.stddev_ts:.1f} t/s" for name, t in (("pp", res.pp), ("tg", res.tg)) if t]
+    return " · ".join(parts)
 
 
 def _fmt(v: float) -> str:
@@ -160,6 +175,8 @@ class RunPanel(Vertical):
         return self.show_stderr
 
     def _waiting_text(self, job: Job) -> str:
+        if job.spec.kind == "speed" and job.state.status in ("running", "done"):
+            return _speed_text(job)
         if job.state.status == "running":
             return "waiting for the first chunk…"
         if job.state.status != "queued":
@@ -184,15 +201,17 @@ class RunPanel(Vertical):
             return
         word = state_word(job)
         title.update(Text.assemble((job.spec.label or job.id, "bold"), "  ", (word, STATE_STYLE.get(word, "")),
-                                   f"  ({'base log-probs' if job.spec.kind == 'base' else 'KLD'})"))
+                                   f"  ({_KIND_WORDS.get(job.spec.kind, 'KLD')})"))
         p = live.latest if live else None
         total = live.n_chunks if live else None
         done = live.done if live else 0
         line = f"{formats.progress_bar(live.fraction if live else None, BAR_WIDTH)} {formats.chunks(done, total)} chunks"
-        if job.state.status == "running" and live is not None:
+        if job.spec.kind == "speed":
+            line = ""  # llama-bench runs tests, not chunks
+        if job.state.status == "running" and live is not None and job.spec.kind != "speed":
             line += f" · ETA {formats.duration(live.eta_s(self.clock()))}"
         elif job.state.started_at and job.state.ended_at:
-            line += f" · took {formats.duration(job.state.ended_at - job.state.started_at)}"
+            line += f"{' · ' if line else ''}took {formats.duration(job.state.ended_at - job.state.started_at)}"
         prog.update(line)
         history: tuple[Progress, ...] = live.history if live else ()
         if p is not None and p.kld is not None:
