@@ -81,3 +81,15 @@ def test_speed_jobs_follow_their_kld_job_and_are_not_measured_twice() -> None:
     other_args.llama["bench_args"] = ["-o", "jsonl", "-p", "1024"]
     assert select_speed([other_args], [], [speed("s", "Q4_K_M", 1.0, 1.0)], again=False)[0] == [other_args]
     assert len(select_speed(speeds, [], [speed("s", "Q4_K_M", 1.0, 1.0)], again=True)[0]) == 3
+
+
+def test_results_frame_carries_speeds_on_speed_and_kld_rows() -> None:
+    from qtui.core.results.table import results_frame
+
+    records = [kld("k1", "Q4_K_M", 0.01), kld("k2", "Q8_0", 0.001),
+               speed("s-old", "Q4_K_M", 100.0, 10.0, ended=1.0), speed("s-new", "Q4_K_M", 2345.6, 20.25, ended=2.0)]
+    frame = results_frame(records).set_index("id")
+    assert (frame.loc["k1", "pp_ts"], frame.loc["k1", "tg_ts"]) == (2345.6, 20.25)
+    assert (frame.loc["s-old", "pp_ts"], frame.loc["s-old", "kind"]) == (100.0, "speed")
+    assert frame["pp_ts"].isna().loc["k2"] and str(frame["tg_ts"].dtype) == "float64"
+    assert frame.loc["k1", "score"] == frame.loc["k1", "score"]  # speed records take no part in the ranking

@@ -25,7 +25,7 @@ from qtui.core.results.chunks import common_chunk_means
 from qtui.core.results.floor import is_floor
 from qtui.core.results.ranking import efficiency, model_label, number, pareto, size_gib
 from qtui.core.results.setups import setup_keys
-from qtui.core.results.store import ResultRecord, load_records
+from qtui.core.results.store import ResultRecord, file_identity, load_records
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -48,7 +48,8 @@ FRAME_COLUMNS: tuple[tuple[str, str], ...] = (
     ("bpw", "bits per weight over all tensors"),
     ("n_params", "number of parameters (Int64)"),
     ("status", '"done", "failed" or "cancelled"'),
-    ("kind", '"kld" (a quant against its base), "base" (making the base log-prob file) or "ppl"'),
+    ("kind", '"kld" (a quant against its base), "base" (making the base log-prob file), "speed" (llama-bench on a '
+             'model file) or "ppl"'),
     ("kld_mean", "mean KL divergence from the base (lower = closer)"),
     ("kld_mean_err", "uncertainty of kld_mean"),
     ("kld_p99", "99th percentile KLD (the tail)"),
@@ -62,6 +63,9 @@ FRAME_COLUMNS: tuple[tuple[str, str], ...] = (
     ("score", "distance to the ideal (the leaderboard's Dist.): 0 = smallest and most faithful, lower is better; "
               "size and KLD min-max scaled within the setup"),
     ("pareto", "on the size/KLD Pareto front of its setup"),
+    ("pp_ts", "prompt processing speed, tokens per second (llama-bench, `qtui run --speed`): a speed record's own, "
+              "and on KLD records that of the latest speed record of the same file"),
+    ("tg_ts", "generation speed, tokens per second (as pp_ts)"),
     ("setup", "measurement setup number (0, 1, ...; Int64): same base, corpus, context, chunk count, llama build family and source"),
     ("base", "base model label (or path)"),
     ("corpus", "corpus name"),
@@ -83,7 +87,7 @@ FRAME_COLUMNS: tuple[tuple[str, str], ...] = (
 )
 FRAME_COLUMN_NAMES = tuple(name for name, _ in FRAME_COLUMNS)
 _INT_COLUMNS = ("size_bytes", "n_params", "ctx", "chunks", "setup")
-_FLOAT_COLUMNS = ("size_gib", "bpw", *HEADLINE_STATS, "score", "duration_s", *OTHER_STATS)
+_FLOAT_COLUMNS = ("size_gib", "bpw", *HEADLINE_STATS, "score", "pp_ts", "tg_ts", "duration_s", *OTHER_STATS)
 _TIME_COLUMNS = ("started_at", "ended_at")
 
 
@@ -106,6 +110,8 @@ def _record_row(rec: ResultRecord, setup: int) -> dict[str, Any]:
         "size_bytes": _int(m, "size_bytes"), "size_gib": size_gib(m), "bpw": number(m, "bpw"), "n_params": _int(m, "n_params"),
         **{k: number(s, k) for k in HEADLINE_STATS},
         "score": None, "pareto": False, "setup": setup,
+        "pp_ts": number(s, "pp_ts") if rec.kind == "speed" else None,
+        "tg_ts": number(s, "tg_ts") if rec.kind == "speed" else None,
         "base": rec.base.get("label") or rec.base.get("path"), "corpus": rec.corpus.get("name"),
         "corpus_sha256": rec.corpus.get("sha256"), "ctx": rec.ctx, "chunks": rec.chunks,
         "llama_fork": llama.get("fork"), "llama_version": llama.get("version"), "llama_commit": llama.get("commit"),
@@ -114,6 +120,21 @@ def _record_row(rec: ResultRecord, setup: int) -> dict[str, Any]:
         "failure": (rec.failure or {}).get("reason"),
         **{k: number(s, k) for k in OTHER_STATS},
     }
+
+
+def _join_speed(records: Sequence[ResultRecord], rows: list[dict[str, Any]]) -> None:
+    """Each KLD row gets the speeds of the latest finished speed record of its file, as the
+    leaderboard's rows do."""
+    latest: dict[Any, ResultRecord] = {}
+    for r in records:
+        ident = file_identity(r.model)
+        if r.kind == "speed" and r.status == "done" and ident is not None:
+            if ident not in latest or (r.ended_at or 0) >= (latest[ident].ended_at or 0):
+                latest[ident] = r
+    for rec, row in zip(records, rows):
+        sp = latest.get(file_identity(rec.model)) if rec.kind == "kld" else None
+        if sp is not None:
+            row["pp_ts"], row["tg_ts"] = number(sp.stats, "pp_ts"), number(sp.stats, "tg_ts")
 
 
 def results_frame(records: Iterable[ResultRecord]) -> pd.DataFrame:
@@ -126,6 +147,7 @@ def results_frame(records: Iterable[ResultRecord]) -> pd.DataFrame:
 
     records = list(records)
     rows = [_record_row(r, n) for r, n in zip(records, _setup_numbers(records))]
+    _join_speed(records, rows)
     frame = pd.DataFrame.from_records(rows, columns=list(FRAME_COLUMN_NAMES))
     frame = frame.astype({c: "Int64" for c in _INT_COLUMNS} | {c: "float64" for c in _FLOAT_COLUMNS} | {"pareto": "bool"})
     for c in _TIME_COLUMNS:
