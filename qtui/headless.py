@@ -19,7 +19,7 @@ from qtui.console import UserError, console, err_console, progress_printer
 from qtui.core import formats, paths
 from qtui.core.config import Config, effective_data_dir, effective_llama_bin, load_config
 from qtui.core.fsutil import human_bytes
-from qtui.core.jobs.queue import FINISHED, JobQueue, Outcome
+from qtui.core.jobs.queue import FINISHED, Job, JobQueue, Outcome
 from qtui.core.results.export import export, to_markdown
 from qtui.core.results.fit import fit_columns
 from qtui.core.results.leaderboard import Row, board_columns, board_records, build_rows, format_cell, sort_rows
@@ -619,11 +619,27 @@ def cmd_jobs(args: argparse.Namespace) -> int:
     t.add_column("id", no_wrap=True)  # short and whole: it is what `qtui cancel ID` takes
     t.add_column("job", no_wrap=True, max_width=48)
     t.add_column("state", no_wrap=True)
+    gpus = [gpu_cell(j) for j in jobs]
+    if any(gpus):  # only where GPUs were given out or asked for: a CPU box sees no empty column
+        t.add_column("GPUs", no_wrap=True)
     t.add_column("reason")
-    for j in jobs:
-        t.add_row(short_id(j.id), j.spec.label, j.state.status, j.state.reason or "")
+    for j, g in zip(jobs, gpus):
+        t.add_row(short_id(j.id), j.spec.label, j.state.status, *([g] if any(gpus) else []), j.state.reason or "")
     console.print(t)
     return 0
+
+
+def gpu_cell(job: Job) -> str:
+    """Which GPUs a job holds (or held), as nvidia-smi numbers them; a queued one: what it asks
+    for, when that is not the usual one GPU."""
+    if job.state.gpus:
+        return ",".join(str(g) for g in job.state.gpus)
+    asked = job.spec.gpus_per_run
+    if job.state.status == "queued" and asked not in (None, 1):
+        return f"wants {asked}"
+    return ""
+
+
 
 
 def short_id(job_id: str) -> str:

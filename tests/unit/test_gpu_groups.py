@@ -249,6 +249,7 @@ def test_cpu_box_runs_slots_places_and_a_group_takes_several(tmp_path: Path) -> 
     a, b, c = (q.get(j.id) for j in (*pairs, single))
     assert a is not None and b is not None and c is not None
     assert [x.state.status for x in (a, b, c)] == ["done"] * 3
-    assert (a.state.gpus, c.state.gpus, b.state.gpus) == ([0, 1], [2], [0, 1])
+    assert (a.state.gpus, b.state.gpus, c.state.gpus) == (None, None, None)  # no GPU to record
+    assert (a.state.slot, c.state.slot, b.state.slot) == (0, 2, 0)  # the first place each held
     assert a.state.ended_at <= b.state.started_at  # type: ignore[operator]
     assert c.state.started_at < a.state.ended_at  # type: ignore[operator]

@@ -112,7 +112,8 @@ class Scheduler:
             for job_id, group in plan.starts:
                 job = by_id[job_id]
                 job.state.status = "running"
-                job.state.gpus = [d.key for d in group]
+                # GPUs are recorded; places for CPU jobs are not GPUs and are kept here only
+                job.state.gpus = [d.key for d in group] if self.gpus.real else None
                 job.state.slot = group[0].key if group else None
                 job.state.started_at = time.time()
                 try:
@@ -122,7 +123,7 @@ class Scheduler:
                         raise
                     break  # those already marked run; this one stays queued for the next look
                 with self._lock:
-                    self._held[job.id] = list(job.state.gpus)
+                    self._held[job.id] = [d.key for d in group]
                 started.append(job)
             return started, True
 
@@ -204,7 +205,8 @@ class Scheduler:
         env.update(job.spec.env)
         if names_own_devices(job.spec.argv, job.spec.env):
             return env
-        keys = job.state.gpus if job.state.gpus is not None else [slot]
+        with self._lock:
+            keys = self._held.get(job.id) or self._keys_of(job) or [slot]
         group = [d for d in self.gpus.devices if d.key in keys]
         if group:
             env.update(group_env(self.gpus, group))

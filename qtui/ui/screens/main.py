@@ -382,9 +382,11 @@ class MainScreen(Screen[None]):
 
     def on_gpu_sampled(self, msg: GpuSampled) -> None:
         self.last_gpu = msg
-        pids = {j.state.pid for j in self.jobs if j.state.status == "running" and j.state.pid is not None}
+        running = [j for j in self.jobs if j.state.status == "running"]
+        pids = {j.state.pid for j in running if j.state.pid is not None}
+        holders = {g: j.spec.label or j.spec.kind for j in running for g in (j.state.gpus or [])}
         gpu = self.query_one(GpuPanel)
-        gpu.show(msg.snapshot, pids)
+        gpu.show(msg.snapshot, pids, holders)
         gpu.set_class(not msg.snapshot.available, "-unavailable")
 
     def gpu_name(self) -> str | None:

@@ -7,7 +7,7 @@ stall the UI. Every reading a card does not give arrives as None and is shown as
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import ClassVar
 
 from rich.style import Style
@@ -89,6 +89,7 @@ class GpuPanel(Widget):
         self._snapshot: GpuSnapshot | None = None
         self._pids: frozenset[int] = frozenset()
         self._job_running = False
+        self._holders: dict[int, str] = {}
         self.border_title = "GPU"
 
     # -- public API ------------------------------------------------------------------------
@@ -96,8 +97,11 @@ class GpuPanel(Widget):
     def snapshot(self) -> GpuSnapshot | None:
         return self._snapshot
 
-    def show(self, snapshot: GpuSnapshot, job_pids: Iterable[int]) -> None:
-        """Display a snapshot; job_pids are the running llama-perplexity's pids (empty: none)."""
+    def show(self, snapshot: GpuSnapshot, job_pids: Iterable[int], holders: Mapping[int, str] | None = None) -> None:
+        """Display a snapshot; job_pids are the running llama-perplexity's pids (empty: none);
+        holders: GPU index -> the label of the job that holds it (JobState.gpus), so that with
+        several jobs at once, or one job over a group of GPUs, each card says whose it is."""
+        self._holders = dict(holders or {})
         pids = frozenset(job_pids)
         if pids and not (pids & self._pids):
             # A different job started: its peak starts from zero.
@@ -194,9 +198,11 @@ class GpuPanel(Widget):
         return label + self._na_or(None)
 
     def _full_lines(self, g: GpuSample, width: int, job_seen: bool) -> Text:
+        holder = self._holders.get(g.index)
         head = Text.assemble(
             (f"GPU {g.index} ", self._style("label")),
             (g.name, self._style("name")),
+            *((" · ", (holder, self._style("job"))) if holder else ()),
             "  ",
             ("util ", self._style("label")), self._na_or(None if g.util_gpu is None else f"{g.util_gpu}%"),
             "  ", self._temp(g),
@@ -222,9 +228,12 @@ class GpuPanel(Widget):
             tail += Text(" ") + job
         bar_width = 8 if width >= 60 else 5
         room = width - len(str(g.index)) - 1 - bar_width - 2 - tail.cell_len
-        name = short_name(g.name)
+        # the job that holds the card says more than its model name, the same on every card of a box
+        holder = self._holders.get(g.index)
+        name = holder or short_name(g.name)
         if room < len(name):
             name = name[: max(room - 1, 0)] + "…" if room > 4 else ""
-        line = Text.assemble((f"{g.index} ", self._style("label")), (name, self._style("name")), " " if name else "", self._bar(g, bar_width), " ", tail)
+        name_style = self._style("job" if holder else "name")
+        line = Text.assemble((f"{g.index} ", self._style("label")), (name, name_style), " " if name else "", self._bar(g, bar_width), " ", tail)
         line.truncate(width, overflow="ellipsis")
         return line
