@@ -640,8 +640,6 @@ def gpu_cell(job: Job) -> str:
     return ""
 
 
-
-
 def short_id(job_id: str) -> str:
     """The random part of a job id (ids are time-random): unique in practice, easy to type."""
     return job_id.rsplit("-", 1)[-1]
