@@ -1,13 +1,16 @@
-"""Which GPU each job really ran on, and when: proof that slots spread jobs over GPUs.
+"""Which GPUs each job really ran on, and when: proof that the scheduler's GPU groups hold.
 
-Joins the queue's job states (slot, pid, start, end) with what nvidia-smi saw while they ran
-(`nvidia-smi --query-compute-apps=pid,gpu_bus_id,used_memory` sampled in a loop, each sample
-after a line holding the time) and the bus id to index map from `--query-gpu=index,pci.bus_id`.
+Joins the queue's job states (the GPUs each job held, pid, start, end) with what nvidia-smi saw
+while they ran (`nvidia-smi --query-compute-apps=pid,gpu_bus_id,used_memory` sampled in a loop,
+each sample after a line holding the time) and the bus id to index map from
+`--query-gpu=index,pci.bus_id`.
 
     python bench/gpu_timeline.py DATA_DIR SMI_APPS.txt SMI_GPUS.txt
 
-Prints one line per job and exits 1 unless every job ran where its slot says (slot i on the
-i-th GPU) and at least two ran at the same time on different GPUs.
+Prints one line per job and exits 1 unless every job ran on exactly the GPUs of its group (a
+job split over 2 GPUs shows its pid on both, and on no other) and at least two jobs ran at the
+same time on disjoint groups (with gpus_per_run = 2 on 4 GPUs: two jobs at once, each on its
+own pair).
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
-from qtui.core.jobs.queue import JobQueue
+from qtui.core.jobs.queue import Job, JobQueue
 
 
 def bus_to_index(text: str) -> dict[str, int]:
@@ -42,30 +45,39 @@ def seen_on(text: str, buses: dict[str, int]) -> dict[int, dict[int, int]]:
     return seen
 
 
+def group(job: Job) -> set[int]:
+    """The GPUs the scheduler gave the job (a job of an older qtui: its slot's GPU)."""
+    if job.state.gpus is not None:
+        return set(job.state.gpus)
+    return {job.state.slot} if job.state.slot is not None else set()
+
+
 def main(data: Path, apps: Path, gpus: Path) -> int:
     buses = bus_to_index(gpus.read_text())
     seen = seen_on(apps.read_text(), buses)
     jobs = sorted(JobQueue(data).jobs(), key=lambda j: j.state.started_at or 0)
     t0 = min((j.state.started_at for j in jobs if j.state.started_at), default=0.0)
     ok = True
-    print(f"{'job':28} {'kind':4} {'status':7} slot  start    end   nvidia-smi saw")
+    print(f"{'job':28} {'kind':4} {'status':7} {'GPUs':>7}  start    end   nvidia-smi saw")
     for j in jobs:
         s = j.state
         where = seen.get(s.pid or -1, {})
         saw = ", ".join(f"GPU {g} {mib} MiB" for g, mib in sorted(where.items())) or "nothing"
-        print(f"{j.spec.label[:28]:28} {j.spec.kind:4} {s.status:7} {s.slot!s:>4} "
+        held = ",".join(str(g) for g in sorted(group(j))) or "-"
+        print(f"{j.spec.label[:28]:28} {j.spec.kind:4} {s.status:7} {held:>7} "
               f"{(s.started_at or t0) - t0:6.1f} {(s.ended_at or t0) - t0:6.1f}   {saw}")
-        ok &= s.status == "done" and set(where) == {s.slot}
+        ok &= s.status == "done" and bool(group(j)) and set(where) == group(j)
     overlaps = [
         (a.spec.label, b.spec.label)
         for i, a in enumerate(jobs) for b in jobs[i + 1:]
-        if a.state.slot != b.state.slot and a.state.started_at and b.state.started_at
+        if not group(a) & group(b) and a.state.started_at and b.state.started_at
         and a.state.ended_at and b.state.ended_at
         and a.state.started_at < b.state.ended_at and b.state.started_at < a.state.ended_at
     ]
-    print(f"pairs that ran at the same time on different GPUs: {len(overlaps)}")
+    sizes = sorted({len(group(j)) for j in jobs})
+    print(f"GPUs per job: {', '.join(map(str, sizes))}; pairs that ran at the same time on disjoint GPU groups: {len(overlaps)}")
     ok &= bool(overlaps)
-    print("OK: every job on its slot's GPU, jobs in parallel" if ok else "NOT OK")
+    print("OK: every job on exactly its group's GPUs, jobs in parallel" if ok else "NOT OK")
     return 0 if ok else 1
 
 

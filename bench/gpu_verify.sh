@@ -4,21 +4,23 @@
 #   .whl/ holds the Python 3.12 wheels qtui needs beyond the box's own packages and
 #   .whl/llama-src.tar.gz a llama.cpp source tree trimmed of models/, docs/ and the non-CUDA
 #   GPU backends (about 9 MB packed).
-# SLOTS=2 on a 2-GPU box runs one job per GPU and checks, from nvidia-smi's view of the
-# processes, that each job ran on its slot's GPU and that jobs overlapped (gpu_timeline.py).
+# Every GPU of the box takes jobs; GPUS_PER_RUN=2 (or auto) gives each job a group of GPUs.
+# gpu_timeline.py checks, from nvidia-smi's view of the processes, that each job ran on exactly
+# its group's GPUs and that jobs on disjoint groups overlapped (4 GPUs, GPUS_PER_RUN=2: two
+# jobs at once, each on its own pair). SLOTS only matters where no GPU is seen.
 # Writes what it saw under $OUT (or ./gpu-verify): about 12 files. Where only a few files come
 # back (the lent device: 8), set OUT to a scratch folder and tar it into the real one.
 # Budget ~6 min of CUDA build on 16 cores (-j), ~2 min of models and runs.
 set -euo pipefail
 OUT="${OUT:-$PWD/gpu-verify}"; mkdir -p "$OUT"
-SLOTS="${SLOTS:-1}"; JOBS="${JOBS:-16}"
+SLOTS="${SLOTS:-1}"; JOBS="${JOBS:-16}"; GPR="${GPUS_PER_RUN:-1}"; [ "$GPR" = auto ] && GPR='"auto"'
 export PYTHONUNBUFFERED=1 QTUI_CACHE_DIR=/tmp/qtui-cache QTUI_DATA_DIR=/tmp/qtui-data QTUI_CONFIG_DIR=/tmp/qtui-config
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
 export PYTHONPATH="/tmp/site:$PWD"
 qtui() { python3 -m qtui.cli "$@"; }
 nvidia-smi -L | tee "$OUT/nvidia-smi.txt"
 nvidia-smi --query-gpu=index,pci.bus_id,name --format=csv,noheader > "$OUT/smi-gpus.txt"
-mkdir -p "$QTUI_CONFIG_DIR"; echo "slots = $SLOTS" > "$QTUI_CONFIG_DIR/config.toml"
+mkdir -p "$QTUI_CONFIG_DIR"; printf 'slots = %s\ngpus_per_run = %s\n' "$SLOTS" "$GPR" > "$QTUI_CONFIG_DIR/config.toml"
 # setup-llama adopts an unpacked source tree in its cache layout (the sdist is not reachable here)
 SRC="$QTUI_CACHE_DIR/llama/0.3.36-cuda90/src"; mkdir -p "$SRC"; tar xzf .whl/llama-src.tar.gz -C "$SRC"
 t0=$(date +%s); qtui setup-llama --cuda --cuda-arch 90 -j "$JOBS" 2>&1 | tail -4 | tee "$OUT/setup.txt"
