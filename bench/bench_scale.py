@@ -1,0 +1,233 @@
+#!/usr/bin/env python3
+"""Throughput with 1, 2, 4... GPUs on one box, and the Ray executor against the local one.
+
+    python bench/bench_scale.py [--jobs N] [--gpus 1,2,4] [--gpus-per-run 1] [--ctx 512]
+        [--chunks N] [--dim 2048 --layers 12 --ff 5632] [--llama-bin DIR]
+        [--ray auto|ray://HOST:PORT|start] [--cpu-slots 1,2] [-- LLAMA ARGS, e.g. -ngl 99]
+
+The same queue of KLD jobs (N variant files: hard links of a quant ladder of one model, so
+every job is new to qtui) runs through the real CLI and scheduler (`qtui run`, followed to
+the end) once per GPU count k, each time in a data dir of its own with CUDA_VISIBLE_DEVICES
+set to the first k GPUs (NVML order). The base log-probs are made once beforehand and read by
+every run (not counted). It prints each run's wall time and throughput (jobs/s) and the ratio
+to 1 GPU: the target (issue 9) is at least 0.9k for k GPUs.
+
+--ray: the same queue at the largest k once more through qtui's Ray executor (`qtui run
+--cluster ADDRESS`), and the wall-time ratio Ray / local: target <= 1.03. "start" starts a
+one-node Ray cluster on this box for it (usage statistics off) and stops it after; an
+address uses a cluster already running. Skipped, with a line saying so, where this qtui has
+no --cluster.
+
+--cpu-slots 1,2: a smoke check on a box without GPU: CUDA_VISIBLE_DEVICES="" and `slots = k`
+instead of GPU subsets. Those figures say nothing about GPUs (a few cores shared by k jobs).
+
+Exit status 1 when a run fails or a target is missed (for --cpu-slots: when a run fails). The
+work dir (printed first) is removed after a good run unless --keep.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from qtui.core import paths  # noqa: E402
+from qtui.core.gpu import Nvml  # noqa: E402
+from qtui.core.jobs.queue import JobQueue  # noqa: E402
+from qtui.core.llama import assets  # noqa: E402
+from qtui.core.llama.tools import find_tools  # noqa: E402
+
+LADDER = ("Q8_0", "Q6_K", "Q4_K_M", "Q4_0")
+TARGET_SCALE = 0.9
+TARGET_RAY = 1.03
+
+
+def say(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def gpu_indices() -> list[int]:
+    snap = Nvml().sample()
+    return [g.index for g in snap.gpus] if snap.available else []
+
+
+def models(args: argparse.Namespace, work: Path) -> tuple[Path, list[Path], Path]:
+    """The base model, the N variant files (hard links, or copies across file systems) and the corpus."""
+    tools = find_tools(args.llama_bin, None)
+    cache = paths.cache_dir() / "bench" / "scale"
+    corpus = assets.stdlib_corpus()
+    shape = {} if args.dim is None else {"dim": args.dim, "n_layer": args.layers, "n_ff": args.ff}
+    base = assets.tiny_model(cache, corpus=corpus, **shape)
+    ladder = []
+    for q in LADDER:
+        out = cache / base.name.replace("-F32", f"-{q}")
+        if not out.is_file():
+            say(f"quantizing {base.name} to {q} ...")
+            assets.quantize(tools, base, out, q)
+        ladder.append(out)
+    variants = []
+    (work / "variants").mkdir(parents=True)
+    for i in range(args.jobs):
+        src = ladder[i % len(ladder)]
+        dst = work / "variants" / f"v{i:03d}-{src.name}"
+        try:
+            os.link(src, dst)
+        except OSError:
+            shutil.copy2(src, dst)
+        variants.append(dst)
+    return base, variants, corpus
+
+
+def qtui_env(data: Path, config: Path, visible: str | None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "CUDA_VISIBLE_DEVICES"}
+    env.update(QTUI_DATA_DIR=str(data), QTUI_CONFIG_DIR=str(config), PYTHONPATH=str(ROOT), COLUMNS="200",
+               RAY_USAGE_STATS_ENABLED="0")
+    if visible is not None:
+        env["CUDA_VISIBLE_DEVICES"] = visible
+    return env
+
+
+def qtui(argv: list[str], env: dict[str, str], log: Path) -> int:
+    with open(log, "ab") as fh:
+        return subprocess.run([sys.executable, "-m", "qtui.cli", *argv], env=env, stdout=fh, stderr=subprocess.STDOUT,
+                              stdin=subprocess.DEVNULL, check=False).returncode
+
+
+def one_run(name: str, args: argparse.Namespace, work: Path, base: Path, variants: list[Path], base_file: Path,
+            visible: str | None, config: str, extra: list[str]) -> tuple[float, int, str]:
+    """Wall time of `qtui run` over every variant, the jobs done, and where they ran."""
+    data, cfg = work / name / "data", work / name / "config"
+    cfg.mkdir(parents=True)
+    (cfg / "config.toml").write_text(config)
+    argv = ["run", "--base", str(base), "--base-file", str(base_file), "-c", str(args.ctx), *extra,
+            *(["--llama-bin", args.llama_bin] if args.llama_bin else []), *map(str, variants)]
+    if args.llama_args:
+        argv += ["--", *args.llama_args]
+    t0 = time.monotonic()
+    code = qtui(argv, qtui_env(data, cfg, visible), work / name / "qtui.log")
+    wall = time.monotonic() - t0
+    jobs = [j for j in JobQueue(data).jobs() if j.spec.kind == "kld"]
+    done = sum(j.state.status == "done" for j in jobs)
+    if code != 0 or done != len(variants):
+        say(f"{name}: qtui run exited {code}, {done}/{len(variants)} jobs done; see {work / name / 'qtui.log'}")
+    groups: dict[str, int] = {}
+    for j in jobs:
+        where = ",".join(map(str, j.state.gpus)) if j.state.gpus else (j.state.node or {}).get("hostname", "cpu")
+        groups[str(where)] = groups.get(str(where), 0) + 1
+    return wall, done, " ".join(f"{g}:{n}" for g, n in sorted(groups.items()))
+
+
+def has_cluster_option() -> bool:
+    out = subprocess.run([sys.executable, "-m", "qtui.cli", "run", "--help"], capture_output=True, text=True,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)}, check=False)
+    return "--cluster" in out.stdout
+
+
+def ray_cli(*argv: str) -> int:
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+    exe = shutil.which("ray") or str(Path(sys.executable).with_name("ray"))
+    return subprocess.run([exe, *argv], env=env, capture_output=True, check=False).returncode
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--jobs", type=int, default=None, help="KLD jobs in the queue (default: 4 per GPU of the largest run)")
+    ap.add_argument("--gpus", default=None, help="GPU counts to compare (default 1,2,4 up to what the box has)")
+    ap.add_argument("--gpus-per-run", default="1")
+    ap.add_argument("--ctx", type=int, default=512)
+    ap.add_argument("--chunks", type=int, default=None, help="chunks of the corpus in the base file (default: all)")
+    ap.add_argument("--dim", type=int, default=None, help="the test model's width (default: the tiny 128)")
+    ap.add_argument("--layers", type=int, default=12)
+    ap.add_argument("--ff", type=int, default=5632)
+    ap.add_argument("--llama-bin", default=None)
+    ap.add_argument("--ray", default=None, metavar="auto|ray://HOST:PORT|start")
+    ap.add_argument("--cpu-slots", default=None, metavar="1,2", help="smoke check without GPU: slots counts instead")
+    ap.add_argument("--keep", action="store_true", help="keep the work dir (data dirs, logs) after a good run")
+    ap.add_argument("llama_args", nargs="*", help="after --: llama-perplexity's arguments (e.g. -ngl 99)")
+    args = ap.parse_args()
+
+    cpu = args.cpu_slots is not None
+    present = [] if cpu else gpu_indices()
+    if cpu:
+        counts = [int(c) for c in args.cpu_slots.split(",")]
+    else:
+        if not present:
+            raise SystemExit("no GPU seen through NVML: give --cpu-slots 1,2 for a smoke check on this box")
+        counts = [int(c) for c in args.gpus.split(",")] if args.gpus else \
+            [c for c in (1, 2, 4) if c <= len(present)] + ([len(present)] if len(present) not in (1, 2, 4) and len(present) < 4 else [])
+        if max(counts) > len(present):
+            raise SystemExit(f"--gpus {args.gpus}: this box has {len(present)} GPU(s)")
+    if 1 not in counts:
+        counts.insert(0, 1)
+    gpr = args.gpus_per_run
+    args.jobs = args.jobs or 4 * max(counts)
+    work = Path(tempfile.mkdtemp(prefix="qtui-bench-scale-"))
+    say(f"work dir {work}")
+    base, variants, corpus = models(args, work)
+
+    # the base log-probs, once, outside the timing
+    base_file = work / "base.kld"
+    chunks = ["--chunks", str(args.chunks)] if args.chunks else []
+    one_run("base", args, work, base, variants[:1], base_file, None if not cpu else "", "slots = 1\n",
+            ["--corpus", str(corpus), *chunks])
+    if not base_file.is_file():
+        raise SystemExit(f"could not make the base log-probs; see {work / 'base' / 'qtui.log'}")
+
+    gpr_toml = '"auto"' if gpr == "auto" else gpr
+    results: dict[int, tuple[float, int]] = {}
+    ok = True
+    print(f"{args.jobs} KLD jobs of {base.name} (quants {', '.join(LADDER)}), -c {args.ctx}, "
+          f"gpus_per_run {gpr}, llama args {' '.join(args.llama_args) or '(none)'}")
+    for k in counts:
+        visible = "" if cpu else ",".join(str(i) for i in present[:k])
+        config = f"slots = {k}\n" if cpu else f"gpus_per_run = {gpr_toml}\n"
+        wall, done, where = one_run(f"k{k}", args, work, base, variants, base_file, visible, config, [])
+        results[k] = (wall, done)
+        ok &= done == args.jobs
+        ratio = (done / wall) / (results[1][1] / results[1][0]) if results[1][1] else 0.0
+        label = f"{k} CPU slot(s)" if cpu else f"{k} GPU(s) [{visible}]"
+        target = "" if cpu else f"  (target >= {TARGET_SCALE * k:.1f}{'' if ratio >= TARGET_SCALE * k else ': MISSED'})"
+        if not cpu and k > 1:
+            ok &= ratio >= TARGET_SCALE * k
+        print(f"{label:22} wall {wall:7.1f} s  {done / wall:6.3f} jobs/s  ratio to 1: {ratio:4.2f}{target}  jobs per group {where}")
+
+    if args.ray:
+        if not has_cluster_option():
+            print("Ray: skipped: this qtui has no `qtui run --cluster` (the Ray executor is not there)")
+        else:
+            k = max(counts)
+            started = args.ray == "start"
+            address = "auto" if started else args.ray
+            if started and ray_cli("start", "--head", "--disable-usage-stats", "--include-dashboard=false",
+                                   *([f"--num-gpus={k}"] if not cpu else [])) != 0:
+                raise SystemExit("could not start a Ray head on this box (is qtui[ray] installed?)")
+            try:
+                visible = "" if cpu else ",".join(str(i) for i in present[:k])
+                config = f"slots = {k}\n" if cpu else f"gpus_per_run = {gpr_toml}\n"
+                wall, done, where = one_run("ray", args, work, base, variants, base_file, visible, config,
+                                            ["--cluster", address])
+            finally:
+                if started:
+                    ray_cli("stop")
+            local = results[k][0]
+            ok &= done == args.jobs and wall / local <= TARGET_RAY
+            print(f"Ray ({address}) at {k}: wall {wall:7.1f} s against {local:.1f} s local: ratio {wall / local:4.2f} "
+                  f"(target <= {TARGET_RAY}{'' if wall / local <= TARGET_RAY else ': MISSED'})  jobs per node {where}")
+    if cpu:
+        print("CPU smoke check only: these figures say nothing about GPUs (k jobs share this box's few cores).")
+        ok = all(d == args.jobs for _, d in results.values())
+    if ok and not args.keep:
+        shutil.rmtree(work, ignore_errors=True)  # a miss keeps the logs to read
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
