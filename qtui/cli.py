@@ -128,7 +128,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gpus-per-run", metavar="N|auto", default=None,
                    help="GPUs each run takes (default 1, or gpus_per_run in the config); auto: the fewest GPUs whose "
                    "free memory holds the run, estimated from the GGUF header at this -c/-b/-ub/-ngl. Runs that name "
-                   "their own devices (-dev, -ts, -mg, CUDA_VISIBLE_DEVICES) keep them and run alone")
+                   "their own devices (-dev, -ts, -mg, -ot ...=CUDA1, CUDA_VISIBLE_DEVICES) keep them and run alone, "
+                   "holding every GPU")
     p.add_argument("variants", nargs="+", type=Path, metavar="VARIANT.gguf")
     _add_common(p)
 

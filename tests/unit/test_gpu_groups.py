@@ -90,6 +90,8 @@ def test_jobs_that_name_their_devices_and_gpus_per_run_values() -> None:
     assert names_own_devices(["x", "-ts", "3,1"], {}) and names_own_devices(["x", "--device=CUDA1"], {})
     assert names_own_devices(["x", "-mg", "1"], {}) and names_own_devices(["x"], {"CUDA_VISIBLE_DEVICES": "1"})
     assert not names_own_devices(["x", "-ngl", "99", "-sm", "layer"], {})
+    assert not names_own_devices(["x", "-ot", "exps=CPU", "--override-tensor=ffn_up=CPU,ffn_down=cpu"], {})
+    assert names_own_devices(["x", "-ot", "exps=CPU,attn=CUDA1"], {}) and names_own_devices(["x", "-ot=blk.1=CUDA0"], {})
     assert parse_gpus_per_run("auto") == "auto" and parse_gpus_per_run(" 2 ") == 2 and parse_gpus_per_run(8) == 8
     for bad in (0, -1, True, "two", 1.5, 65):
         with pytest.raises(ValueError, match="number of GPUs"):

@@ -8,9 +8,10 @@ packing can be tested without a GPU and without threads; the scheduler feeds the
   CPU box runs `slots` jobs at once as before.
 - A job wants k GPUs (gpus_per_run), or "auto": the fewest GPUs whose free memory (NVML)
   holds the run's estimate (llama/memory.py). A job whose own arguments choose its devices
-  (CUDA_VISIBLE_DEVICES in its env, -dev/--device, -ts/--tensor-split, -mg/--main-gpu) keeps
-  them: qtui leaves its device settings alone and runs it alone, holding every GPU, since it
-  cannot know which of them the job will touch.
+  (CUDA_VISIBLE_DEVICES in its env, -dev/--device, -ts/--tensor-split, -mg/--main-gpu, or
+  -ot/--override-tensor to a named GPU such as CUDA1) keeps them: qtui leaves its device
+  settings alone and runs it alone, holding every GPU, since it cannot know which of them the
+  job will touch.
 - Packing, in queue order: a job that does not fit the free GPUs waits, and a later job that
   fits them starts (backfill), so no GPU sits idle while a job that fits it waits. A job passed
   over that way MAX_PASSES times is then reserved for: nothing behind it starts until it has
@@ -32,6 +33,7 @@ MAX_PASSES = 2
 AUTO = "auto"
 
 _DEVICE_FLAGS = ("-dev", "--device", "-ts", "--tensor-split", "-mg", "--main-gpu")
+_OVERRIDE_FLAGS = ("-ot", "--override-tensor")
 
 
 @dataclass(frozen=True)
@@ -107,10 +109,21 @@ def group_env(inv: Inventory, group: Sequence[Device]) -> dict[str, str]:
 
 
 def names_own_devices(argv: Sequence[str], env: Mapping[str, str]) -> bool:
-    """The job's own arguments choose its GPUs: qtui must not narrow what it sees."""
+    """The job's own arguments choose its GPUs: qtui must not narrow what it sees. Tensor
+    overrides count when they send tensors to a device by name (`-ot exps=CUDA1`); sending
+    them to the CPU (`-ot exps=CPU`, the usual MoE offload) does not."""
     if "CUDA_VISIBLE_DEVICES" in env:
         return True
-    return any(a in _DEVICE_FLAGS or a.partition("=")[0] in _DEVICE_FLAGS for a in argv)
+    for i, a in enumerate(argv):
+        name, eq, inline = a.partition("=")
+        if a in _DEVICE_FLAGS or (eq and name in _DEVICE_FLAGS):
+            return True
+        if a in _OVERRIDE_FLAGS or (eq and name in _OVERRIDE_FLAGS):
+            value = inline if eq and name in _OVERRIDE_FLAGS else (argv[i + 1] if i + 1 < len(argv) else "")
+            # pattern=DEVICE pairs, comma-separated
+            if any(p.rpartition("=")[2].strip().upper() not in ("", "CPU") for p in value.split(",")):
+                return True
+    return False
 
 
 def parse_gpus_per_run(value: object) -> int | str:
