@@ -51,3 +51,16 @@ def test_a_job_seen_off_its_group_fails(tmp_path: Path, capsys: pytest.CaptureFi
     assert code == 1 and out.rstrip().endswith("NOT OK")
     code, out = run(tmp_path / "b", {100: [0], 200: [2, 3], 300: [0, 1]}, capsys)  # ran on half its pair
     assert code == 1
+
+
+def test_one_group_at_a_time_where_two_do_not_fit(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """2 GPUs, 2 per job: no overlap is expected, each job on both GPUs is what counts."""
+    q = JobQueue(tmp_path / "d")
+    for pid, t in ((100, 0.0), (200, 10.0)):
+        j = q.add(JobSpec(kind="kld", argv=["x"], label=f"job{pid}", gpus_per_run=2))
+        q.update(j.id, status="done", pid=pid, gpus=[0, 1], slot=0, started_at=1000 + t, ended_at=1009 + t)
+    (tmp_path / "gpus.txt").write_text("".join(BUSES.splitlines(keepends=True)[:2]))
+    for seen, want in (({100: [0, 1], 200: [0, 1]}, 0), ({100: [0, 1], 200: [1]}, 1)):
+        (tmp_path / "apps.txt").write_text("".join(f"{pid}, {bus(g)}, 9 MiB\n" for pid, gs in seen.items() for g in gs))
+        assert timeline().main(tmp_path / "d", tmp_path / "apps.txt", tmp_path / "gpus.txt") == want
+        assert "(none expected: 2 GPU(s))" in capsys.readouterr().out
