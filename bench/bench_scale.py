@@ -89,8 +89,8 @@ def models(args: argparse.Namespace, work: Path) -> tuple[Path, list[Path], Path
 
 def qtui_env(data: Path, config: Path, visible: str | None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k != "CUDA_VISIBLE_DEVICES"}
-    env.update(QTUI_DATA_DIR=str(data), QTUI_CONFIG_DIR=str(config), PYTHONPATH=str(ROOT), COLUMNS="200",
-               RAY_USAGE_STATS_ENABLED="0")
+    env.update(QTUI_DATA_DIR=str(data), QTUI_CONFIG_DIR=str(config), COLUMNS="200", RAY_USAGE_STATS_ENABLED="0",
+               PYTHONPATH=os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]))
     if visible is not None:
         env["CUDA_VISIBLE_DEVICES"] = visible
     return env
@@ -128,7 +128,8 @@ def one_run(name: str, args: argparse.Namespace, work: Path, base: Path, variant
 
 def has_cluster_option() -> bool:
     out = subprocess.run([sys.executable, "-m", "qtui.cli", "run", "--help"], capture_output=True, text=True,
-                         env={**os.environ, "PYTHONPATH": str(ROOT)}, check=False)
+                         env={**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])},
+                         check=False)
     return "--cluster" in out.stdout
 
 
