@@ -80,7 +80,8 @@ def main(data: Path, apps: Path, gpus: Path) -> int:
     print(f"GPUs per job: {', '.join(map(str, sizes))}; pairs that ran at the same time on disjoint GPU groups: "
           f"{len(overlaps)}{'' if room else f' (none expected: {len(buses)} GPU(s))'}")
     ok &= bool(overlaps) or not room
-    print("OK: every job on exactly its group's GPUs, jobs in parallel" if ok else "NOT OK")
+    verdict = "jobs in parallel" if room else "one group at a time, as the box allows"
+    print(f"OK: every job on exactly its group's GPUs, {verdict}" if ok else "NOT OK")
     return 0 if ok else 1
 
 
