@@ -32,6 +32,8 @@ MAIN_BINDINGS: list[BindingType] = [
 
 BOARD_BINDINGS: list[BindingType] = [
     Binding("l", "log_scale", "Log", tooltip="Log-scale KLD axis in the scatter plot"),
+    Binding("x", "x_axis", "Axis", tooltip="Scatter x axis: size, prompt speed (pp t/s) or generation speed "
+            "(tg t/s); speeds come from `qtui run --speed`"),
     # One setup (base, corpus, -c, chunks, llama build) is ranked at a time: KLD across setups is not comparable.
     Binding("u", "next_setup", "Setup", show=False, tooltip="Rank the next setup (base, corpus, -c, chunks, build)"),
     Binding("U", "prev_setup", "Previous setup", show=False, tooltip="Rank the previous setup"),

@@ -154,6 +154,8 @@ class BoardPane(Vertical):
         super().__init__(id=id)
         self._pending: tuple[list[Row], str | None, float | None] = ([], None, None)
         self._log_pending = False
+        self._x_pending = "size_gib"
+        """the scatter's x axis chosen before the scatter was mounted"""
         self.marked: str | None = None
         """the row marked with m, to compare with another (C)"""
 
@@ -178,6 +180,7 @@ class BoardPane(Vertical):
         scatter.set_rows(rows, selected, floor)
         if self._log_pending:
             scatter.toggle_log()
+        scatter.x_axis = self._x_pending
 
     def set_rows(self, rows: list[Row], selected: str | None, floor: float | None = None) -> None:
         self._pending = (rows, selected, floor)
@@ -189,6 +192,18 @@ class BoardPane(Vertical):
             self.scatter.toggle_log()
         else:
             self._log_pending = not self._log_pending
+
+    def action_x_axis(self) -> None:
+        """The scatter's x axis: size, pp t/s, tg t/s (speeds from `qtui run --speed`)."""
+        from qtui.ui.widgets.scatter import X_AXES
+
+        if self.scatter is not None:
+            label = self.scatter.next_x_axis()
+        else:
+            keys = [k for k, _ in X_AXES]
+            self._x_pending = keys[(keys.index(self._x_pending) + 1) % len(keys)]
+            label = dict(X_AXES)[self._x_pending]
+        self.notify(f"scatter x axis: {label}", timeout=2)
 
     def action_view(self) -> None:
         current = next((v for v in self.VIEWS if self.has_class(f"-{v}")), "both")

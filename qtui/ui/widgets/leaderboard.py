@@ -32,7 +32,19 @@ from textual.widgets import DataTable, Static
 from qtui.core import formats
 from qtui.core.results.fit import ESSENTIAL, fit_columns
 from qtui.core.results.floor import noise_floor
-from qtui.core.results.leaderboard import COLUMN_KEYS, COLUMNS, PUBLISHED_SCORE, Column, Row, build_rows, format_cell, sort_rows
+from qtui.core.results.leaderboard import (
+    COLUMN_KEYS,
+    COLUMNS,
+    PUBLISHED_SCORE,
+    SPEED_COLUMNS,
+    SPEED_KEYS,
+    Column,
+    Row,
+    build_rows,
+    format_cell,
+    has_speed,
+    sort_rows,
+)
 from qtui.core.results.measured import RowMarks, row_marks
 from qtui.core.results.setups import SetupGroup, group_setups
 from qtui.core.results.store import ResultRecord
@@ -40,12 +52,12 @@ from qtui.ui.widgets.rowtable import RowTable
 
 ASC, DESC = "▲", "▼"
 # Columns where bigger is better start descending, so the first press shows the best first.
-DESCENDING_FIRST = frozenset({"same_top", "pareto"})
+DESCENDING_FIRST = frozenset({"same_top", "pareto", *SPEED_KEYS})
 # The key of the line between the ranking and the failed or cancelled runs shown below it.
 SEPARATOR = "\x00not-ranked"
 # Never given up for width: which file a row is, and what it is ranked by.
 ALWAYS = (*ESSENTIAL, "kld", "kld_err")
-SORT_KEYS = (*COLUMN_KEYS, PUBLISHED_SCORE.key)
+SORT_KEYS = (*COLUMN_KEYS, PUBLISHED_SCORE.key, *SPEED_KEYS)
 
 
 def natural_reverse(key: str) -> bool:
@@ -225,7 +237,8 @@ class Leaderboard(Widget, can_focus=False):
     def _show_setup(self) -> None:
         group = self.setup
         self._records = list(group.records) if group is not None else []
-        rows = build_rows(self._records, include_failed=self.include_failed)
+        # the setup's files' speeds (llama-bench) join their rows: pp t/s and tg t/s
+        rows = build_rows([*self._records, *(group.speed if group is not None else ())], include_failed=self.include_failed)
         self._marks = row_marks(self._records)
         self._rows = _ranked_first(sort_rows(rows, self.sort_key, self.sort_reverse))
         if not self.is_mounted:
@@ -286,7 +299,7 @@ class Leaderboard(Widget, can_focus=False):
     # -- composition and events ------------------------------------------------------------
     def compose(self) -> ComposeResult:
         table = _Table(
-            {c.key: f"{c.title}: {c.help}" for c in (*COLUMNS, PUBLISHED_SCORE)},
+            {c.key: f"{c.title}: {c.help}" for c in (*COLUMNS, PUBLISHED_SCORE, *SPEED_COLUMNS)},
             cursor_type="row",
             zebra_stripes=True,
         )
@@ -310,7 +323,12 @@ class Leaderboard(Widget, can_focus=False):
 
     def _candidate_columns(self) -> list[Column]:
         cols = list(self._columns)
-        if self._published_column and any(r.published_score is not None for r in self._rows):
+        if not self._published_column:
+            return cols  # a chosen set of columns
+        if has_speed(self._rows):  # after BPW, as in `qtui results` and the exports
+            at = next((i + 1 for i, c in enumerate(cols) if c.key == "bpw"), len(cols))
+            cols[at:at] = SPEED_COLUMNS
+        if any(r.published_score is not None for r in self._rows):
             at = next((i + 1 for i, c in enumerate(cols) if c.key == "score"), len(cols))
             cols.insert(at, PUBLISHED_SCORE)  # beside the score computed here
         return cols
@@ -504,7 +522,7 @@ class Leaderboard(Widget, can_focus=False):
             x += width
 
     def _update_caption(self) -> None:
-        col = next((c for c in (*COLUMNS, PUBLISHED_SCORE) if c.key == self.sort_key), None)
+        col = next((c for c in (*COLUMNS, PUBLISHED_SCORE, *SPEED_COLUMNS) if c.key == self.sort_key), None)
         if col is None:
             return
         arrow = DESC if self.sort_reverse else ASC
