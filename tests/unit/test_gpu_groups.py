@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -255,3 +256,26 @@ def test_cpu_box_runs_slots_places_and_a_group_takes_several(tmp_path: Path) -> 
     assert (a.state.slot, c.state.slot, b.state.slot) == (0, 2, 0)  # the first place each held
     assert a.state.ended_at <= b.state.started_at  # type: ignore[operator]
     assert c.state.started_at < a.state.ended_at  # type: ignore[operator]
+
+
+def test_a_run_left_by_a_dead_scheduler_keeps_its_gpus(tmp_path: Path) -> None:
+    """The next scheduler adopts it holding the GPUs its state records: a queued job does not
+    start on them while it still runs."""
+    import subprocess
+
+    import psutil
+
+    q = JobQueue(tmp_path)
+    orphan = q.add(spec("kld", "ik-tiny-kld-q8_0", tmp_path, delay=0.05))
+    with open(orphan.stdout_path, "wb") as out, open(orphan.stderr_path, "wb") as err:
+        child = subprocess.Popen(orphan.spec.argv, stdout=out, stderr=err, env={**os.environ, **orphan.spec.env},
+                                 start_new_session=True)
+    q.update(orphan.id, status="running", pid=child.pid, pid_started=psutil.Process(child.pid).create_time(),
+             started_at=time.time(), gpus=[0, 1], slot=0)
+    later = q.add(spec("kld", "ik-tiny-kld-q4_0", tmp_path))
+    Scheduler(tmp_path, nvml=Nvml(gpus(2)), parent_env={}).run()
+    child.wait()
+    a, b = q.get(orphan.id), q.get(later.id)
+    assert a is not None and b is not None and (a.state.status, b.state.status) == ("done", "done")
+    assert b.state.started_at >= a.state.ended_at  # type: ignore[operator]
+    assert b.state.gpus == [0]
