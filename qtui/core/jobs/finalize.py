@@ -185,7 +185,7 @@ def finalize_job(queue: JobQueue, job_id: str, exit_code: int | None) -> ResultR
         },
         job_id=job.id,
         chunk_kld=running_means_field(parsed.progress) if job.spec.kind == "kld" else None,
-        source=screen_source(job),
+        source=provenance(job),
     )
     if job.spec.kind == "base" and parsed.base_estimate is not None:
         est = FinalStats(ppl_base=parsed.base_estimate.ppl, ppl_base_err=parsed.base_estimate.ppl_err).to_dict()
@@ -255,6 +255,16 @@ def screen_source(job: Job) -> dict[str, Any]:
     return {"type": "qtui"}
 
 
+def provenance(job: Job) -> dict[str, Any]:
+    """The record's source: screen_source, plus where a cluster job ran (the Ray node, its id,
+    the GPU ids Ray gave it), so a figure can be traced to the machine that measured it."""
+    source = screen_source(job)
+    if job.state.node:
+        keep = ("cluster", "node_id", "ip", "hostname", "gpus")
+        source["node"] = {k: job.state.node[k] for k in keep if k in job.state.node}
+    return source
+
+
 def mark_failed(queue: JobQueue, job_id: str, reason: str) -> None:
     """Record a job as failed when finalizing it (or starting it) raised.
 
@@ -275,7 +285,7 @@ def mark_failed(queue: JobQueue, job_id: str, reason: str) -> None:
             id=record_id, kind=job.spec.kind, status=status,  # type: ignore[arg-type]
             model=job.spec.model, base=job.spec.base, corpus=job.spec.corpus, ctx=job.spec.ctx,
             chunks=job.spec.chunks, llama=job.spec.llama, argv=job.spec.argv, gpu=job.spec.llama.get("gpu"),
-            started_at=job.state.started_at, ended_at=time.time(), job_id=job.id, source=screen_source(job),
+            started_at=job.state.started_at, ended_at=time.time(), job_id=job.id, source=provenance(job),
             failure={"reason": reason, "exit_code": job.state.exit_code, "stderr_tail": _tail(job.stderr_path)},
         ))
         queue.update(job_id, result_id=record_id)

@@ -75,6 +75,10 @@ class JobSpec:
     gpus_per_run: int | str | None = None
     """GPUs this run asks for: a number, or "auto" (the fewest whose free memory holds the
     run's estimate); None: one. Kept with the job, so a queued job keeps what it was asked."""
+    cluster: str | None = None
+    """the Ray cluster that runs it ("auto", "ray://HOST:PORT", "HOST:PORT"); None: this machine"""
+    base_argv: list[str] | None = None
+    """cluster kld jobs: the base generation's command, so a node without the base file makes it"""
     id: str = field(default_factory=new_id)
     seq: float = field(default_factory=time.time)
     created_at: float = field(default_factory=time.time)
@@ -96,6 +100,8 @@ class JobState:
     reason: str | None = None
     result_id: str | None = None
     cancel_requested_at: float | None = None
+    node: dict[str, Any] | None = None
+    """a cluster job: where it runs ({"cluster", "node_id", "ip", "hostname", "gpus", "pid"})"""
     attempts: int = 0
     """automatic re-runs after llama.cpp lost its output tail (see finalize.MAX_AUTO_RETRIES)"""
 

@@ -26,6 +26,7 @@ from qtui.core.jobs.finalize import failure_words, finalize_job, mark_failed
 from qtui.core.jobs.gpus import AUTO, Inventory, Want, group_env, inventory, names_own_devices, pack, parse_gpus_per_run
 from qtui.core.jobs.procs import create_time, lock_path, log, log_path, scheduler_running, signal_group
 from qtui.core.jobs.queue import Job, JobQueue
+from qtui.core.jobs.remote import ClusterSeats, RemoteFailed, asked_gpus, orphan_words, run_on_cluster
 from qtui.core.jobs.runner import POLL_S, start_child, wait_adopted, wait_child
 from qtui.core.jobs.screening import after_job, fail_batch, prepare_window, resume
 from qtui.core.llama.memory import MemoryEstimateError, run_memory
@@ -65,6 +66,7 @@ class Scheduler:
         self._last_end = 0.0
         self._last_sample = 0.0
         self._wake = threading.Event()
+        self._seats = ClusterSeats()
         self.stranded: set[str] = set()
         """jobs whose failure could not even be written: left to the next scheduler"""
         self._lock = threading.Lock()
@@ -95,8 +97,10 @@ class Scheduler:
                 if dep is not None and dep.state.status != "done":
                     continue
                 runnable.append(job)
+            remote = self._claim_remote([j for j in runnable if j.spec.cluster], jobs)
+            runnable = [j for j in runnable if not j.spec.cluster]
             if not runnable:
-                return [], self._pending(jobs)
+                return remote, bool(remote) or self._pending(jobs)
             with self._lock:
                 busy = {k for keys in self._held.values() for k in keys}
             for j in jobs:  # a run this scheduler does not follow (yet) still holds its GPUs;
@@ -125,7 +129,7 @@ class Scheduler:
                 with self._lock:
                     self._held[job.id] = [d.key for d in group]
                 started.append(job)
-            return started, True
+            return remote + started, True
 
     def _keys_of(self, job: Job) -> list[int]:
         """The GPUs a running job holds: recorded in its state (a job of an older qtui: its slot)."""
@@ -220,6 +224,9 @@ class Scheduler:
             self._give_up(job, "could not cut the screening window from the base file", exc)
             self._advance_screen(job)
             return
+        if job.spec.cluster:
+            self._run_remote(job)
+            return
         try:
             proc = start_child(job, self._env(job, slot))
         except Exception as exc:
@@ -236,8 +243,59 @@ class Scheduler:
             return
         self._finalize(job, wait_child(self.queue, job.id, proc))
 
+    def _claim_remote(self, runnable: list[Job], jobs: list[Job]) -> list[Job]:
+        """Under the queue lock: mark running the cluster jobs the cluster has room for now.
+        They hold no GPU of this machine; Ray picks each one's node when it starts."""
+        started: list[Job] = []
+        for job in runnable:
+            address = str(job.spec.cluster)
+            try:
+                room = self._seats.capacity(address, asked_gpus(job)) - sum(
+                    1 for j in jobs if j.spec.cluster == address and j.state.status == "running")
+            except RemoteFailed as exc:
+                self._fail_unlocked(job, str(exc))
+                continue
+            if room <= 0:
+                continue
+            job.state.status = "running"
+            job.state.started_at = time.time()
+            job.state.node = {"cluster": address}
+            self.queue.write_state(job)
+            with self._lock:
+                self._held[job.id] = []
+            started.append(job)
+        return started
+
+    def _run_remote(self, job: Job) -> None:
+        """A cluster job: Ray runs it on a node, its output comes back into its folder here."""
+        try:
+            exit_code = run_on_cluster(self.queue, job)
+        except RemoteFailed as exc:  # its node died, Ray is missing...: the reason is the words
+            self._fail_remote(job, str(exc))
+            return
+        except Exception as exc:
+            self._give_up(job, "qtui could not run the job on the Ray cluster", exc)
+            self._advance_screen(job)
+            return
+        self._finalize(job, exit_code)
+
+    def _fail_remote(self, job: Job, reason: str) -> None:
+        log(self.queue.data_dir, f"job {job.id} ({job.spec.label or job.spec.kind}): {reason}")
+        try:
+            mark_failed(self.queue, job.id, reason)
+        except Exception as exc:
+            self._give_up(job, reason, exc)
+        self._advance_screen(job)
+
     def adopt(self, job: Job) -> None:
-        """A job left 'running' by a scheduler that died: wait for its child, then judge it."""
+        """A job left 'running' by a scheduler that died: wait for its child, then judge it.
+
+        A cluster job cannot be adopted: its task died with the old scheduler (its Ray driver),
+        so waiting for it would never end. It fails with that reason; `qtui retry` runs it again
+        (not re-queued by itself: a job that kills its scheduler would otherwise loop)."""
+        if job.spec.cluster:
+            self._fail_remote(job, orphan_words(job))
+            return
         try:
             wait_adopted(self.queue, job)
         except Exception as exc:  # e.g. psutil failing: judge it now rather than never

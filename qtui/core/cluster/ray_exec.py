@@ -1,0 +1,213 @@
+"""Running one job as a Ray task: Ray picks the node, qtui streams the child's output home.
+
+The scheduler calls `run_remote` for a job that names a cluster. The task (`_task`) runs
+node.run_here on whatever node Ray chose (asking for the job's GPUs, `num_gpus`, so Ray sets
+CUDA_VISIBLE_DEVICES there) and yields the child's stdout, stderr and per-token dump as they
+are written; this side appends them to the job's own files on the qtui machine, so the live
+panel, the parser and the store read a remote job exactly like a local one.
+
+Only this module imports ray, and only when a cluster is configured. Ray must never call
+out: usage statistics are switched off before it is imported.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+os.environ["RAY_USAGE_STATS_ENABLED"] = "0"  # before ray is imported: nothing leaves the cluster
+
+import ray  # noqa: E402
+from ray.exceptions import NodeDiedError, RayError, TaskCancelledError  # noqa: E402
+
+from qtui.core.cluster.node import Event, run_here, stop_here  # noqa: E402
+from qtui.core.cluster.placement import capacity, died_words, gpus_for, lost_words, ray_init_args, task_options  # noqa: E402
+
+POLL_S = 0.25
+_RAY: Any = ray
+"""ray through Any: its functions carry no annotations, and the core's typing is strict"""
+_connect_lock = threading.Lock()
+_connected_to: str | None = None
+
+
+class ClusterError(Exception):
+    """The cluster cannot be reached or used; the message says why in one sentence."""
+
+
+def connect(address: str) -> None:
+    """Join the cluster at `address` once per process (Ray allows one cluster per driver)."""
+    global _connected_to
+    with _connect_lock:
+        if ray.is_initialized():
+            if _connected_to not in (None, address):
+                raise ClusterError(f"this scheduler is connected to the Ray cluster {_connected_to}; a job for {address} "
+                                   "must wait until the queue is empty")
+            _connected_to = _connected_to or address
+            return
+        try:
+            ray.init(**ray_init_args(address))
+        except Exception as exc:  # ConnectionError, ValueError, RuntimeError: all "cannot join"
+            raise ClusterError(f"cannot join the Ray cluster at {address}: {exc}") from exc
+        _connected_to = address
+
+
+def cluster_capacity(address: str, gpus: int | None) -> int:
+    """Jobs the cluster can run at once (jobs beyond it wait in qtui's queue, not Ray's)."""
+    connect(address)
+    return capacity(_RAY.nodes(), gpus_for(gpus, _RAY.cluster_resources()))
+
+
+def _node_facts() -> dict[str, Any]:
+    ctx = ray.get_runtime_context()
+    return {"node_id": ctx.get_node_id(), "ip": _RAY.util.get_node_ip_address(), "hostname": socket.gethostname(),
+            "gpus": [str(g) for g in ray.get_gpu_ids()]}
+
+
+def _task(argv: list[str], env: dict[str, str], dump: bool, base_argv: list[str] | None) -> Iterator[Event]:
+    yield ("node", _node_facts())
+    yield from run_here(argv, env, dump=dump, base_argv=base_argv)
+
+
+_REMOTE: Any = None
+_STOP: Any = None
+
+
+def _remote_task() -> Any:
+    global _REMOTE
+    if _REMOTE is None:
+        _REMOTE = ray.remote(_task)
+    return _REMOTE
+
+
+def _stop_task() -> Any:
+    global _STOP
+    if _STOP is None:
+        _STOP = ray.remote(stop_here)
+    return _STOP
+
+
+def _stop_child(node: dict[str, Any] | None, grace_s: float) -> None:
+    """Stop the job's child where it runs and wait until it is gone: TERM, KILL after the
+    grace period, as a local cancel does. A tiny task pinned to that node (no CPU asked, so a
+    busy node takes it); a node that is gone has nothing left to stop."""
+    if not node or not node.get("pid") or not node.get("node_id"):
+        return
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    pinned = NodeAffinitySchedulingStrategy(node_id=node["node_id"], soft=False)
+    ref = _stop_task().options(num_cpus=0, max_retries=0, scheduling_strategy=pinned).remote(node["pid"], grace_s)
+    try:
+        ray.get(ref, timeout=grace_s + 30)
+    except (RayError, TimeoutError):  # GetTimeoutError is one: the worker is killed below anyway
+        pass
+
+
+@dataclass
+class RemoteRun:
+    """What a job needs on a node, and where its output goes on this machine."""
+
+    argv: list[str]
+    env: dict[str, str]
+    stdout: Path
+    stderr: Path
+    dump: Path | None = None
+    """the per-token dump's path in the job folder (kld jobs), None for no dump"""
+    base_argv: list[str] | None = None
+    """the base job's command: a node without the base file makes it first (once per node)"""
+    gpus: int | None = None
+    """GPUs to ask for; None: 1 on a cluster with GPUs, 0 on a CPU cluster"""
+    grace_s: float = 5.0
+    """on cancel: how long the child has after SIGTERM before SIGKILL"""
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class RemoteOutcome:
+    exit_code: int | None = None
+    error: str | None = None
+    """why the job could not finish on the cluster, in words (None: the child ended by itself)"""
+    cancelled: bool = False
+    node: dict[str, Any] | None = None
+
+
+def run_remote(address: str, run: RemoteRun, on_node: Callable[[dict[str, Any]], None],
+               cancel_asked: Callable[[], bool]) -> RemoteOutcome:
+    """Run `run` on the cluster, writing its output into its files as it comes; returns once it
+    ended. `on_node` hears where it runs (once, then with the child's pid); `cancel_asked` is
+    polled: when true the task is cancelled (its worker killed, the child with it)."""
+    connect(address)
+    opts = task_options(gpus_for(run.gpus, _RAY.cluster_resources()), _RAY.cluster_resources())
+    remote = _remote_task().options(**opts)
+    gen = remote.remote(run.argv, run.env, run.dump is not None, run.base_argv)
+    out = RemoteOutcome()
+    sinks = {"stdout": run.stdout, "stderr": run.stderr, "dump": run.dump}
+    # stdout/stderr exist from the start, as a local child's do; the dump only once data comes
+    # (a build without the per-token patch writes none, and no file means "no per-token data")
+    handles: dict[str, Any] = {name: open(p, "wb") for name, p in sinks.items() if p is not None and name != "dump"}
+    try:
+        while True:
+            if not out.cancelled and cancel_asked():
+                out.cancelled = True
+                _stop_child(out.node, run.grace_s)  # returns once the child is gone
+                ray.cancel(gen, force=True)
+            ready, _ = ray.wait([gen], timeout=POLL_S)
+            if not ready:
+                continue
+            try:
+                kind, payload = ray.get(next(gen))
+            except StopIteration:
+                break
+            except TaskCancelledError:
+                out.cancelled = True
+                break
+            except NodeDiedError:
+                out.error = died_words(out.node)
+                break
+            except RayError as exc:
+                out.error = died_words(out.node) if _node_dead(out.node) else lost_words(out.node, exc)
+                break
+            if kind == "node":
+                out.node = dict(payload)
+                on_node(out.node)
+            elif kind == "started":
+                assert out.node is not None
+                out.node["pid"] = payload["pid"]
+                on_node(out.node)
+            elif kind == "note":
+                run.notes.append(str(payload))
+            elif kind == "end":
+                out.exit_code = payload.get("exit_code")
+                out.error = payload.get("error")
+            elif kind in sinks and sinks[kind] is not None:
+                if kind not in handles:
+                    handles[kind] = open(str(sinks[kind]), "wb")
+                handles[kind].write(payload)
+                handles[kind].flush()  # the live panel reads the file while the job runs
+    finally:
+        for fh in handles.values():
+            fh.close()
+    return out
+
+
+def _node_dead(node: dict[str, Any] | None, wait_s: float = 5.0) -> bool:
+    """Whether the node the task ran on is gone (Ray may need a moment to notice)."""
+    if not node:
+        return False
+    deadline = time.monotonic() + wait_s
+    while True:
+        alive = {n.get("NodeID"): n.get("Alive") for n in _RAY.nodes()}
+        if alive.get(node.get("node_id")) is False:
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(POLL_S)
+
+
+def node_ids(alive_only: bool = True) -> Sequence[str]:
+    return [str(n["NodeID"]) for n in _RAY.nodes() if n.get("Alive") or not alive_only]

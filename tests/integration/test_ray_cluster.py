@@ -1,0 +1,197 @@
+"""The Ray executor on a real local Ray cluster (ray.cluster_utils.Cluster: a head and two
+worker nodes, all on 127.0.0.1, CPU only) with the REAL llama-perplexity on the tiny model,
+driven through the real scheduler: jobs spread over the workers, output streamed back while a
+job runs, per-token data and node provenance in the results, a cancel that stops the remote
+child, and a worker killed mid-run whose job fails with that reason and is retried on the other.
+
+The head offers no CPU and the workers a `qtui_slot` each (placement.SLOT_RESOURCE), so every
+job lands on a worker, at most one per worker at a time.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+
+from qtui.core.cluster.placement import LOOPBACK_ENV, SLOT_RESOURCE
+from qtui.core.jobs.queue import JobQueue, JobSpec
+from qtui.core.jobs.scheduler import Scheduler, serve
+from qtui.core.llama.tools import child_env
+from qtui.core.results.store import ResultStore
+from qtui.core.results.tokens import load_tokens
+from qtui.core.showdown.plan import base_argv, kld_argv
+from tests.helpers import require_module, wait_until
+
+pytestmark = pytest.mark.slow
+
+# Read by Ray when it is imported (whoever imports it first in this process): Ray must never
+# call out, and every node stays on 127.0.0.1 (without this Ray swaps in the interface address).
+os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
+os.environ[LOOPBACK_ENV] = "0"
+
+CTX = 128
+SLOW_CHUNKS = 128
+"""a base generation of this many chunks takes several seconds on one thread: time to cancel or
+kill it mid-run (KLD runs of the tiny model take about a second)"""
+LOOPBACK = {"127.0.0.1", "::1", "::ffff:127.0.0.1"}
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[Any]:
+    ray = require_module("ray", "pip install -e '.[ray]'")
+    from ray.cluster_utils import Cluster
+
+    c = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "node_ip_address": "127.0.0.1",
+                                                      "include_dashboard": False})
+    for _ in range(2):
+        c.add_node(num_cpus=1, resources={SLOT_RESOURCE: 1}, node_ip_address="127.0.0.1")
+    c.wait_for_nodes()
+    try:
+        yield c
+    finally:
+        ray.shutdown()
+        c.shutdown()
+
+
+def _workers(c: Any) -> dict[str, Any]:
+    return {n.node_id: n for n in c.worker_nodes}
+
+
+@pytest.fixture(scope="module")
+def base16(llama_tools, tiny_model, corpus, tmp_path_factory) -> Path:
+    import subprocess
+
+    out = tmp_path_factory.mktemp("raybase") / "base.kld"
+    proc = subprocess.run(base_argv(llama_tools, tiny_model, corpus, CTX, 16, out, []), env=child_env(llama_tools),
+                          capture_output=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return out
+
+
+def _slow_base_spec(tools, model: Path, corpus: Path, out: Path, address: str) -> JobSpec:
+    argv = base_argv(tools, model, corpus, CTX, SLOW_CHUNKS, Path(str(out) + ".partial"), ["-t", "1"])
+    return JobSpec(kind="base", argv=argv, env=child_env(tools, base_env={}), model={"label": "tiny"}, ctx=CTX,
+                   chunks=SLOW_CHUNKS, output=str(out), label="base tiny", cluster=address)
+
+
+def _background(data_dir: Path) -> threading.Thread:
+    """The scheduler as `qtui` runs it (serve: it holds the scheduler lock, which a cancel reads)."""
+    t = threading.Thread(target=serve, args=(data_dir, 1), daemon=True)
+    t.start()
+    return t
+
+
+def _running_on_node(q: JobQueue, job_id: str) -> dict[str, Any] | None:
+    job = q.get(job_id)
+    if job is None or job.state.status != "running" or not (job.state.node or {}).get("pid"):
+        return None
+    return job.state.node
+
+
+def test_every_node_on_loopback(cluster) -> None:
+    import ray
+
+    ray.init(address=cluster.address, log_to_driver=False)
+    nodes = [n for n in ray.nodes() if n["Alive"]]
+    assert len(nodes) == 3 and {n["NodeManagerAddress"] for n in nodes} == {"127.0.0.1"}
+    # every socket a Ray process of this test listens on is bound to loopback
+    mine = psutil.Process().children(recursive=True)
+    listening = [c for p in mine for c in _conns(p) if c.status == psutil.CONN_LISTEN]
+    assert listening, "found no listening socket of the Ray processes"
+    assert {c.laddr.ip for c in listening} <= LOOPBACK, sorted({c.laddr.ip for c in listening})
+
+
+def _conns(p: psutil.Process) -> list[Any]:
+    try:
+        return list(p.net_connections(kind="inet"))
+    except psutil.Error:
+        return []
+
+
+def test_jobs_spread_over_two_nodes_with_tokens_and_provenance(cluster, llama_tools, tiny_ladder, base16, tmp_path) -> None:
+    q = JobQueue(tmp_path)
+    ids = []
+    for quant in ("Q8_0", "Q2_K"):
+        spec = JobSpec(kind="kld", argv=kld_argv(llama_tools, tiny_ladder[quant], base16, CTX, ["-t", "1"]),
+                       env=child_env(llama_tools, base_env={}), model={"label": quant, "path": str(tiny_ladder[quant])},
+                       ctx=CTX, label=quant, cluster=cluster.address)
+        ids.append(q.add(spec).id)
+    Scheduler(tmp_path).run()
+    jobs = {i: q.get(i) for i in ids}
+    assert [j.state.status for j in jobs.values()] == ["done", "done"], [j.state.reason for j in jobs.values()]
+    nodes = [j.state.node["node_id"] for j in jobs.values()]
+    assert len(set(nodes)) == 2 and set(nodes) <= set(_workers(cluster)), nodes  # one job per worker, none on the head
+    recs = {r.job_id: r for r in ResultStore(tmp_path).load().records}
+    for i in ids:
+        rec = recs[i]
+        assert rec.source["node"]["node_id"] == jobs[i].state.node["node_id"] and rec.source["node"]["ip"] == "127.0.0.1"
+        assert rec.source["node"]["cluster"] == cluster.address and rec.source["node"]["gpus"] == []
+        tokens = load_tokens(ResultStore(tmp_path).root, rec.id)  # the per-token dump came back
+        assert tokens is not None and len(tokens.chunks) == 16
+        assert rec.chunk_kld and rec.chunk_kld["kind"] == "exact"
+    assert recs[ids[1]].stats["kld_mean"] > recs[ids[0]].stats["kld_mean"] > 0  # Q2_K further from the base than Q8_0
+
+
+def test_cancel_stops_the_remote_child(cluster, llama_tools, tiny_model, corpus, tmp_path) -> None:
+    q = JobQueue(tmp_path)
+    out = tmp_path / "shared" / "base.kld"
+    out.parent.mkdir()
+    job = q.add(_slow_base_spec(llama_tools, tiny_model, corpus, out, cluster.address))
+    t = _background(tmp_path)
+    wait_until(lambda: _running_on_node(q, job.id) and job.stdout_path.stat().st_size > 0, timeout=60,
+               what="the base job running on a node with its output streaming back")
+    node = _running_on_node(q, job.id)
+    assert node is not None and psutil.pid_exists(node["pid"])
+    q.cancel(job.id)
+    wait_until(lambda: q.get(job.id).state.status != "running", timeout=30, what="the cancelled job to end")
+    got = q.get(job.id)
+    assert got.state.status == "cancelled" and got.state.reason == "cancelled by the user", got.state.reason
+    wait_until(lambda: not _alive(node["pid"]), timeout=10, what="the remote llama-perplexity to be gone")
+    assert not Path(str(out) + ".partial").exists() and not out.exists()
+    t.join(timeout=30)
+    assert not t.is_alive()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+def test_dead_node_fails_its_job_and_retry_runs_on_the_other(cluster, llama_tools, tiny_model, corpus, tmp_path) -> None:
+    q = JobQueue(tmp_path)
+    out = tmp_path / "shared" / "base.kld"
+    out.parent.mkdir()
+    job = q.add(_slow_base_spec(llama_tools, tiny_model, corpus, out, cluster.address))
+    t = _background(tmp_path)
+    wait_until(lambda: _running_on_node(q, job.id) and job.stdout_path.stat().st_size > 0, timeout=60,
+               what="the base job running on a node with its output streaming back")
+    node = _running_on_node(q, job.id)
+    assert node is not None
+    size = job.stdout_path.stat().st_size
+    wait_until(lambda: job.stdout_path.stat().st_size > size, timeout=30, what="more output streamed while it runs")
+    assert q.get(job.id).state.status == "running"  # progress came back before the job ended
+    victim = _workers(cluster)[node["node_id"]]
+    cluster.remove_node(victim)
+    wait_until(lambda: q.get(job.id).state.status != "running", timeout=60, what="the job on the dead node to end")
+    failed = q.get(job.id)
+    assert failed.state.status == "failed"
+    assert f"the Ray node 127.0.0.1 (id {node['node_id'][:12]}) died" in (failed.state.reason or "")
+    t.join(timeout=30)
+    assert not t.is_alive()
+
+    assert q.retry(job.id).ok
+    Scheduler(tmp_path).run()
+    again = q.get(job.id)
+    assert again.state.status == "done", again.state.reason
+    assert again.state.node["node_id"] != node["node_id"] and again.state.node["node_id"] in _workers(cluster)
+    assert out.exists()  # the base file, made on the other node into the shared folder
+    rec = next(r for r in ResultStore(tmp_path).load().records if r.job_id == job.id and r.status == "done")
+    assert rec.source["node"]["node_id"] == again.state.node["node_id"]
