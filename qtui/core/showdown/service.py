@@ -109,7 +109,8 @@ def load_tools(llama_bin: str | Path | None, config_bin: str | Path | None,
 
 
 class Showdown:
-    """Showdowns queued into one data dir, run by its scheduler with `slots` jobs at once."""
+    """Showdowns queued into one data dir, run by its scheduler: each job on its group of GPUs
+    (request.gpus_per_run), or `slots` jobs at once on a box without GPU."""
 
     def __init__(self, data_dir: Path, slots: int = 1) -> None:
         self.data_dir = Path(data_dir)
