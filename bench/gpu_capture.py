@@ -31,7 +31,7 @@ async def capture(models: Path, data: Path, out: Path, seconds: float, want: int
             await pilot.pause(1.0)
             running = [j for j in JobQueue(data).jobs() if j.state.status == "running"]
             panel = app.query_one(GpuPanel)
-            label = ", ".join(f"{j.spec.label} (slot {j.state.slot})" for j in running) or "(no job running)"
+            label = ", ".join(f"{j.spec.label} (GPUs {','.join(map(str, j.state.gpus or [])) or '-'})" for j in running) or "(no job running)"
             texts.append(f"--- t={time.time() - t0:5.1f}s  job: {label}\n{panel.as_text(compact=False)}")
             if len(running) >= want and not shot and time.time() - t0 > 6:
                 app.save_screenshot(filename="runs-tab.svg", path=str(out))
