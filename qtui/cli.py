@@ -130,6 +130,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "free memory holds the run, estimated from the GGUF header at this -c/-b/-ub/-ngl. Runs that name "
                    "their own devices (-dev, -ts, -mg, -ot ...=CUDA1, CUDA_VISIBLE_DEVICES) keep them and run alone, "
                    "holding every GPU")
+    p.add_argument("--cluster", metavar="ADDRESS", default=None,
+                   help="run the jobs on a Ray cluster (pip install 'qtui[ray]'): auto (this machine is part of one), "
+                   "ray://HOST:PORT or HOST:PORT; '' runs them here (default: cluster in the config). Models, "
+                   "llama.cpp and the corpus must be at the same paths on every node; see the README")
     p.add_argument("variants", nargs="+", type=Path, metavar="VARIANT.gguf")
     _add_common(p)
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import shlex
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from rich.markup import escape
 from rich.padding import Padding
@@ -169,7 +170,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         floor=getattr(args, "floor", False),
         screen=getattr(args, "screen", False), top=getattr(args, "top", None),
         speed=getattr(args, "speed", False), speed_args=_speed_args(args),
-        gpus_per_run=_gpus_per_run(args, cfg),
+        gpus_per_run=_gpus_per_run(args, cfg), **_cluster(args, cfg),
     )
     if getattr(args, "speed_args", None) is not None and not request.speed:
         raise UserError("--speed-args only works with --speed (they are llama-bench's options for the speed jobs)")
@@ -178,6 +179,26 @@ def cmd_run(args: argparse.Namespace) -> int:
     if request.top is not None and request.top < 1:
         raise UserError(f"--top {request.top} is not a number of variants: give 1 or more")
     return run_showdown(request, cfg, data_dir, llama_bin=getattr(args, "llama_bin", None), detach=args.detach)
+
+
+def _cluster(args: argparse.Namespace, cfg: Config) -> dict[str, Any]:
+    """--cluster, else the config's cluster (and its shared base folder); checked here so a
+    wrong address is one sentence, before anything is queued."""
+    from qtui.core.config import cluster_address_problem
+
+    given = getattr(args, "cluster", None)
+    address = (given if given is not None else cfg.cluster).strip()
+    problem = cluster_address_problem(address)
+    if problem:
+        raise UserError(f"--cluster {given!r} {problem}" if given is not None else f"cluster in the config {problem}")
+    if not address:
+        return {}
+    if importlib.util.find_spec("ray") is None:
+        raise UserError(f"running on the Ray cluster {address} needs Ray: pip install 'qtui[ray]' (or run here with --cluster '')")
+    base_dir = Path(cfg.cluster_base_dir).expanduser().absolute() if cfg.cluster_base_dir else None
+    if base_dir is not None and not base_dir.is_dir():
+        raise UserError(f"cluster_base_dir {base_dir} is not a folder: it must be a folder every node and this machine share")
+    return {"cluster": address, "cluster_base_dir": base_dir}
 
 
 def _gpus_per_run(args: argparse.Namespace, cfg: Config) -> int | str:

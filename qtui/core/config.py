@@ -55,6 +55,11 @@ class Config:
     slots: int = 1  # runs at once on a box without GPU (with GPUs, gpus_per_run decides)
     gpus_per_run: int | str = 1
     """GPUs each run takes (1-64), or "auto": the fewest whose free memory holds the run"""
+    cluster: str = ""
+    """a Ray cluster to run jobs on: "auto" (this machine is part of one), "ray://HOST:PORT" or
+    "HOST:PORT"; "" runs them here"""
+    cluster_base_dir: str | None = None
+    """with a cluster: a folder all nodes and this machine share, where base files are made and read"""
 
 
 class ConfigError(ValueError):
@@ -121,6 +126,26 @@ def _gpus_per_run(v: Any) -> int | str:
     return v
 
 
+_HOST_PORT = re.compile(r"^[A-Za-z0-9_.\-\[\]:]+:\d{1,5}$")
+
+
+def cluster_address_problem(value: str) -> str | None:
+    """Why `value` is not a Ray cluster address (None: it is; "" means no cluster)."""
+    v = value.strip()
+    if v in ("", "auto") or _HOST_PORT.match(v.removeprefix("ray://")):
+        return None
+    return 'must be "auto", "ray://HOST:PORT" or "HOST:PORT" (or "" to run on this machine)'
+
+
+def _cluster(v: Any) -> str:
+    if not isinstance(v, str):
+        raise _Bad("must be a string")
+    problem = cluster_address_problem(v)
+    if problem:
+        raise _Bad(problem)
+    return v.strip()
+
+
 def _interval(v: Any) -> float:
     if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.1 <= v <= 60:
         raise _Bad("must be a number of seconds between 0.1 and 60")
@@ -141,6 +166,8 @@ _CHECKS: dict[str, Callable[[Any], Any]] = {
     "gpu_interval_s": _interval,
     "slots": _positive_int(64),
     "gpus_per_run": _gpus_per_run,
+    "cluster": _cluster,
+    "cluster_base_dir": _optional_str,
 }
 assert set(_CHECKS) == {f.name for f in fields(Config)}
 

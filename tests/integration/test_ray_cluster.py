@@ -195,3 +195,38 @@ def test_dead_node_fails_its_job_and_retry_runs_on_the_other(cluster, llama_tool
     assert out.exists()  # the base file, made on the other node into the shared folder
     rec = next(r for r in ResultStore(tmp_path).load().records if r.job_id == job.id and r.status == "done")
     assert rec.source["node"]["node_id"] == again.state.node["node_id"]
+
+
+def test_qtui_run_cluster_from_the_command_line_and_the_config(cluster, llama_tools, tiny_model, tiny_ladder, corpus,
+                                                                tmp_path) -> None:
+    """`qtui run --cluster ADDRESS` (the detached scheduler joins the cluster; the base file is
+    made here, the KLD jobs run on the workers), then `cluster` and a shared `cluster_base_dir`
+    in the config (the base job too runs on a worker, into the shared folder)."""
+    from tests.helpers import run_qtui
+
+    common = ["--corpus", str(corpus), "-c", str(CTX), "--chunks", "8", "--llama-bin", str(llama_tools.bin_dir)]
+    out = run_qtui("run", "--base", str(tiny_model), *common, "--cluster", cluster.address, str(tiny_ladder["Q8_0"]),
+                   "--", "-t", "1", tmp=tmp_path, timeout=240, path=os.environ["PATH"])
+    assert out.returncode == 0, out.stdout + out.stderr
+    q = JobQueue(tmp_path / "d")
+    jobs = {j.spec.kind: j for j in q.jobs()}
+    assert jobs["base"].spec.cluster is None and jobs["base"].state.node is None  # made here, in the cache
+    kld = jobs["kld"]
+    assert kld.spec.cluster == cluster.address and kld.spec.base_argv == jobs["base"].spec.argv
+    assert kld.state.status == "done" and kld.state.node["node_id"] in _workers(cluster)
+
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    (tmp_path / "c").mkdir(exist_ok=True)
+    (tmp_path / "c" / "config.toml").write_text(f'cluster = "{cluster.address}"\ncluster_base_dir = "{shared}"\n')
+    out = run_qtui("run", "--base", str(tiny_model), *common, str(tiny_ladder["Q2_K"]), "--", "-t", "1",
+                   tmp=tmp_path, timeout=240, path=os.environ["PATH"])
+    assert out.returncode == 0, out.stdout + out.stderr
+    new = [j for j in q.jobs() if j.id not in {jobs["base"].id, kld.id}]
+    assert sorted(j.spec.kind for j in new) == ["base", "kld"]
+    for j in new:
+        assert j.spec.cluster == cluster.address and j.state.status == "done" and j.state.node["node_id"] in _workers(cluster)
+    base = next(j for j in new if j.spec.kind == "base")
+    assert Path(base.spec.output).parent == shared and Path(base.spec.output).is_file()
+    recs = [r for r in ResultStore(tmp_path / "d").load().records if r.kind == "kld"]
+    assert len(recs) == 2 and all(r.source["node"]["ip"] == "127.0.0.1" for r in recs)

@@ -20,6 +20,7 @@ from qtui.core.cluster.placement import (
     died_words,
     gpus_for,
     lost_words,
+    no_node_fits,
     task_options,
 )
 from qtui.core.jobs.queue import JobQueue, JobSpec
@@ -51,9 +52,16 @@ def test_task_asks_for_gpus_and_the_slot_resource_only_when_the_cluster_has_it()
 
 
 def test_gpus_default_to_one_on_a_gpu_cluster_and_none_on_a_cpu_one() -> None:
-    assert gpus_for(None, {"CPU": 4, "GPU": 8}) == 1
+    assert gpus_for(None, {"CPU": 4, "GPU": 8}) == 1 and gpus_for(2, {"CPU": 4, "GPU": 8}) == 2
     assert gpus_for(None, {"CPU": 4}) == 0
-    assert gpus_for(2, {"CPU": 4}) == 2  # asked: asked (Ray then says no node fits)
+    assert gpus_for(2, {"CPU": 4}) == 0  # a CPU cluster: llama.cpp runs on the CPU there
+
+
+def test_a_job_no_node_can_hold_is_refused_in_words() -> None:
+    nodes = [_node(CPU=8, GPU=4), _node(CPU=8, GPU=2), _node(False, CPU=8, GPU=8)]
+    assert no_node_fits(nodes, 4) is None and no_node_fits(nodes, 0) is None
+    assert no_node_fits(nodes, 8) == ("the job asks for 8 GPUs but no node of the Ray cluster has that many "
+                                      "(the most on one node: 4)")
 
 
 def _node(alive: bool = True, **res: float) -> dict:
@@ -210,3 +218,25 @@ def test_a_cluster_that_cannot_be_joined_fails_its_jobs_in_words(tmp_path: Path,
     assert got is not None and got.state.status == "failed"
     assert got.state.reason == "cannot join the Ray cluster at 10.9.9.9:6379: nobody answers"
     assert other is not None and other.state.status == "done"  # local work goes on meanwhile
+
+
+def test_a_wrong_cluster_address_is_one_sentence(tmp_path: Path) -> None:
+    from tests.helpers import one_line_error, run_qtui
+
+    out = run_qtui("run", "--base", "b.gguf", "--cluster", "headnode", "q.gguf", tmp=tmp_path)
+    assert one_line_error(out) == ("error: --cluster 'headnode' must be \"auto\", \"ray://HOST:PORT\" or \"HOST:PORT\" "
+                                   "(or \"\" to run on this machine)")
+
+
+def test_cluster_settings_in_the_config(tmp_path: Path) -> None:
+    from qtui.core.config import load_config
+
+    p = tmp_path / "config.toml"
+    p.write_text('cluster = "ray://head.lan:10001"\ncluster_base_dir = "/mnt/shared/bases"\n')
+    cfg, problems = load_config(p)
+    assert (cfg.cluster, cfg.cluster_base_dir, problems) == ("ray://head.lan:10001", "/mnt/shared/bases", [])
+    p.write_text('ctx = 256\ncluster = "head.lan"\n')
+    cfg, problems = load_config(p)
+    assert cfg.cluster == "" and cfg.ctx == 256
+    assert problems == ['config.toml line 2: cluster must be "auto", "ray://HOST:PORT" or "HOST:PORT" '
+                        '(or "" to run on this machine), using ""']

@@ -110,12 +110,13 @@ def test_forgiving_spellings(tmp_path: Path) -> None:
 
 
 def test_unknown_keys_and_tables_are_reported(tmp_path: Path) -> None:
-    p = write(tmp_path, 'ctx = 256\n"slot" = 2\ncolour = "red"\n\n[gpu]\ninterval = 3\n')
+    # 'palette' is near no key ('colour' now reads like 'cluster' to difflib)
+    p = write(tmp_path, 'ctx = 256\n"slot" = 2\npalette = "red"\n\n[gpu]\ninterval = 3\n')
     cfg, problems = load_config(p)
     assert cfg.ctx == 256 and cfg.slots == 1
     assert problems == [
         "config.toml line 2: unknown setting 'slot' ignored (did you mean 'slots'?)",
-        "config.toml line 3: unknown setting 'colour' ignored",
+        "config.toml line 3: unknown setting 'palette' ignored",
         "config.toml line 5: unknown setting 'gpu' ignored",
     ]
 

@@ -4,9 +4,10 @@ qtui can use it without the extra installed."""
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Iterable, Mapping
 from typing import Any
+
+from qtui.core.config import cluster_address_problem
 
 SLOT_RESOURCE = "qtui_slot"
 """A custom Ray resource: a node started with `--resources '{"qtui_slot": N}'` runs at most N
@@ -16,17 +17,10 @@ node without it is left alone); when none has it, Ray places jobs by CPUs and GP
 LOOPBACK_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 """set to 0 before ray is imported, Ray keeps 127.0.0.1 as the address of a node on loopback"""
 
-_HOST_PORT = re.compile(r"^[A-Za-z0-9_.\-\[\]:]+:\d{1,5}$")
-
 
 def check_address(value: str) -> str | None:
     """Why `value` is not a cluster address (None: it is). "" means local: no cluster."""
-    v = value.strip()
-    if v in ("", "auto") or (v.startswith("ray://") and _HOST_PORT.match(v[len("ray://"):])):
-        return None
-    if _HOST_PORT.match(v):
-        return None
-    return 'must be "auto", "ray://HOST:PORT" or "HOST:PORT" (or "" to run on this machine)'
+    return cluster_address_problem(value)
 
 
 def is_loopback(address: str) -> bool:
@@ -48,10 +42,20 @@ def task_options(gpus: int, total: Mapping[str, float]) -> dict[str, Any]:
 
 
 def gpus_for(requested: int | None, total: Mapping[str, float]) -> int:
-    """GPUs a job asks for: what it was given (its spec), else 1 on a cluster with GPUs, else 0."""
-    if requested is not None and requested >= 0:
-        return requested
-    return 1 if total.get("GPU", 0) > 0 else 0
+    """GPUs a job asks for: what it was given (its spec; 1 unless told otherwise), else 1. On a
+    cluster without any GPU, 0: llama.cpp runs on the CPU there, as it does on a box without."""
+    if total.get("GPU", 0) <= 0:
+        return 0
+    return requested if requested is not None and requested >= 0 else 1
+
+
+def no_node_fits(nodes: Iterable[Mapping[str, Any]], gpus: int) -> str | None:
+    """Why no live node can ever run a job asking for `gpus` GPUs (None: some node can). Ray
+    would keep such a task pending for ever; qtui says so instead."""
+    most = max((math.floor(n.get("Resources", {}).get("GPU", 0)) for n in nodes if n.get("Alive", True)), default=0)
+    if gpus <= most:
+        return None
+    return f"the job asks for {gpus} GPUs but no node of the Ray cluster has that many (the most on one node: {most})"
 
 
 def capacity(nodes: Iterable[Mapping[str, Any]], gpus: int) -> int:

@@ -27,7 +27,15 @@ import ray  # noqa: E402
 from ray.exceptions import NodeDiedError, RayError, TaskCancelledError  # noqa: E402
 
 from qtui.core.cluster.node import Event, run_here, stop_here  # noqa: E402
-from qtui.core.cluster.placement import capacity, died_words, gpus_for, lost_words, ray_init_args, task_options  # noqa: E402
+from qtui.core.cluster.placement import (  # noqa: E402
+    capacity,
+    died_words,
+    gpus_for,
+    lost_words,
+    no_node_fits,
+    ray_init_args,
+    task_options,
+)
 
 POLL_S = 0.25
 _RAY: Any = ray
@@ -142,7 +150,12 @@ def run_remote(address: str, run: RemoteRun, on_node: Callable[[dict[str, Any]],
     ended. `on_node` hears where it runs (once, then with the child's pid); `cancel_asked` is
     polled: when true the task is cancelled (its worker killed, the child with it)."""
     connect(address)
-    opts = task_options(gpus_for(run.gpus, _RAY.cluster_resources()), _RAY.cluster_resources())
+    total = _RAY.cluster_resources()
+    gpus = gpus_for(run.gpus, total)
+    problem = no_node_fits(_RAY.nodes(), gpus)
+    if problem:
+        raise ClusterError(problem)
+    opts = task_options(gpus, total)
     remote = _remote_task().options(**opts)
     gen = remote.remote(run.argv, run.env, run.dump is not None, run.base_argv)
     out = RemoteOutcome()

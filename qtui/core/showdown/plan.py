@@ -52,6 +52,9 @@ class RunPlan:
     meanwhile, and then says that instead."""
     speed_jobs: list[JobSpec] = field(default_factory=list)
     """llama-bench per variant (`speed`): no dependency on the base or KLD jobs"""
+    base_cmd: list[str] | None = None
+    """on a cluster without a shared base folder: the command that makes the base file, for
+    the nodes that lack it (showdown.service.with_cluster)"""
 
     @property
     def jobs(self) -> list[JobSpec]:

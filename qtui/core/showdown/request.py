@@ -52,6 +52,11 @@ class ShowdownRequest:
     gpus_per_run: int | str | None = None
     """GPUs each of its jobs takes: a number, or "auto" (the fewest whose free memory holds the
     run's estimate from the GGUF header); None: one. Recorded on each job (JobSpec.gpus_per_run)"""
+    cluster: str | None = None
+    """run the jobs on this Ray cluster ("auto", "ray://HOST:PORT", "HOST:PORT"); None: here"""
+    cluster_base_dir: Path | None = None
+    """with a cluster: a folder every node and this machine see (NFS...): base files are made
+    there by a node and read from there; None: each node makes its own (see with_cluster)"""
 
     def __post_init__(self) -> None:
         # Frozen and comparable whatever sequence types the caller used.

@@ -22,7 +22,7 @@ import contextlib
 import os
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -32,6 +32,8 @@ from qtui.core.results.store import ResultRecord, ResultStore, new_id
 from qtui.core.showdown.plan import (
     RunPlan,
     RunRefused,
+    base_argv,
+    base_run_args,
     cached_base_problem,
     pass_chunks,
     plan_showdown,
@@ -135,6 +137,17 @@ class Showdown:
 
     def plan(self, request: ShowdownRequest, tools: LlamaTools, build: BuildInfo | None = None,
              gpu_name: str | None = None) -> RunPlan:
+        if request.cluster and request.cluster_base_dir and request.base_file is None:
+            # The base file in the shared folder, under the name it has in qtui's cache.
+            first = self._plan(request, tools, build, gpu_name)
+            request = replace(request, base_file=Path(request.cluster_base_dir) / first.base_file.name)
+        plan = self._plan(request, tools, build, gpu_name)
+        if request.cluster and not request.cluster_base_dir:
+            plan.base_cmd = plan.base_job.argv if plan.base_job else rebuilt_base_argv(request, tools, plan.base_file)
+        return plan
+
+    def _plan(self, request: ShowdownRequest, tools: LlamaTools, build: BuildInfo | None,
+              gpu_name: str | None) -> RunPlan:
         return plan_showdown(
             base_model=request.base, variants=list(request.variants), corpus=resolve_corpus(request.corpus),
             ctx=request.ctx, chunks=request.chunks, extra_args=list(request.llama_args), tools=tools, build=build,
@@ -187,6 +200,8 @@ class Showdown:
                 kld = self._screen_stage1(kld, request)
                 notes.append(f"screening {len(kld)} variant(s): stage 1 on the first chunks of the base file, then "
                              "growing windows only for the variants whose place is not settled yet.")
+            if request is not None and request.cluster:
+                with_cluster([base_job] if base_job else [], kld, request, plan.base_cmd)
             added = self.queue.add_many_locked(with_gpus(in_order(([base_job] if base_job else []) + kld, speed), request))
         return Queued(added, notes, skipped)
 
@@ -258,6 +273,41 @@ class Showdown:
             return False
         ensure_scheduler(self.data_dir, self.slots)
         return True
+
+
+def rebuilt_base_argv(request: ShowdownRequest, tools: LlamaTools, base_file: Path) -> list[str] | None:
+    """The command that makes `base_file`, for a cluster node that lacks it when the base file
+    was reused from this machine's cache (no base job); None without a corpus to make it from."""
+    corpus = resolve_corpus(request.corpus)
+    if corpus is None:
+        return None
+    extra = list(request.llama_args)
+    if request.base_args:
+        try:
+            extra = base_run_args(request.base_args, request.llama_args, request.ctx, request.chunks)
+        except RunRefused:
+            return None
+    return base_argv(tools, Path(request.base).absolute(), Path(corpus).absolute(), request.ctx, request.chunks,
+                     Path(str(base_file) + ".partial"), extra)
+
+
+def with_cluster(base: list[JobSpec], kld: list[JobSpec], request: ShowdownRequest, base_cmd: list[str] | None) -> None:
+    """Mark the jobs that run on the cluster. Under the queue lock, before screening copies them.
+
+    With a shared cluster_base_dir everything runs there: the base job writes into the shared
+    folder from whatever node Ray picks, and KLD jobs read it. Without one, the base job runs
+    here (its file stays in this machine's cache, as without a cluster) and each KLD job carries
+    the base job's command, so that a node without the file makes it first, once per node.
+    Screening cuts windows of the base file on this machine: without a shared folder, its jobs
+    stay here. Speed jobs (llama-bench) stay here too: their figure is this machine's GPU."""
+    shared = request.cluster_base_dir is not None
+    for spec in base:
+        spec.cluster = request.cluster if shared else None
+    for spec in kld:
+        if spec.screen and not shared:
+            continue
+        spec.cluster = request.cluster
+        spec.base_argv = None if shared else base_cmd
 
 
 def with_gpus(specs: list[JobSpec], request: ShowdownRequest | None) -> list[JobSpec]:
