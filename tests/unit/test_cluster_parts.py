@@ -240,3 +240,11 @@ def test_cluster_settings_in_the_config(tmp_path: Path) -> None:
     assert cfg.cluster == "" and cfg.ctx == 256
     assert problems == ['config.toml line 2: cluster must be "auto", "ray://HOST:PORT" or "HOST:PORT" '
                         '(or "" to run on this machine), using ""']
+
+
+def test_a_missing_base_file_without_a_way_to_make_it_is_an_error_in_words(tmp_path: Path) -> None:
+    kld = ["llama-perplexity", "--kl-divergence-base", str(tmp_path / "gone.kld"), "--kl-divergence"]
+    events = list(run_here(kld, {}))
+    assert events == [("end", {"error": f"the base file {tmp_path / 'gone.kld'} is not on this node and qtui has no "
+                                        "command to make it (a base file given without a corpus): copy it there, or "
+                                        "name a shared cluster_base_dir"})]

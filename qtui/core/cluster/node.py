@@ -200,6 +200,9 @@ def run_here(argv: Sequence[str], env: dict[str, str], dump: bool = False, base_
             run_argv = list(argv)
             if base_argv:
                 run_argv = yield from ensure_base(argv, base_argv, env, work)
+            elif "--kl-divergence" in argv and (wanted := base_path_of(argv)) and not Path(wanted).exists():
+                raise NodeError(f"the base file {wanted} is not on this node and qtui has no command to make it "
+                                "(a base file given without a corpus): copy it there, or name a shared cluster_base_dir")
             files = {"stdout": work / "stdout", "stderr": work / "stderr", "dump": work / JOB_FILE}
             with open(files["stdout"], "wb") as out, open(files["stderr"], "wb") as err:
                 proc = _start(run_argv, _env(env, files["dump"] if dump else None), work, out, err)

@@ -37,6 +37,22 @@ def state_word(job: Job) -> str:
     return STATE_WORDS.get(job.state.status, job.state.status)
 
 
+def where(job: Job) -> str:
+    """Where a cluster job runs (ran), after its state: " on gpu-box-3"; "" for a local job."""
+    node = job.state.node
+    if not node:
+        return ""
+    name = node.get("hostname") or node.get("ip")
+    if name:
+        return f" on {name}"
+    return " (Ray picks a node)" if job.state.status == "running" else ""
+
+
+def state_cell(job: Job) -> Text:
+    word = state_word(job)
+    return Text(word + where(job), style=STATE_STYLE.get(word, ""))
+
+
 def fmt_progress(live: LiveRun | None) -> str:
     if live is None or live.latest is None:
         return ""
@@ -130,16 +146,14 @@ class QueueView(Vertical):
         with self.app.batch_update():
             if [j.id for j in jobs] == [str(k.value) for k in table.rows]:
                 for job in jobs:  # same jobs, same order: only states (and a screening job's window) changed
-                    word = state_word(job)
-                    table.update_cell(job.id, "state", Text(word, style=STATE_STYLE.get(word, "")), update_width=True)
+                    table.update_cell(job.id, "state", state_cell(job), update_width=True)
                     table.update_cell(job.id, "job", self._label(job), update_width=True)
             else:
                 table.clear()
                 if jobs:
                     self._auto_keys.add(jobs[0].id)  # the table highlights its first row on its own
                 for i, job in enumerate(jobs, 1):
-                    word = state_word(job)
-                    table.add_row(str(i), self._label(job), Text(word, style=STATE_STYLE.get(word, "")),
+                    table.add_row(str(i), self._label(job), state_cell(job),
                                   fmt_progress(self.live.get(job.id)), fmt_value(self.live.get(job.id)),
                                   key=job.id)
             target = selected.id if selected else None

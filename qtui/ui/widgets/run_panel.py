@@ -26,7 +26,7 @@ from qtui.core import formats
 from qtui.core.jobs.live import LiveRun
 from qtui.core.jobs.queue import Job
 from qtui.core.llama.events import Progress
-from qtui.ui.widgets.queue import STATE_STYLE, state_word
+from qtui.ui.widgets.queue import STATE_STYLE, state_word, where
 
 AXIS = 9
 BAR_WIDTH = 20
@@ -201,7 +201,7 @@ class RunPanel(Vertical):
             return
         word = state_word(job)
         title.update(Text.assemble((job.spec.label or job.id, "bold"), "  ", (word, STATE_STYLE.get(word, "")),
-                                   f"  ({_KIND_WORDS.get(job.spec.kind, 'KLD')})"))
+                                   where(job), f"  ({_KIND_WORDS.get(job.spec.kind, 'KLD')})"))
         p = live.latest if live else None
         total = live.n_chunks if live else None
         done = live.done if live else 0
