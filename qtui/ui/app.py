@@ -203,12 +203,15 @@ class QtuiApp(App[int]):
         return replace(request, corpus=auto.corpus or request.corpus, ctx=auto.ctx, chunks=auto.chunks or request.chunks,
                        llama_args=(*request.llama_args, *auto.llama_args), again=auto.again)
 
-    def plan_and_queue(self, choice: Choice, gpu_name: str | None, screen: bool = False) -> RunQueued | StartRefused:
+    def plan_and_queue(self, choice: Choice, gpu_name: str | None, screen: bool = False,
+                       floor: bool = False, speed: bool = False) -> RunQueued | StartRefused:
         """Blocking (thread worker): the showdown service plans, reuses, queues and makes sure
-        a scheduler runs, exactly as for `qtui run` (with `screen`, as `qtui run --screen`)."""
+        a scheduler runs, exactly as for `qtui run` (with `screen`, `floor` or `speed`, as
+        `qtui run --screen`, `--floor` or `--speed`)."""
         if self.source.queue is None or choice.base is None:
             return StartRefused("Read-only", [self.read_only_reason()])
-        return self.queue_request(replace(self.showdown_request(choice), screen=screen), gpu_name)
+        request = replace(self.showdown_request(choice), screen=screen, floor=floor, speed=speed)
+        return self.queue_request(request, gpu_name)
 
     def queue_full_run(self, record: ResultRecord, gpu_name: str | None) -> RunQueued | StartRefused:
         """Blocking: a full KLD run of a result's variant on its own setup (a screened variant

@@ -25,6 +25,12 @@ MAIN_BINDINGS: list[BindingType] = [
     # Screening: every variant on the first chunks, then only those whose place is still open.
     Binding("S", "start_screened", "Screen", show=False,
             tooltip="Start with screening: each variant runs only until its place in the ranking is settled"),
+    Binding("N", "start_with_floor", "Start + floor", show=False,
+            tooltip="Start and also measure the noise floor (the base against itself with half the batch): "
+                    "differences below it are ties"),
+    Binding("P", "start_with_speed", "Start + speed", show=False,
+            tooltip="Start and also measure each variant's prompt and generation speed with llama-bench "
+                    "(pp512, tg128; as qtui run --speed)"),
     Binding("1", "tab('models')", "Models", show=False, tooltip="Show the Models tab"),
     Binding("2", "tab('runs')", "Runs", show=False, tooltip="Show the Runs tab (queue and live run)"),
     Binding("3", "tab('board')", "Board", show=False, tooltip="Show the Leaderboard tab"),

@@ -107,7 +107,8 @@ class MainHost(Protocol):
 
     def wake_source(self) -> None: ...
 
-    def plan_and_queue(self, choice: Choice, gpu_name: str | None, screen: bool = False) -> RunQueued | StartRefused: ...
+    def plan_and_queue(self, choice: Choice, gpu_name: str | None, screen: bool = False,
+                       floor: bool = False, speed: bool = False) -> RunQueued | StartRefused: ...
 
     def queue_full_run(self, record: ResultRecord, gpu_name: str | None) -> RunQueued | StartRefused: ...
 
@@ -577,7 +578,16 @@ class MainScreen(Screen[None]):
         place is open (as `qtui run --screen`)."""
         self.action_start(screen=True)
 
-    def action_start(self, screen: bool = False) -> None:
+    def action_start_with_floor(self) -> None:
+        """Start and also measure the noise floor: the base against its own log-probs with
+        half the batch (as `qtui run --floor`); differences below it are ties."""
+        self.action_start(floor=True)
+
+    def action_start_with_speed(self) -> None:
+        """Start and also measure each variant's speed with llama-bench (as `qtui run --speed`)."""
+        self.action_start(speed=True)
+
+    def action_start(self, screen: bool = False, floor: bool = False, speed: bool = False) -> None:
         if self.host.ctx.read_only:
             self.notify(self.host.read_only_reason(), severity="warning")
             return
@@ -593,11 +603,11 @@ class MainScreen(Screen[None]):
         # Which variants are worth running (not measured, queued or running on this setup) is
         # the showdown service's call, as for `qtui run`: it says what it skipped and why.
         self.notify(f"checking {len(choice.variants)} variant(s) and the corpus…", timeout=1.5)
-        self._plan(choice, screen)
+        self._plan(choice, screen, floor, speed)
 
     @work(thread=True, exclusive=True, group="plan", exit_on_error=False, description="planning the showdown")
-    def _plan(self, choice: Choice, screen: bool = False) -> None:
-        self.post_message(self.host.plan_and_queue(choice, self.gpu_name(), screen))
+    def _plan(self, choice: Choice, screen: bool = False, floor: bool = False, speed: bool = False) -> None:
+        self.post_message(self.host.plan_and_queue(choice, self.gpu_name(), screen, floor, speed))
 
     def on_run_queued(self, msg: RunQueued) -> None:
         if not msg.jobs:
@@ -606,7 +616,9 @@ class MainScreen(Screen[None]):
         kld = sum(1 for j in msg.jobs if j.spec.kind == "kld")
         base = any(j.spec.kind == "base" for j in msg.jobs)
         # One toast, not one per note: at 80x24 a stack of them hides the run panel.
-        text = "\n".join([f"queued {kld} KLD run(s)" + (" after the base log-probs" if base else ""), *msg.notes])
+        speed = sum(1 for j in msg.jobs if j.spec.kind == "speed")
+        what = f"queued {kld} KLD run(s)" + (f" and {speed} speed run(s)" if speed else "")
+        text = "\n".join([what + (" after the base log-probs" if base else ""), *msg.notes])
         self.notify(text, title="Started", timeout=5)
         self.host.wake_source()
         self.action_tab("runs")
