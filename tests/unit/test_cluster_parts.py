@@ -16,13 +16,13 @@ from qtui.core.cluster.node import base_path_of, ensure_base, run_here, with_bas
 from qtui.core.cluster.placement import (
     SLOT_RESOURCE,
     capacity,
-    check_address,
     died_words,
     gpus_for,
     lost_words,
     no_node_fits,
     task_options,
 )
+from qtui.core.config import cluster_address_problem as check_address
 from qtui.core.jobs.queue import JobQueue, JobSpec
 from qtui.core.jobs.remote import asked_gpus
 from qtui.core.jobs.scheduler import Scheduler

@@ -33,7 +33,6 @@ from typing import IO, Any
 
 import psutil
 
-from qtui.core import paths
 from qtui.core.fsutil import file_lock
 from qtui.core.llama.basefile import BaseFileError, check_base_file
 from qtui.core.llama.tokendump import DUMP_ENV, JOB_FILE
@@ -71,6 +70,8 @@ def with_base_path(argv: Sequence[str], path: str) -> list[str]:
 
 def node_base_path(name: str) -> Path:
     """Where this node keeps a base file it made itself: its own qtui cache (QTUI_CACHE_DIR)."""
+    from qtui.core import paths  # platformdirs: only where a node makes a base file of its own
+
     return paths.bases_dir() / name
 
 

@@ -7,8 +7,6 @@ import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from qtui.core.config import cluster_address_problem
-
 SLOT_RESOURCE = "qtui_slot"
 """A custom Ray resource: a node started with `--resources '{"qtui_slot": N}'` runs at most N
 qtui jobs at once. When any node has it, only nodes that have it take qtui jobs (so a head
@@ -18,19 +16,19 @@ LOOPBACK_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 """set to 0 before ray is imported, Ray keeps 127.0.0.1 as the address of a node on loopback"""
 
 
-def check_address(value: str) -> str | None:
-    """Why `value` is not a cluster address (None: it is). "" means local: no cluster."""
-    return cluster_address_problem(value)
-
-
 def is_loopback(address: str) -> bool:
     host = address.strip().removeprefix("ray://").rsplit(":", 1)[0].strip("[]")
     return host in ("127.0.0.1", "localhost", "::1")
 
 
-def ray_init_args(address: str) -> dict[str, Any]:
-    """What ray.init gets for a configured address: it joins, never starts, a cluster."""
-    return {"address": address.strip(), "log_to_driver": False, "logging_level": "warning"}
+def ray_init_args(address: str, code: str | None = None) -> dict[str, Any]:
+    """What ray.init gets for a configured address: it joins, never starts, a cluster. `code`:
+    qtui's package folder, shipped to the nodes (about 1 MB, once per cluster and version), so a
+    node runs this very qtui's node side and needs only Ray, not qtui installed."""
+    args: dict[str, Any] = {"address": address.strip(), "log_to_driver": False, "logging_level": "warning"}
+    if code:
+        args["runtime_env"] = {"py_modules": [code], "excludes": ["__pycache__", "*.pyc"]}
+    return args
 
 
 def task_options(gpus: int, total: Mapping[str, float]) -> dict[str, Any]:

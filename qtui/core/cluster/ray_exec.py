@@ -59,7 +59,7 @@ def connect(address: str) -> None:
             _connected_to = _connected_to or address
             return
         try:
-            ray.init(**ray_init_args(address))
+            ray.init(**ray_init_args(address, str(Path(__file__).resolve().parents[2])))
         except Exception as exc:  # ConnectionError, ValueError, RuntimeError: all "cannot join"
             raise ClusterError(f"cannot join the Ray cluster at {address}: {exc}") from exc
         _connected_to = address
