@@ -643,11 +643,23 @@ def cmd_jobs(args: argparse.Namespace) -> int:
     gpus = [gpu_cell(j) for j in jobs]
     if any(gpus):  # only where GPUs were given out or asked for: a CPU box sees no empty column
         t.add_column("GPUs", no_wrap=True)
+    nodes = [node_cell(j) for j in jobs]
+    if any(nodes):  # only where jobs ran on a Ray cluster
+        t.add_column("node", no_wrap=True)
     t.add_column("reason")
-    for j, g in zip(jobs, gpus):
-        t.add_row(short_id(j.id), j.spec.label, j.state.status, *([g] if any(gpus) else []), j.state.reason or "")
+    for j, g, n in zip(jobs, gpus, nodes):
+        t.add_row(short_id(j.id), j.spec.label, j.state.status, *([g] if any(gpus) else []), *([n] if any(nodes) else []),
+                  j.state.reason or "")
     console.print(t)
     return 0
+
+
+def node_cell(job: Job) -> str:
+    """Where a cluster job runs (ran): the node's host name and the GPU ids Ray gave it."""
+    node = job.state.node or {}
+    name = node.get("hostname") or node.get("ip") or ("(Ray picks a node)" if node and job.state.status == "running" else "")
+    gpus = node.get("gpus") or []
+    return f"{name} GPU {','.join(map(str, gpus))}" if name and gpus else str(name)
 
 
 def gpu_cell(job: Job) -> str:

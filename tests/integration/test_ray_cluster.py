@@ -11,6 +11,7 @@ job lands on a worker, at most one per worker at a time.
 from __future__ import annotations
 
 import os
+import socket
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -230,3 +231,8 @@ def test_qtui_run_cluster_from_the_command_line_and_the_config(cluster, llama_to
     assert Path(base.spec.output).parent == shared and Path(base.spec.output).is_file()
     recs = [r for r in ResultStore(tmp_path / "d").load().records if r.kind == "kld"]
     assert len(recs) == 2 and all(r.source["node"]["ip"] == "127.0.0.1" for r in recs)
+    listing = run_qtui("jobs", tmp=tmp_path, columns="250")
+    header = next(line for line in listing.stdout.splitlines() if line.lstrip().startswith("id"))
+    assert "node" in header.split()
+    rows = [line for line in listing.stdout.splitlines() if "done" in line]
+    assert sum(socket.gethostname() in line for line in rows) == 3, listing.stdout  # the base made here has none
