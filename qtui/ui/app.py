@@ -197,7 +197,8 @@ class QtuiApp(App[int]):
         assert choice.base is not None
         request = ShowdownRequest(base=choice.base, variants=choice.variants, corpus=cfg.corpus, ctx=cfg.ctx,
                                   chunks=cfg.chunks, llama_args=cfg.llama_args, base_args=cfg.base_args,
-                                  gpus_per_run=cfg.gpus_per_run)
+                                  gpus_per_run=cfg.gpus_per_run, cluster=cfg.cluster or None,
+                                  cluster_base_dir=Path(cfg.cluster_base_dir).expanduser() if cfg.cluster_base_dir else None)
         if auto is None:
             return request
         return replace(request, corpus=auto.corpus or request.corpus, ctx=auto.ctx, chunks=auto.chunks or request.chunks,

@@ -40,3 +40,17 @@ async def test_runs_tab_shows_the_node(snap_app: Any) -> None:  # noqa: F811
         assert app.screen.query_one(QueueView).selected_job().id == far.id
         await wait_for(pilot, lambda: any("running on gpu-box-3  (KLD)" in line for line in lines(app)), 10,
                        "the node in the run panel's title")
+
+
+def test_the_app_runs_on_the_configured_cluster(app_factory: Any, corpus: Any, tmp_path: Any) -> None:
+    from pathlib import Path
+
+    from qtui.core.config import Config
+    from qtui.ui.widgets.model_list import Choice
+
+    shared = tmp_path / "shared"
+    app = app_factory(cfg=Config(corpus=str(corpus), ctx=128, cluster="ray://head.lan:10001", cluster_base_dir=str(shared)))
+    request = app.showdown_request(Choice(Path("base.gguf"), [Path("q4.gguf")]))
+    assert request.cluster == "ray://head.lan:10001" and request.cluster_base_dir == shared
+    local = app_factory(cfg=Config(corpus=str(corpus), ctx=128)).showdown_request(Choice(Path("b.gguf"), [Path("q.gguf")]))
+    assert local.cluster is None and local.cluster_base_dir is None
