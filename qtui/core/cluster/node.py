@@ -212,13 +212,16 @@ def run_here(argv: Sequence[str], env: dict[str, str], dump: bool = False, base_
             return
         yield ("started", {"pid": proc.pid})
         offsets = dict.fromkeys(files, 0)
+        rc: int | None = None
         while True:
-            rc = proc.poll()  # before the last read: what the child wrote before exiting is read
-            yield from _drain(files, offsets)
+            yield from _drain(files, offsets)  # after the exit is seen: what it wrote before is read
             if rc is not None:
                 yield ("end", {"exit_code": rc if rc >= 0 else 128 - rc})
                 return
-            time.sleep(poll_s)
+            try:
+                rc = proc.wait(timeout=poll_s)  # returns the moment the child exits
+            except subprocess.TimeoutExpired:
+                rc = None
     finally:
         _stop(proc)
         shutil.rmtree(work, ignore_errors=True)
