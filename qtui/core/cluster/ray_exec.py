@@ -16,7 +16,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -221,6 +221,3 @@ def _node_dead(node: dict[str, Any] | None, wait_s: float = 5.0) -> bool:
             return False
         time.sleep(POLL_S)
 
-
-def node_ids(alive_only: bool = True) -> Sequence[str]:
-    return [str(n["NodeID"]) for n in _RAY.nodes() if n.get("Alive") or not alive_only]
