@@ -236,3 +236,23 @@ def test_qtui_run_cluster_from_the_command_line_and_the_config(cluster, llama_to
     assert "node" in header.split()
     rows = [line for line in listing.stdout.splitlines() if "done" in line]
     assert sum(socket.gethostname() in line for line in rows) == 3, listing.stdout  # the base made here has none
+
+
+def test_a_node_without_the_base_file_makes_it_first(cluster, llama_tools, tiny_model, tiny_ladder, corpus, tmp_path) -> None:
+    """No shared folder: the KLD job carries the base command; the node finds no base file at the
+    path the job names, makes it there (once), then runs the job."""
+    q = JobQueue(tmp_path)
+    base = tmp_path / "node-bases" / "base.kld"
+    base.parent.mkdir()
+    make = base_argv(llama_tools, tiny_model, corpus, CTX, 8, Path(str(base) + ".partial"), ["-t", "1"])
+    job = q.add(JobSpec(kind="kld", argv=kld_argv(llama_tools, tiny_ladder["Q4_0"], base, CTX, ["-t", "1"]),
+                        env=child_env(llama_tools, base_env={}), model={"label": "Q4_0"}, ctx=CTX, label="Q4_0",
+                        cluster=cluster.address, base_argv=make))
+    Scheduler(tmp_path).run()
+    got = q.get(job.id)
+    assert got.state.status == "done", got.state.reason
+    assert base.is_file() and not Path(str(base) + ".partial").exists()
+    log = (tmp_path / "jobs" / "scheduler.log").read_text()
+    assert f"the base file is not on this node: making {base} here first (once per node)" in log
+    rec = next(r for r in ResultStore(tmp_path).load().records if r.job_id == job.id)
+    assert rec.chunks == 8 and rec.stats["kld_mean"] > 0
