@@ -256,3 +256,29 @@ def test_a_node_without_the_base_file_makes_it_first(cluster, llama_tools, tiny_
     assert f"the base file is not on this node: making {base} here first (once per node)" in log
     rec = next(r for r in ResultStore(tmp_path).load().records if r.job_id == job.id)
     assert rec.chunks == 8 and rec.stats["kld_mean"] > 0
+
+
+def test_a_killed_scheduler_takes_its_cluster_job_with_it_and_the_next_one_says_so(cluster, llama_tools, tiny_model,
+                                                                                  corpus, tmp_path) -> None:
+    import signal
+
+    from qtui.core.jobs.scheduler import ensure_scheduler
+
+    q = JobQueue(tmp_path)
+    out = tmp_path / "shared" / "base.kld"
+    out.parent.mkdir()
+    job = q.add(_slow_base_spec(llama_tools, tiny_model, corpus, out, cluster.address))
+    ensure_scheduler(tmp_path)  # detached, as qtui starts it: its own process, its own Ray driver
+    wait_until(lambda: _running_on_node(q, job.id) is not None, timeout=60, what="the base job running on a node")
+    node = _running_on_node(q, job.id)
+    sched = [p for p in psutil.Process().children() if "qtui.core.jobs.scheduler" in " ".join(p.cmdline())
+             and str(tmp_path) in p.cmdline()]
+    assert len(sched) == 1
+    os.kill(sched[0].pid, signal.SIGKILL)
+    sched[0].wait(timeout=10)
+    wait_until(lambda: not _alive(node["pid"]), timeout=60, what="the remote child to end with its driver")
+    Scheduler(tmp_path).run()  # the next scheduler: must not wait for a task that is gone
+    got = q.get(job.id)
+    assert got.state.status == "failed"
+    assert got.state.reason.startswith("the qtui scheduler that ran it on the Ray cluster stopped"), got.state.reason
+    assert not Path(str(out) + ".partial").exists()
