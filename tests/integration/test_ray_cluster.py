@@ -196,6 +196,8 @@ def test_dead_node_fails_its_job_and_retry_runs_on_the_other(cluster, llama_tool
     assert out.exists()  # the base file, made on the other node into the shared folder
     rec = next(r for r in ResultStore(tmp_path).load().records if r.job_id == job.id and r.status == "done")
     assert rec.source["node"]["node_id"] == again.state.node["node_id"]
+    cluster.add_node(num_cpus=1, resources={SLOT_RESOURCE: 1}, node_ip_address="127.0.0.1")  # two workers again
+    cluster.wait_for_nodes()
 
 
 def test_qtui_run_cluster_from_the_command_line_and_the_config(cluster, llama_tools, tiny_model, tiny_ladder, corpus,
