@@ -248,3 +248,30 @@ def test_a_missing_base_file_without_a_way_to_make_it_is_an_error_in_words(tmp_p
     assert events == [("end", {"error": f"the base file {tmp_path / 'gone.kld'} is not on this node and qtui has no "
                                         "command to make it (a base file given without a corpus): copy it there, or "
                                         "name a shared cluster_base_dir"})]
+
+
+def test_a_cluster_that_never_answers_fails_its_jobs_after_the_join_timeout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from qtui.core.jobs import remote
+
+    hang = threading.Event()
+
+    class Silent:  # ray.init towards an address where nothing answers: it does not return
+        class ClusterError(Exception):
+            pass
+
+        @staticmethod
+        def connect(address: str) -> None:
+            hang.wait(30)
+
+    monkeypatch.setattr(remote, "_ray_exec", lambda address: Silent)
+    monkeypatch.setattr(remote, "JOIN_TIMEOUT_S", 0.5)
+    q = JobQueue(tmp_path)
+    job = q.add(JobSpec(kind="kld", argv=["llama-perplexity"], label="q4", cluster="10.9.9.9:6379"))
+    try:
+        Scheduler(tmp_path).run()
+    finally:
+        hang.set()
+    got = q.get(job.id)
+    assert got is not None and got.state.status == "failed"
+    assert got.state.reason == ("cannot join the Ray cluster at 10.9.9.9:6379: no answer within 0.5 s "
+                                "(is `ray start` running there, and the address right?)")

@@ -19,6 +19,9 @@ from qtui.core.llama.tokendump import JOB_FILE
 
 CAPACITY_TTL_S = 2.0
 """how long a reading of the cluster's size is trusted (a node that joins or dies counts soon)"""
+JOIN_TIMEOUT_S = 60.0
+"""joining a cluster nobody answers at can hang for many minutes inside Ray: jobs for it fail
+with words after this long instead of waiting in silence"""
 JOIN_RETRY_S = 10.0
 """after failing to join a cluster, how long jobs for it fail at once before qtui tries again"""
 
@@ -63,6 +66,7 @@ class ClusterSeats:
     def __init__(self) -> None:
         self._cache: dict[tuple[str, int | None], tuple[float, int]] = {}
         self._joining: dict[str, threading.Thread] = {}
+        self._since: dict[str, float] = {}
         self._failed: dict[str, tuple[float, str]] = {}
         self._lock = threading.Lock()
 
@@ -92,8 +96,12 @@ class ClusterSeats:
             joining = self._joining.get(address)
             if joining is None:
                 joining = self._joining[address] = threading.Thread(target=self._join, args=(address,), daemon=True)
+                self._since[address] = time.monotonic()
                 joining.start()
             if joining.is_alive():
+                if time.monotonic() - self._since[address] > JOIN_TIMEOUT_S:
+                    raise RemoteFailed(f"cannot join the Ray cluster at {address}: no answer within {JOIN_TIMEOUT_S:g} s "
+                                       "(is `ray start` running there, and the address right?)")
                 return 0
         if address in self._failed:
             return self.capacity(address, gpus)
