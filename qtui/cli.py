@@ -126,7 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --speed: llama-bench's own options, quoted, instead of the defaults "
                    "(e.g. --speed-args '-p 1024 -n 256 -r 3')")
     p.add_argument("--gpus-per-run", metavar="N|auto", default=None,
-                   help="GPUs each run takes (default 1, or gpus_per_run in the config); auto: the fewest GPUs whose "
+                   help="GPUs each run takes (default auto, or gpus_per_run in the config); auto: the fewest GPUs whose "
                    "free memory holds the run, estimated from the GGUF header at this -c/-b/-ub/-ngl. Runs that name "
                    "their own devices (-dev, -ts, -mg, -ot ...=CUDA1, CUDA_VISIBLE_DEVICES) keep them and run alone, "
                    "holding every GPU")

@@ -53,7 +53,7 @@ class Config:
     theme: str = "textual-dark"
     gpu_interval_s: float = 1.0
     slots: int = 1  # runs at once on a box without GPU (with GPUs, gpus_per_run decides)
-    gpus_per_run: int | str = 1
+    gpus_per_run: int | str = "auto"  # the fewest GPUs that hold the run (a BF16 base may need two)
     """GPUs each run takes (1-64), or "auto": the fewest whose free memory holds the run"""
     cluster: str = ""
     """a Ray cluster to run jobs on: "auto" (this machine is part of one), "ray://HOST:PORT" or

@@ -112,3 +112,24 @@ async def test_the_cache_size_shows_and_its_place_can_be_set(app_factory, tmp_pa
         assert isinstance(app.screen, SettingsScreen)
         assert f"cache dir {tmp_path / 'a-file'} is not a folder" in statics_text(screen)
         await pilot.press("escape")
+
+
+async def test_gpus_per_run_is_set_in_the_settings(app_factory, qtui_dirs) -> None:
+    from textual.widgets import Input
+
+    app = app_factory()
+    async with app.run_test(size=(100, 30)) as pilot:
+        await ready(pilot)
+        screen = await open_settings(pilot)
+        field = screen.query_one("#set-gpus_per_run", Input)
+        assert field.value == "auto"  # the default: the fewest GPUs that hold the run
+        field.value = "2"
+        await save(pilot)
+        assert load_config()[0].gpus_per_run == 2
+        screen = await open_settings(pilot)
+        screen.query_one("#set-gpus_per_run", Input).value = "two"
+        await pilot.press("ctrl+s")
+        assert isinstance(app.screen, SettingsScreen)
+        assert "GPUs per run must be auto or a number of GPUs from 1 to 64, not 'two'" in statics_text(screen)
+        await pilot.press("escape")
+        assert load_config()[0].gpus_per_run == 2

@@ -195,7 +195,7 @@ def test_gpus_per_run_is_a_count_or_auto(tmp_path: Path) -> None:
     assert load_config(p)[0].gpus_per_run == 2
     p.write_text("ctx = 256\ngpus_per_run = 0\n")
     cfg, msgs = load_config(p)
-    assert cfg.gpus_per_run == 1
-    assert msgs == ['config.toml line 2: gpus_per_run must be a number of GPUs from 1 to 64 or "auto", using 1']
+    assert cfg.gpus_per_run == "auto"  # the default: the fewest GPUs that hold the run
+    assert msgs == ['config.toml line 2: gpus_per_run must be a number of GPUs from 1 to 64 or "auto", using "auto"']
     save_config(Config(gpus_per_run="auto"), p)
     assert load_config(p)[0].gpus_per_run == "auto"

@@ -20,6 +20,7 @@ from textual.widgets import Button, Input, Label, Static
 
 from qtui.core import paths
 from qtui.core.config import Config, ConfigError, save_config
+from qtui.core.jobs.gpus import AUTO, parse_gpus_per_run
 from qtui.core.llama.basecache import describe_summary
 from qtui.core.showdown.plan import BUILTIN_CORPUS, RunRefused, base_run_args
 
@@ -34,7 +35,8 @@ FIELDS: tuple[tuple[str, str, str], ...] = (
     ("data_dir", "Data dir", "empty: the user data dir (results, jobs)"),
     ("cache_dir", "Cache dir", "empty: the user cache dir (base files, llama builds)"),
     ("model_dirs", "Model dirs", f"more folders to scan, separated by {os.pathsep}"),
-    ("slots", "Parallel runs", "jobs at once (one per GPU), usually 1"),
+    ("gpus_per_run", "GPUs per run", "auto: the fewest GPUs that hold the run; or 1, 2, ..."),
+    ("slots", "Parallel runs", "without GPU: jobs at once, usually 1 (with GPUs: one per group)"),
 )
 
 
@@ -44,6 +46,7 @@ def config_values(cfg: Config) -> dict[str, str]:
         "llama_bin": cfg.llama_bin or "", "llama_args": shlex.join(cfg.llama_args),
         "base_args": shlex.join(cfg.base_args), "data_dir": cfg.data_dir or "", "cache_dir": cfg.cache_dir or "",
         "model_dirs": os.pathsep.join(cfg.model_dirs), "slots": str(cfg.slots),
+        "gpus_per_run": str(cfg.gpus_per_run),
     }
 
 
@@ -68,6 +71,11 @@ def parse_values(cfg: Config, values: dict[str, str]) -> tuple[Config, list[str]
     chunks = number("chunks", "Chunks", optional=True)
     slots = number("slots", "Parallel runs")
     try:
+        gpus_per_run = parse_gpus_per_run(values["gpus_per_run"].strip() or AUTO)
+    except ValueError:
+        problems.append(f"GPUs per run must be auto or a number of GPUs from 1 to 64, not {values['gpus_per_run'].strip()!r}")
+        gpus_per_run = cfg.gpus_per_run
+    try:
         args = shlex.split(values["llama_args"])
     except ValueError as exc:
         problems.append(f"llama args cannot be split into arguments: {exc}")
@@ -91,7 +99,7 @@ def parse_values(cfg: Config, values: dict[str, str]) -> tuple[Config, list[str]
     new = replace(
         cfg, corpus=corpus or None, ctx=ctx or cfg.ctx, chunks=chunks, llama_bin=values["llama_bin"].strip() or None,
         llama_args=args, base_args=base_args, data_dir=values["data_dir"].strip() or None,
-        cache_dir=cache or None, slots=slots or cfg.slots,
+        cache_dir=cache or None, slots=slots or cfg.slots, gpus_per_run=gpus_per_run,
         model_dirs=[d.strip() for d in values["model_dirs"].split(os.pathsep) if d.strip()],
     )
     return new, problems
