@@ -27,7 +27,7 @@ from qtui.core.jobs.gpus import (
     pack,
     parse_gpus_per_run,
 )
-from qtui.core.jobs.queue import JobQueue
+from qtui.core.jobs.queue import JobQueue, JobSpec
 from qtui.core.jobs.scheduler import Scheduler
 from qtui.core.llama import assets
 from qtui.core.llama.memory import RunMemory, run_memory
@@ -127,6 +127,22 @@ def test_backfill_then_no_starvation() -> None:
     plan = pack([("big", Want(2)), ("s3", Want(1))], inv(4), busy=[1, 2], passed=passed)
     assert [(j, keys(g)) for j, g in plan.starts] == [("big", [0, 3])]
     assert "big" not in passed
+
+
+def test_a_timed_run_starts_only_alone_and_nothing_starts_beside_it() -> None:
+    passed: dict[str, int] = {}
+    solo = Want(1, solo=True)
+    # GPU 0 busy: the speed run waits (its GPU is free, but another job runs); a KLD job backfills
+    plan = pack([("speed", solo), ("k1", Want(1))], inv(2), busy=[0], passed=passed)
+    assert [j for j, _ in plan.starts] == ["k1"] and passed == {"speed": 1}
+    # all idle: it starts on its own group, and the job behind it waits although a GPU is free
+    plan = pack([("speed", solo), ("k2", Want(1))], inv(2), busy=(), passed=passed)
+    assert [(j, keys(g)) for j, g in plan.starts] == [("speed", [0])]
+    # while it runs, nothing starts
+    assert pack([("k2", Want(1))], inv(2), busy=[0], passed={}, solo_running=True).starts == []
+    # passed over MAX_PASSES times, it is reserved for: nothing behind it starts until it does
+    passed = {"speed": MAX_PASSES}
+    assert pack([("speed", solo), ("k3", Want(1))], inv(2), busy=[1], passed=passed).starts == []
 
 
 def test_a_job_too_big_is_refused_in_words_and_others_still_start() -> None:
@@ -279,3 +295,25 @@ def test_a_run_left_by_a_dead_scheduler_keeps_its_gpus(tmp_path: Path) -> None:
     assert a is not None and b is not None and (a.state.status, b.state.status) == ("done", "done")
     assert b.state.started_at >= a.state.ended_at  # type: ignore[operator]
     assert b.state.gpus == [0]
+
+
+def test_a_speed_run_never_overlaps_another_job(tmp_path: Path) -> None:
+    """Two places for CPU jobs: the KLD jobs run two at once, the speed run (llama-bench's
+    recorded jsonl, printed by a stand-in) runs with nothing beside it."""
+    q = JobQueue(tmp_path)
+    out = Path(__file__).resolve().parents[1] / "fixtures" / "bench" / "b0336" / "pp-tg-t1.out"
+    first = [q.add(spec("kld", "ik-tiny-kld-q8_0", tmp_path, delay=0.05)) for _ in range(2)]
+    speed = q.add(JobSpec(kind="speed", argv=["sh", "-c", f"sleep 0.5; cat '{out}'"],
+                          model={"label": "m", "path": "/m/m.gguf", "size_bytes": 1000}, label="speed m"))
+    last = [q.add(spec("kld", "ik-tiny-kld-q4_0", tmp_path, delay=0.05)) for _ in range(2)]
+    Scheduler(tmp_path, slots=2, nvml=Nvml(FakeNvml([], init_error=LibraryNotFound)),
+              parent_env={k: v for k, v in os.environ.items() if k != "CUDA_VISIBLE_DEVICES"}).run()
+    s = q.get(speed.id)
+    others = [q.get(j.id) for j in (*first, *last)]
+    assert s is not None and s.state.status == "done", s.state if s else None
+    assert all(o is not None and o.state.status == "done" for o in others)
+    for o in others:
+        assert o.state.ended_at <= s.state.started_at or o.state.started_at >= s.state.ended_at  # type: ignore
+    # the KLD jobs still share the two places
+    a, b = (q.get(j.id) for j in first)
+    assert a.state.started_at < b.state.ended_at and b.state.started_at < a.state.ended_at  # type: ignore[union-attr,operator]

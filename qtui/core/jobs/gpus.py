@@ -147,6 +147,9 @@ class Want:
     """auto: the run's estimate; the fewest GPUs whose free memory holds it"""
     exclusive: bool = False
     """its arguments name its devices: it runs alone, holding every GPU"""
+    solo: bool = False
+    """a timed run (llama-bench): its own group as usual, but nothing else runs beside it,
+    so that no other job's threads or memory traffic slow what it measures"""
     label: str = ""
 
 
@@ -205,13 +208,16 @@ class Packing:
 
 
 def pack(waiting: Sequence[tuple[str, Want]], inv: Inventory, busy: Iterable[int],
-         passed: dict[str, int], settled: bool = True) -> Packing:
+         passed: dict[str, int], settled: bool = True, solo_running: bool = False) -> Packing:
     """Which waiting jobs (in queue order) start now and on which GPUs, and which can never
     run. `passed` counts, per job, how often a later job started ahead of it; it is updated
     here and kept by the caller between calls. `settled`: False while the memory of a job that
-    just ended may still show as used, so that no run is refused on a stale reading."""
+    just ended may still show as used, so that no run is refused on a stale reading.
+    `solo_running`: a solo job (Want.solo) runs: nothing starts beside it."""
     held = set(busy)
     out = Packing([], [])
+    if solo_running:
+        return out
     behind: list[str] = []  # jobs that wait while later ones may start
     for job_id, want in waiting:
         free = [k for k in inv.keys if k not in held]
@@ -219,6 +225,8 @@ def pack(waiting: Sequence[tuple[str, Want]], inv: Inventory, busy: Iterable[int
         if isinstance(got, Refused):
             out.refused.append((job_id, got.reason))
             continue
+        if got is not None and want.solo and held:
+            got = None  # a timed run starts only once nothing else runs
         if got is None:
             if passed.get(job_id, 0) >= MAX_PASSES:
                 break  # reserved for: nothing behind it starts until it does
@@ -228,6 +236,8 @@ def pack(waiting: Sequence[tuple[str, Want]], inv: Inventory, busy: Iterable[int
         held.update(d.key for d in got)
         for w in behind:
             passed[w] = passed.get(w, 0) + 1
+        if want.solo:
+            break  # and nothing starts beside it
     for job_id, _ in out.starts:
         passed.pop(job_id, None)
     return out

@@ -18,6 +18,7 @@ import sys
 import threading
 import time
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 
 from qtui.core.gguf.reader import GGUFError
@@ -109,7 +110,11 @@ class Scheduler:
                     busy.update(self._keys_of(j))
             self._refresh(runnable)
             waiting = [(j.id, self._want(j)) for j in runnable]
-            plan = pack(waiting, self.gpus, busy, self._passed, settled=time.time() - self._last_end > SETTLE_S)
+            # a speed run (timed) running here or under a scheduler before this one
+            solo = any(j.state.status == "running" and j.spec.kind == "speed" and j.id not in self.stranded and
+                       not j.spec.cluster for j in jobs)
+            plan = pack(waiting, self.gpus, busy, self._passed, settled=time.time() - self._last_end > SETTLE_S,
+                        solo_running=solo)
             for job_id, reason in plan.refused:
                 self._fail_unlocked(by_id[job_id], reason)
             started: list[Job] = []
@@ -162,6 +167,8 @@ class Scheduler:
                     log(self.queue.data_dir, f"job {job.id}: cannot estimate its GPU memory ({exc}); giving it one GPU")
             elif isinstance(asked, int):
                 want = Want(count=asked, label=label)
+        if spec.kind == "speed":
+            want = replace(want, solo=True)  # timed: no other job beside it
         self._wants[job.id] = want
         return want
 
