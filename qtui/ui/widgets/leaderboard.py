@@ -30,6 +30,7 @@ from textual.widget import Widget
 from textual.widgets import DataTable, Static
 
 from qtui.core import formats
+from qtui.core.results.annotations import marks_legend, with_published_column
 from qtui.core.results.fit import ESSENTIAL, fit_columns
 from qtui.core.results.floor import noise_floor
 from qtui.core.results.leaderboard import (
@@ -328,10 +329,7 @@ class Leaderboard(Widget, can_focus=False):
         if has_speed(self._rows):  # after BPW, as in `qtui results` and the exports
             at = next((i + 1 for i, c in enumerate(cols) if c.key == "bpw"), len(cols))
             cols[at:at] = SPEED_COLUMNS
-        if any(r.published_score is not None for r in self._rows):
-            at = next((i + 1 for i, c in enumerate(cols) if c.key == "score"), len(cols))
-            cols.insert(at, PUBLISHED_SCORE)  # beside the score computed here
-        return cols
+        return with_published_column(cols, self._rows)
 
     def _fit_columns(self) -> bool:
         """Show the columns that fit the width (all of them before the first layout); True when
@@ -535,12 +533,8 @@ class Leaderboard(Widget, can_focus=False):
         if sizeless:
             # A published sweep often gives sizes for few rows: say why the plot and the score skip them.
             count += f" · {sizeless} row{'s' if sizeless != 1 else ''} without a size: not plotted or scored"
-        shown = {r.id for r in self._rows}
-        origin = [m.base_origin for rid, m in self._marks.items() if rid in shown and m.base_origin]
-        if origin:
-            count += f" · ≈ {origin[0]}: the base's origin type, near it by construction"
-        if any(m.same_as for rid, m in self._marks.items() if rid in shown):
-            count += " · ≡ same tensors as another row"
+        for phrase in marks_legend(self._marks, {r.id for r in self._rows}):
+            count += f" · {phrase}"
         floor = self.floor
         if floor is not None:
             count += f" · noise floor {floor:.6f}"
