@@ -8,7 +8,9 @@ Both modes go through `qtui run` (the real CLI, the detached scheduler), each in
 own, on the same cached base log-probs (made once, not counted). Then it prints:
 
 - the total llama-perplexity time of each mode: the sum of its KLD jobs' run times (from the
-  scheduler taking a job to its result being recorded, so screening pays for cutting windows);
+  scheduler taking a job to its result being recorded, so screening pays for cutting windows
+  and for starting more processes), and the CPU time of its llama-perplexity children (on a
+  busy CPU box the steadier figure: wall time also counts whatever else runs);
 - for every pair of variants that the full runs separate at 95 % (paired by chunk over all
   chunks, no screening involved), whether screening ordered it the same way. A pair screening
   left in one rank range (a tie) counts as a wrong call: the full run could tell them apart;
@@ -88,6 +90,12 @@ def kld_seconds(data: Path) -> float:
     return total
 
 
+def kld_cpu_seconds(data: Path) -> float:
+    """The CPU time of the mode's llama-perplexity children (the scheduler records each one's):
+    on a busy CPU box it measures the work alone, where wall time also counts other processes."""
+    return sum(job.state.cpu_s or 0.0 for job in JobQueue(data).jobs() if job.spec.kind == "kld")
+
+
 def quant_of(rec: ResultRecord) -> str:
     return str(rec.model.get("path") and Path(str(rec.model["path"])).stem.rsplit("-", 1)[-1] or rec.model.get("quant"))
 
@@ -156,8 +164,12 @@ def main(argv: list[str] | None = None) -> int:
     # As sets: two variants that compute the same KLD (a type llama-quantize falls back from) have
     # no order, in the full runs or in screening.
     top_same = set(order_full[:3]) == set(order_screen[:3])
+    c_full, c_screen = kld_cpu_seconds(full_dir), kld_cpu_seconds(screen_dir)
     print(f"llama-perplexity time: full {t_full:.1f} s, screening {t_screen:.1f} s "
           f"({sum(1 for j in JobQueue(screen_dir).jobs() if j.spec.kind == 'kld')} screening jobs)")
+    if c_full:
+        print(f"llama-perplexity CPU time: full {c_full:.1f} s, screening {c_screen:.1f} s: cpu ratio "
+              f"{c_screen / c_full:.2f}")
     print(f"top 3: full {', '.join(order_full[:3])}; screening {', '.join(order_screen[:3])}")
     ratio = t_screen / t_full if t_full else float("nan")
     print(f"time ratio {ratio:.2f}; pairs agreed {agreed}/{pairs}; top3 same {'yes' if top_same else 'no'}")

@@ -92,8 +92,8 @@ class JobState:
     """the child's create time: a recycled pid must not be mistaken for our child"""
     slot: int | None = None
     gpus: list[int] | None = None
-    """the GPUs it holds while it runs (NVML indices, as nvidia-smi numbers them; on a box
-    without GPU, the CPU places it holds)"""
+    """the GPUs it holds while it runs (NVML indices, as nvidia-smi numbers them; None on a
+    box without GPU)"""
     started_at: float | None = None
     ended_at: float | None = None
     exit_code: int | None = None
@@ -104,6 +104,9 @@ class JobState:
     """a cluster job: where it runs ({"cluster", "node_id", "ip", "hostname", "gpus", "pid"})"""
     attempts: int = 0
     """automatic re-runs after llama.cpp lost its output tail (see finalize.MAX_AUTO_RETRIES)"""
+    cpu_s: float | None = None
+    """the child's CPU time, user + system seconds (None: not seen to end by the scheduler
+    that started it, or run on a cluster)"""
 
 
 @dataclass

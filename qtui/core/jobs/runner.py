@@ -3,6 +3,7 @@ when the user cancels (SIGTERM first, SIGKILL once the grace period is over)."""
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import time
@@ -36,14 +37,18 @@ def start_child(job: Job, env: dict[str, str]) -> subprocess.Popen[bytes]:
         )
 
 
-def wait_child(queue: JobQueue, job_id: str, proc: subprocess.Popen[bytes]) -> int:
-    """Wait for our own child; its exit status shell-style (128 + N when killed by signal N)."""
+def wait_child(queue: JobQueue, job_id: str, proc: subprocess.Popen[bytes]) -> tuple[int, float]:
+    """Wait for our own child: its exit status shell-style (128 + N when killed by signal N)
+    and the CPU time it used (user + system, seconds; what a run costs on a busy CPU box,
+    where its wall time also counts the other processes)."""
     while True:
-        try:
-            rc = proc.wait(timeout=POLL_S)
-            return rc if rc >= 0 else 128 - rc
-        except subprocess.TimeoutExpired:
-            escalate_cancel(queue, job_id, proc.pid)
+        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+        if pid == proc.pid:
+            rc = os.waitstatus_to_exitcode(status)
+            proc.returncode = rc  # reaped here: Popen must not wait for it again
+            return (rc if rc >= 0 else 128 - rc), usage.ru_utime + usage.ru_stime
+        escalate_cancel(queue, job_id, proc.pid)
+        time.sleep(POLL_S)
 
 
 def wait_adopted(queue: JobQueue, job: Job) -> None:

@@ -248,7 +248,12 @@ class Scheduler:
             proc.wait()
             self._give_up(job, "qtui could not record that the job started", exc)
             return
-        self._finalize(job, wait_child(self.queue, job.id, proc))
+        exit_code, cpu_s = wait_child(self.queue, job.id, proc)
+        try:
+            self.queue.update(job.id, cpu_s=round(cpu_s, 3))
+        except Exception as exc:  # a figure for the record, not worth failing the run over
+            log(self.queue.data_dir, f"job {job.id}: could not record its CPU time", exc)
+        self._finalize(job, exit_code)
 
     def _claim_remote(self, runnable: list[Job], jobs: list[Job]) -> list[Job]:
         """Under the queue lock: mark running the cluster jobs the cluster has room for now.
