@@ -541,7 +541,14 @@ class Leaderboard(Widget, can_focus=False):
         hidden = len(self._candidate_columns()) - len(self._shown_columns) if self._shown_columns else 0
         if hidden:
             count += f" · {hidden} column{'s' if hidden != 1 else ''} hidden at this width (i: all fields)"
-        text = f"{count} · sorted by {col.title} {arrow} ({col.help}) · o/O: sort"
+        ranked = [r for r in self._rows if r.status == "done"]
+        if col.key == "kld" and ranked and all(r.position is not None for r in ranked):
+            # Screened variants ran different chunks: their own means are not comparable, and
+            # the rows follow the paired order (as core.results.leaderboard sorts them).
+            text = (f"{count} · sorted by paired rank {arrow} (screened variants ran different chunks: each pair "
+                    "compared on the chunks both ran) · o/O: sort")
+        else:
+            text = f"{count} · sorted by {col.title} {arrow} ({col.help}) · o/O: sort"
         try:
             self.query_one(".leaderboard--caption", Static).update(Text(text))
             self._update_setup_line()
