@@ -2,7 +2,7 @@
 """Throughput with 1, 2, 4... GPUs on one box, and the Ray executor against the local one.
 
     python bench/bench_scale.py [--jobs N] [--gpus 1,2,4] [--gpus-per-run 1] [--ctx 512]
-        [--chunks N] [--dim 2048 --layers 12 --ff 5632] [--llama-bin DIR]
+        [--chunks N] [--corpus-repeat N] [--dim 2048 --layers 12 --ff 5632] [--llama-bin DIR]
         [--ray auto|ray://HOST:PORT|start] [--cpu-slots 1,2] [-- LLAMA ARGS, e.g. -ngl 99]
 
 The same queue of KLD jobs (N variant files: hard links of a quant ladder of one model, so
@@ -65,6 +65,12 @@ def models(args: argparse.Namespace, work: Path) -> tuple[Path, list[Path], Path
     tools = find_tools(args.llama_bin, None)
     cache = paths.cache_dir() / "bench" / "scale"
     corpus = assets.stdlib_corpus()
+    if args.corpus_repeat > 1:
+        # Longer jobs, the same model: the built-in text N times over (each chunk is evaluated
+        # on its own, so repeats are new work). Fixed costs per job or per run weigh less.
+        longer = work / f"corpus-x{args.corpus_repeat}.txt"
+        longer.write_text(corpus.read_text() * args.corpus_repeat)
+        corpus = longer
     shape = {} if args.dim is None else {"dim": args.dim, "n_layer": args.layers, "n_ff": args.ff}
     base = assets.tiny_model(cache, corpus=corpus, **shape)
     ladder = []
@@ -146,6 +152,8 @@ def main() -> int:
     ap.add_argument("--gpus-per-run", default="1")
     ap.add_argument("--ctx", type=int, default=512)
     ap.add_argument("--chunks", type=int, default=None, help="chunks of the corpus in the base file (default: all)")
+    ap.add_argument("--corpus-repeat", type=int, default=1, metavar="N",
+                    help="evaluate the built-in text N times over: jobs N times longer, the same model")
     ap.add_argument("--dim", type=int, default=None, help="the test model's width (default: the tiny 128)")
     ap.add_argument("--layers", type=int, default=12)
     ap.add_argument("--ff", type=int, default=5632)
