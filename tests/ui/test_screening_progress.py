@@ -57,7 +57,7 @@ async def test_queue_and_board_show_the_screening_stage(tmp_path: Path, monkeypa
         assert labels == {
             "A.gguf · screen 1 · chunks 1-8": "done", "B.gguf · screen 1 · chunks 1-8": "done",
             "C.gguf · screen 1 · chunks 1-8": "done",
-            "B.gguf · screen 2 · chunks 9-24": "waiting", "C.gguf · screen 2 · chunks 9-24": "waiting",
+            "B.gguf · screen 2 · chunks 9-40": "waiting", "C.gguf · screen 2 · chunks 9-40": "waiting",
         }
         ranks = {str(board.table.get_cell(r.id, "model").plain): str(board.table.get_cell(r.id, "rank").plain)
                  for r in board.rows}

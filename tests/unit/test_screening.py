@@ -78,8 +78,12 @@ def test_windows_cover_every_chunk_once_and_grow(policy: ScreenPolicy) -> None:
 
 
 def test_windows_follow_the_planned_growth() -> None:
-    assert [b for _, b in windows(120, ScreenPolicy())] == [8, 24, 56, 120]
-    assert [b for _, b in windows(1000, ScreenPolicy())] == [8, 24, 56, 120, 248, 504, 1000]
+    # the default triples each window: few stages, since every stage loads the model again
+    assert [b for _, b in windows(120, ScreenPolicy())] == [8, 32, 120]
+    assert [b for _, b in windows(1000, ScreenPolicy())] == [8, 32, 104, 320, 1000]
+    two = ScreenPolicy(growth=2.0)
+    assert [b for _, b in windows(120, two)] == [8, 24, 56, 120]
+    assert [b for _, b in windows(1000, two)] == [8, 24, 56, 120, 248, 504, 1000]
     # a short tail is merged into the window before, never a stage of its own
     assert windows(30, ScreenPolicy()) == [(0, 8), (8, 30)]
     with pytest.raises(ValueError):
@@ -105,10 +109,11 @@ def test_windows_start_and_end_on_pass_boundaries(align: int) -> None:
 
 def test_windows_in_passes_of_16() -> None:
     # -c 128 with the default -b 2048: 16 chunks per pass
-    assert [b for _, b in windows(120, ScreenPolicy(align=16))] == [16, 48, 120]
+    assert [b for _, b in windows(120, ScreenPolicy(align=16))] == [16, 64, 120]
     assert [b for _, b in windows(48, ScreenPolicy(align=16))] == [16, 48]
+    assert [b for _, b in windows(400, ScreenPolicy(align=16))] == [16, 64, 208, 400]
     # -c 512: 4 per pass, and the first window of 8 is already whole passes
-    assert [b for _, b in windows(580, ScreenPolicy(align=4))] == [8, 24, 56, 120, 248, 580]
+    assert [b for _, b in windows(580, ScreenPolicy(align=4))] == [8, 32, 104, 320, 580]
     with pytest.raises(ValueError):
         windows(10, ScreenPolicy(align=0))
 
@@ -189,8 +194,9 @@ def test_a_difference_bounded_near_zero_stops_before_the_end() -> None:
     rng = random.Random(4)
     a = [rng.lognormvariate(-3.0, 0.6) for _ in range(240)]
     truth = {"A": a, "B": [x + (0.002 if c % 2 else -0.002) for c, x in enumerate(a)]}
-    history, ran = screen(truth, ScreenPolicy(), 240)
-    assert [b for _, b in windows(240, ScreenPolicy())] == [8, 24, 56, 120, 240]
+    policy = ScreenPolicy(growth=2.0)  # looks at 8, 24, 56, 120, 240 chunks
+    history, ran = screen(truth, policy, 240)
+    assert [b for _, b in windows(240, policy)] == [8, 24, 56, 120, 240]
     assert all(d.state == "open" for d in history[0].values())  # 8 chunks bound nothing
     assert all(d.state == "tie" for d in history[-1].values())
     assert ran == {"A": 120, "B": 120}
