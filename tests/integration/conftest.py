@@ -6,6 +6,9 @@ none. Everything here is marked `integration`.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -14,6 +17,22 @@ from qtui.core.llama import assets
 from tests.helpers import require_module
 
 HERE = Path(__file__).resolve().parent
+
+
+def qtui(env: dict[str, str], *args: str, timeout: float = 300, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """The real CLI in a child process, with `env` (see the `env` fixture)."""
+    return subprocess.run([sys.executable, "-m", "qtui.cli", *args], env=env, capture_output=True, text=True,
+                          timeout=timeout, stdin=subprocess.DEVNULL, cwd=cwd)
+
+
+@pytest.fixture()
+def env(tmp_path: Path, llama_tools) -> dict[str, str]:
+    """qtui's folders in the test's tmp dir, the real build, wide and colourless output."""
+    e = {k: v for k, v in os.environ.items() if not k.startswith("QTUI_")}
+    e.update(QTUI_DATA_DIR=str(tmp_path / "data"), QTUI_CACHE_DIR=str(tmp_path / "cache"),
+             QTUI_CONFIG_DIR=str(tmp_path / "config"), QTUI_LLAMA_BIN=str(llama_tools.bin_dir),
+             COLUMNS="250", NO_COLOR="1")
+    return e
 
 
 def pytest_collection_modifyitems(config, items):

@@ -4,29 +4,9 @@ ones, and a later run without base args reuses the same cached base file."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
-import pytest
-
 from qtui.core.jobs.queue import JobQueue
 from qtui.core.results.store import ResultStore
-
-
-@pytest.fixture()
-def env(tmp_path: Path, llama_tools) -> dict[str, str]:
-    e = {k: v for k, v in os.environ.items() if not k.startswith("QTUI_")}
-    e.update(QTUI_DATA_DIR=str(tmp_path / "data"), QTUI_CACHE_DIR=str(tmp_path / "cache"),
-             QTUI_CONFIG_DIR=str(tmp_path / "config"), QTUI_LLAMA_BIN=str(llama_tools.bin_dir),
-             COLUMNS="250", NO_COLOR="1")
-    return e
-
-
-def qtui(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "qtui.cli", *args], env=env, capture_output=True, text=True,
-                          timeout=300, stdin=subprocess.DEVNULL)
+from tests.integration.conftest import qtui
 
 
 def flag(argv: list[str], name: str) -> str | None:

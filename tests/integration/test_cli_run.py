@@ -17,6 +17,7 @@ import pytest
 
 from qtui.core.jobs.queue import JobQueue
 from qtui.core.results.store import ResultStore
+from tests.integration.conftest import qtui
 
 MEAN_KLD = re.compile(rb"Mean\s+KLD:\s+([-\d.]+)")
 SAME_TOP = re.compile(rb"Same top p:\s+([-\d.]+)")
@@ -41,20 +42,6 @@ def assert_board_matches_llama(printed: str, data: Path, ctx: int) -> None:
             # the leaderboard shows the number llama-perplexity printed, at the table's precision
             assert f"{value:.{digits}f}" in printed, (key, value)
         assert rec.ctx == ctx and rec.model["quant"] in printed
-
-
-def qtui(env: dict[str, str], *args: str, timeout: float = 300, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "qtui.cli", *args], env=env, capture_output=True, text=True,
-                          timeout=timeout, stdin=subprocess.DEVNULL, cwd=cwd)
-
-
-@pytest.fixture()
-def env(tmp_path: Path, llama_tools) -> dict[str, str]:
-    e = {k: v for k, v in os.environ.items() if not k.startswith("QTUI_")}
-    e.update(QTUI_DATA_DIR=str(tmp_path / "data"), QTUI_CACHE_DIR=str(tmp_path / "cache"),
-             QTUI_CONFIG_DIR=str(tmp_path / "config"), QTUI_LLAMA_BIN=str(llama_tools.bin_dir),
-             COLUMNS="250", NO_COLOR="1")
-    return e
 
 
 def wait_idle(data_dir: Path, timeout: float = 120) -> None:

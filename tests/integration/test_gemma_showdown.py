@@ -7,7 +7,8 @@ import pytest
 
 from qtui.core.llama import assets
 from tests.helpers import unavailable
-from tests.integration.test_cli_run import assert_board_matches_llama, env, qtui  # noqa: F401  (fixture)
+from tests.integration.conftest import qtui
+from tests.integration.test_cli_run import assert_board_matches_llama
 
 LADDER = ("Q8_0", "Q4_0", "Q2_K")
 

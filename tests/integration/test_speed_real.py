@@ -7,29 +7,11 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
-
-import pytest
 
 from qtui.core.jobs.queue import JobQueue
 from qtui.core.results.store import ResultStore
-
-
-def qtui(env: dict[str, str], *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "qtui.cli", *args], env=env, capture_output=True, text=True,
-                          timeout=timeout, stdin=subprocess.DEVNULL)
-
-
-@pytest.fixture()
-def env(tmp_path: Path, llama_tools) -> dict[str, str]:
-    e = {k: v for k, v in os.environ.items() if not k.startswith("QTUI_")}
-    e.update(QTUI_DATA_DIR=str(tmp_path / "data"), QTUI_CACHE_DIR=str(tmp_path / "cache"),
-             QTUI_CONFIG_DIR=str(tmp_path / "config"), QTUI_LLAMA_BIN=str(llama_tools.bin_dir),
-             COLUMNS="250", NO_COLOR="1")
-    return e
+from tests.integration.conftest import qtui
 
 
 def _printed_tests(stdout: Path) -> dict[tuple[int, int], float]:

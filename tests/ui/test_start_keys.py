@@ -17,13 +17,18 @@ from tests.ui.conftest import ready, screen_text, wait_for
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "bench" / "b0336"
 
 
+async def choose_all_and_press(pilot, key: str) -> None:
+    """Once the scan is done: choose every variant (a), then the start key."""
+    await ready(pilot)
+    ml = pilot.app.screen.query_one(ModelList)
+    await wait_for(pilot, lambda: not ml.scanning, what="the model scan")
+    await pilot.press("a", key)
+
+
 async def test_N_queues_the_noise_floor_with_the_showdown(app_factory, models_dir: Path) -> None:
     app = app_factory([models_dir])
     async with app.run_test(size=(120, 30)) as pilot:
-        await ready(pilot)
-        ml = app.screen.query_one(ModelList)
-        await wait_for(pilot, lambda: not ml.scanning, what="the model scan")
-        await pilot.press("a", "N")
+        await choose_all_and_press(pilot, "N")
         queue = app.screen.query_one(QueueView)
         await wait_for(pilot, lambda: len(queue.jobs) == 4, what="the base, 2 variants and the floor queued")
         base = next(j for j in queue.jobs if j.spec.kind == "base")
@@ -40,10 +45,7 @@ async def test_N_queues_the_noise_floor_with_the_showdown(app_factory, models_di
 async def test_s_queues_no_floor(app_factory, models_dir: Path) -> None:
     app = app_factory([models_dir])
     async with app.run_test(size=(120, 30)) as pilot:
-        await ready(pilot)
-        ml = app.screen.query_one(ModelList)
-        await wait_for(pilot, lambda: not ml.scanning, what="the model scan")
-        await pilot.press("a", "s")
+        await choose_all_and_press(pilot, "s")
         queue = app.screen.query_one(QueueView)
         await wait_for(pilot, lambda: len(queue.jobs) == 3, what="the base and 2 variants queued")
         assert not any(j.spec.model.get("floor") for j in queue.jobs)
@@ -63,10 +65,7 @@ async def test_P_queues_a_speed_job_per_variant(app_factory, models_dir: Path, f
                                                 tmp_path: Path) -> None:
     app = app_factory([models_dir], tools=with_bench(fake_tools, tmp_path))
     async with app.run_test(size=(120, 30)) as pilot:
-        await ready(pilot)
-        ml = app.screen.query_one(ModelList)
-        await wait_for(pilot, lambda: not ml.scanning, what="the model scan")
-        await pilot.press("a", "P")
+        await choose_all_and_press(pilot, "P")
         queue = app.screen.query_one(QueueView)
         await wait_for(pilot, lambda: len(queue.jobs) == 5, what="the base, 2 variants and 2 speed runs queued")
         speed = [j for j in queue.jobs if j.spec.kind == "speed"]
@@ -78,10 +77,7 @@ async def test_P_queues_a_speed_job_per_variant(app_factory, models_dir: Path, f
 async def test_P_without_llama_bench_says_why(app_factory, models_dir: Path) -> None:
     app = app_factory([models_dir])  # the fake build has no llama-bench
     async with app.run_test(size=(120, 30)) as pilot:
-        await ready(pilot)
-        ml = app.screen.query_one(ModelList)
-        await wait_for(pilot, lambda: not ml.scanning, what="the model scan")
-        await pilot.press("a", "P")
-        await wait_for(pilot, lambda: isinstance(app.screen, InfoScreen), what="the refusal")
-        assert "no llama-bench" in screen_text(app)
+        await choose_all_and_press(pilot, "P")
+        await wait_for(pilot, lambda: isinstance(app.screen, InfoScreen) and "no llama-bench" in screen_text(app),
+                       what="the refusal, saying why")
         assert not app.screen_stack[0].query_one(QueueView).jobs
