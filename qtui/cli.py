@@ -90,8 +90,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(p)
 
     p = sub.add_parser("run", help="measure variants against a base, with live progress",
-                       description="Generate (or reuse) the base log-probs, then run every variant's KLD: on a GPU box one job per GPU "
-                       "at once (or per group of --gpus-per-run GPUs), on a box without GPU `slots` jobs at once (config). "
+                       description="Generate (or reuse) the base log-probs, then run every variant's KLD: on a GPU box each run "
+                       "takes the fewest GPUs that hold it (or --gpus-per-run N) and runs on other GPUs go on at once, on a "
+                       "box without GPU `slots` jobs at once (config). "
                        "With --screen, variants whose place is settled early stop early. "
                        "Arguments after -- go to llama-perplexity unchanged (e.g. -- -ngl 99 -fa on).")
     p.add_argument("--base", type=Path, required=True, metavar="BASE.gguf", help="the reference model (BF16/F16/F32, or any model to compare against)")
@@ -109,8 +110,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sha256", action="store_true", help="record each variant's sha256 in its result (slow for big files)")
     p.add_argument("--again", action="store_true", help="measure variants already measured, queued or running on the same "
                    "setup (same files, base log-probs and context) once more; by default they are skipped")
-    p.add_argument("--screen", action="store_true", help="adaptive screening: run every variant on the first 8 chunks of "
-                   "the base file, then on windows twice as long each time, only while its place in the ranking is "
+    p.add_argument("--screen", action="store_true", help="adaptive screening: run every variant on the first chunks of "
+                   "the base file (8, rounded up to whole llama-perplexity passes: 16 at -c 128), then on windows three "
+                   "times as long each time, only while its place in the ranking is "
                    "not settled at 95%% (paired by chunk, corrected for looking after every window); a pair that even "
                    "the full run would very likely not separate stops early as a tie. Usually a fraction of the GPU "
                    "time of full runs; `qtui results` shows each variant as settled, open or tie with the chunks it "
@@ -121,7 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "log-probs with half the batch size; differences below it are called ties")
     p.add_argument("--speed", action="store_true", help="also measure each variant's speed with llama-bench (prompt "
                    "processing pp512 and generation tg128, tokens per second) with the -ngl/-fa/-t/-ot... given after "
-                   "--: a job after each KLD job; the leaderboard shows pp t/s and tg t/s")
+                   "--: a job after each KLD job, timed with no other job beside it; the leaderboard shows pp t/s and tg t/s")
     p.add_argument("--speed-args", metavar="'ARGS'", default=None,
                    help="with --speed: llama-bench's own options, quoted, instead of the defaults "
                    "(e.g. --speed-args '-p 1024 -n 256 -r 3')")
