@@ -114,6 +114,15 @@ def run_qtui(*args: str, tmp: Path, data: Path | None = None, columns: str | Non
                           stdin=subprocess.DEVNULL, env=env, cwd=cwd)
 
 
+def flag(argv: list[str], name: str) -> str | None:
+    """The value after the last `name` in argv (as llama.cpp reads it), or None."""
+    found = None
+    for a, b in zip(argv, argv[1:]):
+        if a == name:
+            found = b
+    return found
+
+
 def one_line_error(out: subprocess.CompletedProcess[str], code: int = 2) -> str:
     """The one line a refused command prints (exit `code`, no traceback)."""
     assert out.returncode == code, (out.returncode, out.stdout, out.stderr)

@@ -6,15 +6,8 @@ from __future__ import annotations
 
 from qtui.core.jobs.queue import JobQueue
 from qtui.core.results.store import ResultStore
+from tests.helpers import flag
 from tests.integration.conftest import qtui
-
-
-def flag(argv: list[str], name: str) -> str | None:
-    found = None
-    for a, b in zip(argv, argv[1:]):
-        if a == name:
-            found = b
-    return found
 
 
 def test_base_args_run_the_base_with_its_own_arguments(env, tiny_model, tiny_ladder, corpus, tmp_path) -> None:

@@ -139,7 +139,9 @@ def test_jobs_spread_over_two_nodes_with_tokens_and_provenance(cluster, llama_to
     assert recs[ids[1]].stats["kld_mean"] > recs[ids[0]].stats["kld_mean"] > 0  # Q2_K further from the base than Q8_0
 
 
-def test_cancel_stops_the_remote_child(cluster, llama_tools, tiny_model, corpus, tmp_path) -> None:
+def _slow_job_running(cluster, llama_tools, tiny_model, corpus, tmp_path):  # type: ignore[no-untyped-def]
+    """A slow base job on the cluster, writing into a shared folder, run by a scheduler in the
+    background: returned once it runs on a node and its output streams back."""
     q = JobQueue(tmp_path)
     out = tmp_path / "shared" / "base.kld"
     out.parent.mkdir()
@@ -147,7 +149,11 @@ def test_cancel_stops_the_remote_child(cluster, llama_tools, tiny_model, corpus,
     t = _background(tmp_path)
     wait_until(lambda: _running_on_node(q, job.id) and job.stdout_path.stat().st_size > 0, timeout=60,
                what="the base job running on a node with its output streaming back")
-    node = _running_on_node(q, job.id)
+    return q, job, out, t, _running_on_node(q, job.id)
+
+
+def test_cancel_stops_the_remote_child(cluster, llama_tools, tiny_model, corpus, tmp_path) -> None:
+    q, job, out, t, node = _slow_job_running(cluster, llama_tools, tiny_model, corpus, tmp_path)
     assert node is not None and psutil.pid_exists(node["pid"])
     q.cancel(job.id)
     wait_until(lambda: q.get(job.id).state.status != "running", timeout=30, what="the cancelled job to end")
@@ -167,14 +173,7 @@ def _alive(pid: int) -> bool:
 
 
 def test_dead_node_fails_its_job_and_retry_runs_on_the_other(cluster, llama_tools, tiny_model, corpus, tmp_path) -> None:
-    q = JobQueue(tmp_path)
-    out = tmp_path / "shared" / "base.kld"
-    out.parent.mkdir()
-    job = q.add(_slow_base_spec(llama_tools, tiny_model, corpus, out, cluster.address))
-    t = _background(tmp_path)
-    wait_until(lambda: _running_on_node(q, job.id) and job.stdout_path.stat().st_size > 0, timeout=60,
-               what="the base job running on a node with its output streaming back")
-    node = _running_on_node(q, job.id)
+    q, job, out, t, node = _slow_job_running(cluster, llama_tools, tiny_model, corpus, tmp_path)
     assert node is not None
     size = job.stdout_path.stat().st_size
     wait_until(lambda: job.stdout_path.stat().st_size > size, timeout=30, what="more output streamed while it runs")

@@ -13,16 +13,8 @@ from qtui.core.config import load_config
 from qtui.core.fsutil import human_bytes
 from qtui.ui.screens.settings import SettingsScreen
 from qtui.ui.widgets.queue import QueueView
-from tests.helpers import write_synthetic_base_file
+from tests.helpers import flag, write_synthetic_base_file
 from tests.ui.conftest import ready, statics_text, wait_for
-
-
-def flag(argv: list[str], name: str) -> str | None:
-    found = None
-    for a, b in zip(argv, argv[1:]):
-        if a == name:
-            found = b
-    return found
 
 
 async def open_settings(pilot) -> SettingsScreen:

@@ -20,18 +20,9 @@ from qtui.core.results.store import ResultRecord
 from qtui.core.showdown.plan import RunRefused, base_key, base_run_args, cached_base_path, file_sha256
 from qtui.core.showdown.request import full_run_request
 from qtui.core.showdown.service import Showdown
-from tests.helpers import run_qtui, wait_until
+from tests.helpers import flag, run_qtui, wait_until
 from tests.unit.test_cli_narrow import fake_bin, ladder
 from tests.unit.test_showdown_service import env, request  # noqa: F401 (env is a fixture)
-
-
-def flag(argv: list[str], name: str) -> str | None:
-    """The value after the last `name` in argv (as llama.cpp reads it), or None."""
-    found = None
-    for a, b in zip(argv, argv[1:]):
-        if a == name:
-            found = b
-    return found
 
 
 # -- config ----------------------------------------------------------------------------------
