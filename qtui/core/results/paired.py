@@ -23,8 +23,8 @@ from typing import Literal
 
 from qtui.core.results.chunks import ChunkSeries
 
-__all__ = ["LEVEL", "PairedDiff", "Separation", "Verdict", "adjacent_separations", "holm", "paired_diff",
-           "rank_ranges", "t_cdf", "t_quantile"]
+__all__ = ["LEVEL", "PairedDiff", "Separation", "Verdict", "adjacent_separations", "chunk_differences", "holm",
+           "paired_diff", "rank_ranges", "rounding_slack", "t_cdf", "t_quantile"]
 
 LEVEL = 0.95
 Verdict = Literal["separated", "tie", "limited", "no data"]
@@ -148,6 +148,28 @@ class PairedDiff:
                 "p": self.p, "precision": self.precision, "exact": self.exact}
 
 
+def chunk_differences(a: ChunkSeries, b: ChunkSeries,
+                      last_chunk: int | None = None) -> tuple[list[int], float, float] | None:
+    """The chunks A and B both have (up to `last_chunk`), and the mean and sd of A - B over
+    them; None with fewer than 2 in common."""
+    xa, xb = a.as_dict(), b.as_dict()
+    common = sorted(c for c in set(xa) & set(xb) if last_chunk is None or c <= last_chunk)
+    n = len(common)
+    if n < 2:
+        return None
+    d = [xa[c] - xb[c] for c in common]
+    mean = math.fsum(d) / n
+    return common, mean, math.sqrt(math.fsum((x - mean) ** 2 for x in d) / (n - 1))
+
+
+def rounding_slack(a: ChunkSeries, b: ChunkSeries, common: Sequence[int]) -> tuple[float, float]:
+    """How far derived means may move A - B over `common`: the mean by the summed rounding
+    bounds, the sd by the per-chunk bounds (see paired_diff)."""
+    n = len(common)
+    mean_slack = (a.sum_bound(common) + b.sum_bound(common)) / n
+    return mean_slack, math.sqrt(math.fsum((a.bound(c) + b.bound(c)) ** 2 for c in common) / (n - 1))
+
+
 def paired_diff(a: ChunkSeries, b: ChunkSeries, level: float = LEVEL) -> PairedDiff | None:
     """The paired difference A - B over their common chunks; None with fewer than 2 in common.
 
@@ -156,14 +178,11 @@ def paired_diff(a: ChunkSeries, b: ChunkSeries, level: float = LEVEL) -> PairedD
     computed, and the true sd(d) at most sqrt(sum (bA_c + bB_c)^2 / (n-1)) above it (triangle
     inequality). `p_worst` is the p-value with both taken against the difference.
     """
-    xa, xb = a.as_dict(), b.as_dict()
-    common = sorted(set(xa) & set(xb))
-    n = len(common)
-    if n < 2:
+    got = chunk_differences(a, b)
+    if got is None:
         return None
-    d = [xa[c] - xb[c] for c in common]
-    mean = math.fsum(d) / n
-    sd = math.sqrt(math.fsum((x - mean) ** 2 for x in d) / (n - 1))
+    common, mean, sd = got
+    n = len(common)
     df = n - 1
     t = t_quantile(0.5 + level / 2.0, df)
     se = sd / math.sqrt(n)
@@ -172,8 +191,7 @@ def paired_diff(a: ChunkSeries, b: ChunkSeries, level: float = LEVEL) -> PairedD
     exact = a.exact and b.exact
     if exact:
         return PairedDiff(n, mean, sd, half, level, p, 0.0, p, True)
-    mean_slack = (a.sum_bound(common) + b.sum_bound(common)) / n
-    sd_slack = math.sqrt(math.fsum((a.bound(c) + b.bound(c)) ** 2 for c in common) / (n - 1))
+    mean_slack, sd_slack = rounding_slack(a, b, common)
     se_worst = (sd + sd_slack) / math.sqrt(n)
     gap = max(0.0, abs(mean) - mean_slack)
     p_worst = _two_sided_p(gap / se_worst, df) if se_worst > 0 else (1.0 if gap == 0 else 0.0)

@@ -60,7 +60,7 @@ from statistics import NormalDist
 from typing import Literal
 
 from qtui.core.results.chunks import ChunkSeries
-from qtui.core.results.paired import holm, t_cdf, t_quantile
+from qtui.core.results.paired import chunk_differences, holm, rounding_slack, t_cdf, t_quantile
 
 __all__ = ["FUTILITY", "FUTILITY_CONFIDENCE", "Decision", "ScreenPolicy", "State", "decide", "look_weights", "paired_order", "windows"]
 
@@ -192,20 +192,16 @@ def _pair(a: ChunkSeries, b: ChunkSeries, last_chunk: int | None, floor: float) 
     the worst case moves the mean towards the floor by the summed rounding bounds and widens
     the sd by the per-chunk bounds, as paired_diff does.
     """
-    xa, xb = a.as_dict(), b.as_dict()
-    common = sorted(c for c in set(xa) & set(xb) if last_chunk is None or c <= last_chunk)
-    n = len(common)
-    if n < 2:
+    got = chunk_differences(b, a, last_chunk)
+    if got is None:
         return None
-    d = [xb[c] - xa[c] for c in common]
-    mean = math.fsum(d) / n
-    sd = math.sqrt(math.fsum((x - mean) ** 2 for x in d) / (n - 1))
+    common, mean, sd = got
+    n = len(common)
     gap = abs(mean) - floor
     p = _p(gap, sd / math.sqrt(n), n - 1)
     if a.exact and b.exact:
         return _Pair(n, mean, sd, p, p)
-    mean_slack = (a.sum_bound(common) + b.sum_bound(common)) / n
-    sd_slack = math.sqrt(math.fsum((a.bound(c) + b.bound(c)) ** 2 for c in common) / (n - 1))
+    mean_slack, sd_slack = rounding_slack(a, b, common)
     p_worst = _p(gap - mean_slack, (sd + sd_slack) / math.sqrt(n), n - 1)
     return _Pair(n, mean, sd, p, max(p, p_worst))
 
