@@ -176,6 +176,17 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("job_ids", nargs="+", metavar="JOB", help="job id as shown by qtui jobs (any unique part of it)")
         _add_common(p)
 
+    p = sub.add_parser("cluster", help="show a Ray cluster's nodes and GPUs, and which job holds each GPU",
+                       description="Join the Ray cluster (--address, else the config's cluster), read every node's "
+                       "GPUs there (NVML: memory, load, heat, power) and Ray's GPU counts, print them once and leave. "
+                       "Exit status 2 when Ray is missing or the cluster cannot be reached.")
+    p.add_argument("--address", metavar="ADDRESS", default=None,
+                   help="the cluster: ray://HOST:PORT, HOST:PORT or auto (default: cluster in the config)")
+    p.add_argument("--json", action="store_true", help="print the survey as JSON")
+    p.add_argument("--timeout", type=float, default=10.0, metavar="S",
+                   help="how long each node has to answer (default 10 s; a node that does not is listed so)")
+    _add_common(p)
+
     p = sub.add_parser("setup-llama", help="build llama.cpp's tools into qtui's cache (CPU, or CUDA when found)")
     p.add_argument("--cuda", action="store_true", default=None, help="build with CUDA (default: when nvcc and a GPU are found)")
     p.add_argument("--cpu", dest="cuda", action="store_false", help="build for the CPU only")

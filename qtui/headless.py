@@ -421,6 +421,39 @@ def gpu_cell(job: Job) -> str:
     return ""
 
 
+def cmd_cluster(args: argparse.Namespace) -> int:
+    """Join the Ray cluster, print one survey of its nodes and GPUs (which qtui job holds each
+    GPU, from the queue's running jobs), and leave."""
+    from qtui.core.cluster.survey import cluster_holders, survey_lines, survey_to_dict
+    from qtui.core.cluster.watch import Unreachable, survey_once
+    from qtui.core.config import cluster_address_problem
+
+    cfg, data_dir = settings(args)
+    given = getattr(args, "address", None)
+    address = (given if given is not None else cfg.cluster).strip()
+    problem = cluster_address_problem(address)
+    if problem:
+        raise UserError(f"--address {given!r} {problem}" if given is not None else f"cluster in the config {problem}")
+    if not address:
+        raise UserError("no Ray cluster to survey: give --address (ray://HOST:PORT, HOST:PORT or auto) "
+                        "or set cluster in the config")
+    try:
+        found = survey_once(address, timeout_s=args.timeout)
+    except Unreachable as exc:
+        raise UserError(str(exc)) from exc
+    running = [(j.spec.label or j.spec.kind, j.state.node) for j in JobQueue(data_dir).jobs()
+               if j.state.status == "running" and j.spec.cluster]
+    holders = cluster_holders(running)
+    if args.json:
+        doc = survey_to_dict(found)
+        doc["holders"] = [{"node_id": n, "gpu": g, "job": label} for (n, g), label in sorted(holders.items())]
+        print(json.dumps(doc, indent=2, sort_keys=True))
+        return 0
+    for line in survey_lines(found, holders):
+        console.print(escape(line), soft_wrap=True)
+    return 0
+
+
 def short_id(job_id: str) -> str:
     """The random part of a job id (ids are time-random): unique in practice, easy to type."""
     return job_id.rsplit("-", 1)[-1]
@@ -604,6 +637,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "export": cmd_export,
     "import": cmd_import,
     "jobs": cmd_jobs,
+    "cluster": cmd_cluster,
     "cancel": cmd_cancel,
     "retry": cmd_retry,
     "remove": lambda a: _job_action(a, JobQueue.remove),

@@ -9,10 +9,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from qtui.core.cluster.placement import SLOT_RESOURCE
 from qtui.core.llama import assets
 from tests.helpers import require_module
 
@@ -33,6 +36,27 @@ def env(tmp_path: Path, llama_tools) -> dict[str, str]:
              QTUI_CONFIG_DIR=str(tmp_path / "config"), QTUI_LLAMA_BIN=str(llama_tools.bin_dir),
              COLUMNS="250", NO_COLOR="1")
     return e
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[Any]:
+    """A real local Ray cluster (ray.cluster_utils.Cluster): a head without CPUs and two
+    workers with a `qtui_slot` each, every node on 127.0.0.1, CPU only. The test module sets
+    RAY_USAGE_STATS_ENABLED=0 and placement.LOOPBACK_ENV=0 before Ray is imported."""
+    assert os.environ.get("RAY_USAGE_STATS_ENABLED") == "0", "a Ray test module must switch usage statistics off"
+    ray = require_module("ray", "pip install -e '.[ray]'")
+    from ray.cluster_utils import Cluster
+
+    c = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "node_ip_address": "127.0.0.1",
+                                                      "include_dashboard": False})
+    for _ in range(2):
+        c.add_node(num_cpus=1, resources={SLOT_RESOURCE: 1}, node_ip_address="127.0.0.1")
+    c.wait_for_nodes()
+    try:
+        yield c
+    finally:
+        ray.shutdown()
+        c.shutdown()
 
 
 def pytest_collection_modifyitems(config, items):

@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 import socket
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +26,7 @@ from qtui.core.llama.tools import child_env
 from qtui.core.results.store import ResultStore
 from qtui.core.results.tokens import load_tokens
 from qtui.core.showdown.plan import base_argv, kld_argv
-from tests.helpers import require_module, wait_until
+from tests.helpers import wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -41,23 +40,6 @@ SLOW_CHUNKS = 128
 """a base generation of this many chunks takes several seconds on one thread: time to cancel or
 kill it mid-run (KLD runs of the tiny model take about a second)"""
 LOOPBACK = {"127.0.0.1", "::1", "::ffff:127.0.0.1"}
-
-
-@pytest.fixture(scope="module")
-def cluster() -> Iterator[Any]:
-    ray = require_module("ray", "pip install -e '.[ray]'")
-    from ray.cluster_utils import Cluster
-
-    c = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "node_ip_address": "127.0.0.1",
-                                                      "include_dashboard": False})
-    for _ in range(2):
-        c.add_node(num_cpus=1, resources={SLOT_RESOURCE: 1}, node_ip_address="127.0.0.1")
-    c.wait_for_nodes()
-    try:
-        yield c
-    finally:
-        ray.shutdown()
-        c.shutdown()
 
 
 def _workers(c: Any) -> dict[str, Any]:
