@@ -28,7 +28,7 @@ from qtui.ui.bindings import APP_BINDINGS
 from qtui.ui.commands import QtuiCommands
 from qtui.ui.messages import RunQueued, StartRefused
 from qtui.ui.screens.main import MainScreen
-from qtui.ui.source import FsSource, GpuSampler, Pump, RecordsSource, Source, gpu_pump
+from qtui.ui.source import FsSource, GpuSampler, Pump, RecordsSource, Source, cluster_pump, gpu_pump
 from qtui.ui.widgets.model_list import Choice
 
 FALLBACK_THEME = "textual-dark"
@@ -101,6 +101,7 @@ class QtuiApp(App[int]):
             sampler = self.ctx.gpu or Nvml()
             interval = self.ctx.gpu_interval or self.ctx.cfg.gpu_interval_s
             self._start_pump(gpu_pump(sampler, screen.post_message, interval))
+            self._start_pump(cluster_pump(lambda: self.ctx.data_dir, screen.post_message, max(interval, 1.0)))
             self.ensure_scheduler()  # opening qtui re-attaches: a scheduler that died comes back
             # ... and so does one that dies while qtui is open: the app reads the queue all the
             # time, it must keep its work going as every reading command does.

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from textual.message import Message
 
+from qtui.core.cluster.survey import ClusterSurvey
 from qtui.core.gguf.discovery import ScanResult
 from qtui.core.gpu import GpuSnapshot
 from qtui.core.jobs.live import LiveRun as LiveRun  # the snapshot RunProgress carries, made in the core
@@ -70,6 +71,16 @@ class GpuSampled(Message):
 
     def can_replace(self, message: Message) -> bool:
         return isinstance(message, GpuSampled)
+
+
+@dataclass
+class ClusterSurveyed(Message):
+    """The scheduler's latest survey of its Ray cluster, when fresh (None: none, or stale)."""
+
+    survey: ClusterSurvey | None
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, ClusterSurveyed)
 
 
 # -- starting a showdown -------------------------------------------------------------------

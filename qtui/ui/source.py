@@ -17,11 +17,12 @@ from typing import Protocol
 
 from textual.message import Message
 
+from qtui.core.cluster.survey import fresh_survey, survey_path
 from qtui.core.gpu import GpuSnapshot
 from qtui.core.jobs.live import LiveTracker
 from qtui.core.jobs.queue import FINISHED, Job, JobQueue
 from qtui.core.results.store import ResultStore, load_records
-from qtui.ui.messages import GpuSampled, JobsChanged, LiveRun, RecordsChanged, RunProgress
+from qtui.ui.messages import ClusterSurveyed, GpuSampled, JobsChanged, LiveRun, RecordsChanged, RunProgress
 
 log = logging.getLogger(__name__)
 
@@ -234,3 +235,9 @@ def gpu_pump(sampler: GpuSampler, post: Callable[[Message], object], interval: f
     (the panel keeps showing the reason)."""
     return Pump(lambda: [GpuSampled(sampler.sample())], post, interval,
                 until=lambda: bool(getattr(sampler, "permanently_unavailable", False)))
+
+
+def cluster_pump(data_dir: Callable[[], Path], post: Callable[[Message], object], interval: float) -> Pump:
+    """The scheduler's survey of its Ray cluster (a file in the data dir; the app never joins
+    Ray itself), read once per interval; a missing or stale one posts None."""
+    return Pump(lambda: [ClusterSurveyed(fresh_survey(survey_path(data_dir())))], post, interval)

@@ -26,7 +26,16 @@ from qtui.core.llama.assets import demo_notes
 from qtui.core.results.leaderboard import Row, board_records
 from qtui.core.results.store import ResultRecord
 from qtui.ui.bindings import BOARD_BINDINGS, MAIN_BINDINGS
-from qtui.ui.messages import GpuSampled, JobsChanged, LiveRun, RecordsChanged, RunProgress, RunQueued, StartRefused
+from qtui.ui.messages import (
+    ClusterSurveyed,
+    GpuSampled,
+    JobsChanged,
+    LiveRun,
+    RecordsChanged,
+    RunProgress,
+    RunQueued,
+    StartRefused,
+)
 from qtui.ui.screens.details import (
     InfoScreen,
     mix_diff_details,
@@ -404,6 +413,15 @@ class MainScreen(Screen[None]):
         gpu = self.query_one(GpuPanel)
         gpu.show(msg.snapshot, pids, holders)
         gpu.set_class(not msg.snapshot.available, "-unavailable")
+
+    def on_cluster_surveyed(self, msg: ClusterSurveyed) -> None:
+        """The Ray cluster's nodes and GPUs below this machine's, each GPU naming the cluster job
+        that holds it (from the job's node, as the scheduler recorded it)."""
+        from qtui.core.cluster.survey import cluster_holders
+
+        running = [(j.spec.label or j.spec.kind, j.state.node) for j in self.jobs
+                   if j.state.status == "running" and j.spec.cluster]
+        self.query_one(GpuPanel).show_cluster(msg.survey, cluster_holders(running))
 
     def gpu_name(self) -> str | None:
         snap = self.last_gpu.snapshot if self.last_gpu else None

@@ -16,6 +16,7 @@ from textual.app import RenderResult
 from textual.reactive import reactive
 from textual.widget import Widget
 
+from qtui.core.cluster.survey import ClusterSurvey, NodeReading, ray_gpus_words
 from qtui.core.gpu import UNAVAILABLE_PREFIX, GpuSample, GpuSnapshot, PeakTracker
 
 GIB = 1024**3
@@ -90,6 +91,8 @@ class GpuPanel(Widget):
         self._pids: frozenset[int] = frozenset()
         self._job_running = False
         self._holders: dict[int, str] = {}
+        self._cluster: ClusterSurvey | None = None
+        self._cluster_holders: dict[tuple[str, int], str] = {}
         self.border_title = "GPU"
 
     # -- public API ------------------------------------------------------------------------
@@ -112,6 +115,19 @@ class GpuPanel(Widget):
         self._job_running = bool(pids)
         self._snapshot = snapshot
         self.border_subtitle = f"driver {snapshot.driver}" if snapshot.driver else ""
+        self.refresh(layout=True)
+
+    @property
+    def cluster(self) -> ClusterSurvey | None:
+        return self._cluster
+
+    def show_cluster(self, survey: ClusterSurvey | None, holders: Mapping[tuple[str, int], str] | None = None) -> None:
+        """The Ray cluster's nodes and GPUs below this machine's (None: no section). `survey`
+        is the scheduler's latest, already checked to be fresh; holders: (node id, GPU index)
+        -> the label of the job holding it (survey.cluster_holders)."""
+        self._cluster = survey
+        self._cluster_holders = dict(holders or {})
+        self.set_class(survey is not None, "-cluster")
         self.refresh(layout=True)
 
     def reset_peak(self) -> None:
@@ -142,6 +158,40 @@ class GpuPanel(Widget):
             return Style()
 
     def _build(self, compact: bool, width: int) -> Text:
+        local = self._build_local(compact, width)
+        if self._cluster is None:
+            return local
+        return Text("\n").join([local, *self._cluster_lines(self._cluster, compact, width)])
+
+    def _cluster_lines(self, survey: ClusterSurvey, compact: bool, width: int) -> list[Text]:
+        """Each node: a line with its name and Ray's GPU counts, then its GPUs as the local ones
+        are drawn (the job holding each named), or why there is no reading."""
+        out: list[Text] = []
+        for n in survey.nodes:
+            head = Text.assemble(("node ", self._style("label")), (n.name, self._style("name")))
+            if n.ip and n.ip != n.name:
+                head.append(f" {n.ip}", style=self._style("label"))
+            gpus = n.snapshot.gpus if n.snapshot is not None and n.snapshot.available else ()
+            head.append(f" · {self._node_state(n, bool(gpus))}",
+                        style=self._style("label" if n.alive and (gpus or n.snapshot is not None) else "unavailable"))
+            head.truncate(width, overflow="ellipsis")
+            out.append(head)
+            held = {g: label for (node_id, g), label in self._cluster_holders.items() if node_id == n.node_id}
+            for g in gpus:
+                out.append(self._compact_line(g, width, True, held) if compact else self._full_lines(g, width, True, held))
+        return out
+
+    @staticmethod
+    def _node_state(n: NodeReading, has_gpus: bool) -> str:
+        if not n.alive:
+            return f"dead ({n.reason})" if n.reason else "dead"
+        if n.snapshot is None:
+            return f"{ray_gpus_words(n)} · {n.reason or 'no reading'}"
+        if not has_gpus:
+            return f"{ray_gpus_words(n)} · {n.snapshot.reason or 'NVML lists no GPU'}"
+        return ray_gpus_words(n)
+
+    def _build_local(self, compact: bool, width: int) -> Text:
         snap = self._snapshot
         if snap is None:
             return Text("GPU: waiting for the first NVML sample…", style=self._style("na"))
@@ -197,8 +247,10 @@ class GpuPanel(Widget):
         # NVML cannot see the job's pid (container without the host pid namespace, MIG)
         return label + self._na_or(None)
 
-    def _full_lines(self, g: GpuSample, width: int, job_seen: bool) -> Text:
-        holder = self._holders.get(g.index)
+    def _full_lines(self, g: GpuSample, width: int, job_seen: bool, remote: Mapping[int, str] | None = None) -> Text:
+        """`remote`: a cluster node's GPU, with the holders of that node's GPUs (the job's own
+        VRAM is only known for this machine's jobs)."""
+        holder = (self._holders if remote is None else remote).get(g.index)
         head = Text.assemble(
             (f"GPU {g.index} ", self._style("label")),
             (g.name, self._style("name")),
@@ -210,7 +262,7 @@ class GpuPanel(Widget):
         )
         mem = self._na_or(f"{gib(g.mem_used)}/{gib(g.mem_total)} GiB" if g.mem_total else None)
         pct = "" if g.mem_fraction is None else f" {g.mem_fraction:.0%}"
-        job = self._job(g, job_seen, compact=False)
+        job = self._job(g, job_seen, compact=False) if remote is None else None
         tail = Text.assemble(" ", mem, pct, *(("   ", job) if job is not None else ()))
         # the bar takes what the words leave, within reason
         bar_width = max(8, min(30, width - len("  VRAM ") - tail.cell_len))
@@ -219,17 +271,17 @@ class GpuPanel(Widget):
         body.truncate(width, overflow="ellipsis")
         return Text("\n").join([head, body])
 
-    def _compact_line(self, g: GpuSample, width: int, job_seen: bool) -> Text:
+    def _compact_line(self, g: GpuSample, width: int, job_seen: bool, remote: Mapping[int, str] | None = None) -> Text:
         mem = Text(f"{gib(g.mem_used)}/{gib(g.mem_total, 0)}G") if g.mem_total else self._na_or(None)
         util = Text(f"{g.util_gpu}%") if g.util_gpu is not None else Text("util ", style=self._style("label")) + self._na_or(None)
         tail = Text(" ").join([mem, util, self._temp(g), self._power(g, "W")])
-        job = self._job(g, job_seen, compact=True)
+        job = self._job(g, job_seen, compact=True) if remote is None else None
         if job is not None:
             tail += Text(" ") + job
         bar_width = 8 if width >= 60 else 5
         room = width - len(str(g.index)) - 1 - bar_width - 2 - tail.cell_len
         # the job that holds the card says more than its model name, the same on every card of a box
-        holder = self._holders.get(g.index)
+        holder = (self._holders if remote is None else remote).get(g.index)
         name = holder or short_name(g.name)
         if room < len(name):
             name = name[: max(room - 1, 0)] + "…" if room > 4 else ""
