@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import os
 import shlex
+import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -437,10 +439,18 @@ def cmd_cluster(args: argparse.Namespace) -> int:
     if not address:
         raise UserError("no Ray cluster to survey: give --address (ray://HOST:PORT, HOST:PORT or auto) "
                         "or set cluster in the config")
+    # Something that accepts the connection but never answers as Ray would keeps ray.init
+    # waiting for minutes, uninterruptibly: past this bound the command ends itself, in words.
+    bound = args.timeout + JOIN_BOUND_S
+    watchdog = threading.Timer(bound, _give_up_joining, args=(address, bound))
+    watchdog.daemon = True
+    watchdog.start()
     try:
         found = survey_once(address, timeout_s=args.timeout)
     except Unreachable as exc:
         raise UserError(str(exc)) from exc
+    finally:
+        watchdog.cancel()
     running = [(j.spec.label or j.spec.kind, j.state.node) for j in JobQueue(data_dir).jobs()
                if j.state.status == "running" and j.spec.cluster]
     holders = cluster_holders(running)
@@ -452,6 +462,17 @@ def cmd_cluster(args: argparse.Namespace) -> int:
     for line in survey_lines(found, holders):
         console.print(escape(line), soft_wrap=True)
     return 0
+
+
+JOIN_BOUND_S = 60.0
+"""`qtui cluster`: how long joining may take on top of the nodes' answer time"""
+
+
+def _give_up_joining(address: str, bound: float) -> None:
+    words = (f"cannot join the Ray cluster at {address}: no answer within {bound:g} s "
+             "(is `ray start` running there, and the address right?)")
+    err_console.print(f"[red]error:[/] {escape(words)}", soft_wrap=True)
+    os._exit(2)  # the main thread is stuck inside Ray: nothing else can end the process
 
 
 def short_id(job_id: str) -> str:

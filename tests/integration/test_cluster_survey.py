@@ -129,3 +129,30 @@ def test_qtui_cluster_at_an_address_nobody_listens_at(tmp_path) -> None:
     line = one_line_error(out)
     assert line.startswith(f"error: cannot join the Ray cluster at 127.0.0.1:{port}: nobody answers at 127.0.0.1:{port}"), line
     assert time.monotonic() - t0 < 45
+
+
+def test_qtui_cluster_at_an_address_that_never_answers_ends_in_words(tmp_path) -> None:
+    """Something listens at the port but never speaks Ray: Ray would wait for minutes inside
+    ray.init; `qtui cluster` ends itself after its bound (shortened here) with one line."""
+    import subprocess
+    import sys
+
+    from tests.helpers import ROOT
+
+    with socket.socket() as mute:
+        mute.bind(("127.0.0.1", 0))
+        mute.listen(8)  # connections complete in the backlog; nothing is ever read or written
+        port = mute.getsockname()[1]
+        script = ("import sys\nfrom qtui import headless\nheadless.JOIN_BOUND_S = 3.0\nfrom qtui.cli import main\n"
+                  f"sys.exit(main(['cluster', '--address', '127.0.0.1:{port}', '--timeout', '1']))\n")
+        env = {**os.environ, "QTUI_DATA_DIR": str(tmp_path / "d"), "QTUI_CONFIG_DIR": str(tmp_path / "c"),
+               "PYTHONPATH": str(ROOT), "COLUMNS": "250"}
+        t0 = time.monotonic()
+        out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, env=env,
+                             stdin=subprocess.DEVNULL)
+        took = time.monotonic() - t0
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
+    assert out.stderr.strip().splitlines()[-1] == (
+        f"error: cannot join the Ray cluster at 127.0.0.1:{port}: no answer within 4 s (is `ray start` running "
+        "there, and the address right?)"), out.stderr
+    assert took < 30

@@ -50,10 +50,11 @@ def host_port(address: str) -> tuple[str, int] | None:
     return host.strip("[]"), int(port)
 
 
-def survey_once(address: str, timeout_s: float = TIMEOUT_S, join_s: float = 30.0) -> ClusterSurvey:
-    """Join the cluster at `address` and survey it once, within bounded time: `qtui cluster`.
-    Raises Unreachable with the reason in words. Joining an address nobody answers at can hang
-    inside Ray for minutes, so the port is tried first and the join itself is given `join_s`."""
+def survey_once(address: str, timeout_s: float = TIMEOUT_S) -> ClusterSurvey:
+    """Join the cluster at `address` and survey it once (`qtui cluster`). Raises Unreachable
+    with the reason in words. Joining an address nobody answers at can hang inside Ray for
+    minutes, so the port is tried first; the caller bounds the rest (a process that waits on a
+    join it cannot interrupt can only end itself)."""
     if is_loopback(address):
         os.environ.setdefault(LOOPBACK_ENV, "0")  # before ray is imported: Ray keeps 127.0.0.1
     try:
@@ -65,29 +66,12 @@ def survey_once(address: str, timeout_s: float = TIMEOUT_S, join_s: float = 30.0
     where = host_port(address)
     if where is not None:
         try:
-            socket.create_connection(where, timeout=min(5.0, join_s)).close()
+            socket.create_connection(where, timeout=5.0).close()
         except OSError as exc:
             raise Unreachable(f"cannot join the Ray cluster at {address}: nobody answers at {where[0]}:{where[1]} "
                               f"({exc.strerror or exc}); is `ray start` running there?") from exc
-    failed: list[BaseException] = []
-
-    def join() -> None:
-        try:
-            connect(address)
-        except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread as words
-            failed.append(exc)
-
-    t = threading.Thread(target=join, name="qtui cluster join", daemon=True)
-    t.start()
-    t.join(join_s)
-    if t.is_alive():
-        raise Unreachable(f"cannot join the Ray cluster at {address}: no answer within {join_s:g} s "
-                          "(is `ray start` running there, and the address right?)")
-    if failed:
-        cause = failed[0]
-        raise Unreachable(str(cause) if isinstance(cause, ClusterError) else
-                          f"cannot join the Ray cluster at {address}: {cause}") from cause
     try:
+        connect(address)  # in the caller's thread: Ray installs its signal handlers there
         return ray_survey.survey(address, timeout_s)
     except ClusterError as exc:
         raise Unreachable(str(exc)) from exc
