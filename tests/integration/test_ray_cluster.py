@@ -20,6 +20,7 @@ import psutil
 import pytest
 
 from qtui.core.cluster.placement import LOOPBACK_ENV, SLOT_RESOURCE
+from qtui.core.cluster.survey import read_survey, survey_path
 from qtui.core.jobs.queue import JobQueue, JobSpec
 from qtui.core.jobs.scheduler import Scheduler, serve
 from qtui.core.llama.tools import child_env
@@ -137,6 +138,12 @@ def _slow_job_running(cluster, llama_tools, tiny_model, corpus, tmp_path):  # ty
 def test_cancel_stops_the_remote_child(cluster, llama_tools, tiny_model, corpus, tmp_path) -> None:
     q, job, out, t, node = _slow_job_running(cluster, llama_tools, tiny_model, corpus, tmp_path)
     assert node is not None and psutil.pid_exists(node["pid"])
+    # while it runs, the scheduler surveys the cluster into the data dir for the app's GPU panel
+    wait_until(lambda: read_survey(survey_path(tmp_path)) is not None, timeout=30, what="the scheduler's cluster survey")
+    survey = read_survey(survey_path(tmp_path))
+    assert survey is not None and survey.address == cluster.address
+    assert len(survey.nodes) == 3 and all(n.alive and n.ip == "127.0.0.1" for n in survey.nodes), survey.nodes
+    assert node["node_id"] in {n.node_id for n in survey.nodes}
     q.cancel(job.id)
     wait_until(lambda: q.get(job.id).state.status != "running", timeout=30, what="the cancelled job to end")
     got = q.get(job.id)

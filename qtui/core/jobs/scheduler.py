@@ -21,6 +21,8 @@ from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 
+from qtui.core.cluster.survey import survey_path
+from qtui.core.cluster.watch import watching
 from qtui.core.gguf.reader import GGUFError
 from qtui.core.gpu import Nvml
 from qtui.core.jobs.finalize import failure_words, finalize_job, mark_failed
@@ -280,8 +282,12 @@ class Scheduler:
 
     def _run_remote(self, job: Job) -> None:
         """A cluster job: Ray runs it on a node, its output comes back into its folder here."""
+        data_dir = self.queue.data_dir
         try:
-            exit_code = run_on_cluster(self.queue, job)
+            # while cluster jobs run, the cluster's GPUs are surveyed into the data dir for the
+            # app's GPU panel (the app itself never joins Ray)
+            with watching(str(job.spec.cluster), survey_path(data_dir), on_error=lambda text: log(data_dir, text)):
+                exit_code = run_on_cluster(self.queue, job)
         except RemoteFailed as exc:  # its node died, Ray is missing...: the reason is the words
             self._fail_remote(job, str(exc))
             return
