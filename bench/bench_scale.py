@@ -3,7 +3,7 @@
 
     python bench/bench_scale.py [--jobs N] [--gpus 1,2,4] [--gpus-per-run 1] [--ctx 512]
         [--chunks N] [--corpus-repeat N] [--dim 2048 --layers 12 --ff 5632] [--llama-bin DIR]
-        [--ray auto|ray://HOST:PORT|start] [--ray-runs 2] [--no-baseline] [--cpu-slots 1,2]
+        [--ray auto|ray://HOST:PORT|start] [--ray-runs 2] [--no-baseline] [--with-base] [--cpu-slots 1,2]
         [-- LLAMA ARGS, e.g. -ngl 99]
 
 The same queue of KLD jobs (N variant files: hard links of a quant ladder of one model, so
@@ -25,6 +25,11 @@ with a line saying so, where this qtui has no --cluster.
 
 --no-baseline: only the GPU counts given (ratios to the first of them), e.g. `--gpus 4
 --no-baseline --ray start` for the Ray comparison alone.
+
+--with-base: every run makes its own base log-probs first, as a user's run does (the base job
+runs on this machine's first GPU, the KLD jobs then go to the GPUs or the cluster); without it
+the base is made once beforehand and the runs time the KLD queue alone. With a cluster, qtui
+joins it and starts its workers while the base runs, so this is where a user sees Ray's cost.
 
 Each line also gives where the time went, from the jobs' own timestamps: "lead-in" from the
 start of `qtui run` to its first job's start (CLI, scheduler start, joining a cluster), "job"
@@ -176,6 +181,9 @@ def one_run(name: str, args: argparse.Namespace, work: Path, base: Path, variant
     data, cfg = work / name / "data", work / name / "config"
     cfg.mkdir(parents=True)
     (cfg / "config.toml").write_text(config)
+    if args.with_base and name != "base":  # the whole run, its base job included, as a user runs it
+        base_file = work / name / "base.kld"
+        extra = [*extra, "--corpus", str(args.corpus_path), *(["--chunks", str(args.chunks)] if args.chunks else [])]
     argv = ["run", "--base", str(base), "--base-file", str(base_file), "-c", str(args.ctx), *extra,
             *(["--llama-bin", args.llama_bin] if args.llama_bin else []), *map(str, variants)]
     if args.llama_args:
@@ -183,7 +191,8 @@ def one_run(name: str, args: argparse.Namespace, work: Path, base: Path, variant
     t0, wall0 = time.monotonic(), time.time()
     code = qtui(argv, qtui_env(data, cfg, visible), work / name / "qtui.log")
     wall = time.monotonic() - t0
-    jobs = [j for j in JobQueue(data).jobs() if j.spec.kind == "kld"]
+    every = JobQueue(data).jobs()
+    jobs = [j for j in every if j.spec.kind == "kld"]
     done = sum(j.state.status == "done" for j in jobs)
     if code != 0 or done != len(variants):
         say(f"{name}: qtui run exited {code}, {done}/{len(variants)} jobs done; see {work / name / 'qtui.log'}")
@@ -199,7 +208,7 @@ def one_run(name: str, args: argparse.Namespace, work: Path, base: Path, variant
               if any(j in timed for j in g)]
     return Leg(
         wall=wall, done=done, where=" ".join(f"{g}:{len(js)}" for g, js in sorted(groups.items())),
-        lead_in=min((j.state.started_at or 0.0 for j in timed), default=wall0) - wall0,
+        lead_in=min((j.state.started_at or 0.0 for j in every if j.state.started_at), default=wall0) - wall0,
         job=statistics.fmean(lengths) if lengths else 0.0,
         first=statistics.fmean([(j.state.ended_at or 0.0) - (j.state.started_at or 0.0) for j in firsts]) if firsts else 0.0,
         cpu=statistics.fmean([j.state.cpu_s or 0.0 for j in timed]) if timed else 0.0,
@@ -295,6 +304,8 @@ def main() -> int:
     ap.add_argument("--ray-runs", type=int, default=2, metavar="N",
                     help="Ray runs of the queue (default 2: the first also uploads qtui's package)")
     ap.add_argument("--no-baseline", action="store_true", help="only the GPU counts given: no 1-GPU run")
+    ap.add_argument("--with-base", action="store_true",
+                    help="every run makes its own base log-probs first (on this machine), as a user's run does")
     ap.add_argument("--cpu-slots", default=None, metavar="1,2", help="smoke check without GPU: slots counts instead")
     ap.add_argument("--keep", action="store_true", help="keep the work dir (data dirs, logs) after a good run")
     ap.add_argument("llama_args", nargs="*", help="after --: llama-perplexity's arguments (e.g. -ngl 99)")
@@ -319,13 +330,15 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="qtui-bench-scale-"))
     say(f"work dir {work}")
     base, variants, corpus = models(args, work)
+    args.corpus_path = corpus
 
     # the base log-probs, once, outside the timing
     base_file = work / "base.kld"
     chunks = ["--chunks", str(args.chunks)] if args.chunks else []
-    one_run("base", args, work, base, variants[:1], base_file, None if not cpu else "", "slots = 1\n",
-            ["--corpus", str(corpus), *chunks])
-    if not base_file.is_file():
+    if not args.with_base:  # else each run makes its own
+        one_run("base", args, work, base, variants[:1], base_file, None if not cpu else "", "slots = 1\n",
+                ["--corpus", str(corpus), *chunks])
+    if not args.with_base and not base_file.is_file():
         raise SystemExit(f"could not make the base log-probs; see {work / 'base' / 'qtui.log'}")
 
     gpr_toml = '"auto"' if gpr == "auto" else gpr

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import socket
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -58,10 +59,11 @@ def base16(llama_tools, tiny_model, corpus, tmp_path_factory) -> Path:
     return out
 
 
-def _slow_base_spec(tools, model: Path, corpus: Path, out: Path, address: str) -> JobSpec:
-    argv = base_argv(tools, model, corpus, CTX, SLOW_CHUNKS, Path(str(out) + ".partial"), ["-t", "1"])
+def _slow_base_spec(tools, model: Path, corpus: Path, out: Path, address: str | None,
+                    chunks: int = SLOW_CHUNKS) -> JobSpec:
+    argv = base_argv(tools, model, corpus, CTX, chunks, Path(str(out) + ".partial"), ["-t", "1"])
     return JobSpec(kind="base", argv=argv, env=child_env(tools, base_env={}), model={"label": "tiny"}, ctx=CTX,
-                   chunks=SLOW_CHUNKS, output=str(out), label="base tiny", cluster=address)
+                   chunks=chunks, output=str(out), label="base tiny", cluster=address)
 
 
 def _background(data_dir: Path) -> threading.Thread:
@@ -272,3 +274,38 @@ def test_a_killed_scheduler_takes_its_cluster_job_with_it_and_the_next_one_says_
     assert got.state.status == "failed"
     assert got.state.reason.startswith("the qtui scheduler that ran it on the Ray cluster stopped"), got.state.reason
     assert not Path(str(out) + ".partial").exists()
+
+
+def test_the_cluster_is_joined_and_warmed_while_the_base_runs_here(cluster, llama_tools, tiny_model, tiny_ladder,
+                                                                   corpus, tmp_path) -> None:
+    """A run's base job runs on this machine first; its cluster jobs wait for it. Joining the
+    cluster and starting its workers happens meanwhile, not after the base is done."""
+    from qtui.core.jobs.remote import ClusterSeats
+
+    q = JobQueue(tmp_path)
+    out = tmp_path / "base.kld"
+    base = q.add(_slow_base_spec(llama_tools, tiny_model, corpus, out, None, chunks=6 * SLOW_CHUNKS))  # ~9 s here
+    kld = q.add(JobSpec(kind="kld", argv=kld_argv(llama_tools, tiny_ladder["Q8_0"], out, CTX, ["-t", "1"]),
+                        env=child_env(llama_tools, base_env={}), model={"label": "Q8_0"}, ctx=CTX, label="Q8_0",
+                        cluster=cluster.address, depends_on=base.id))
+    warmed_at: list[float] = []
+    real_tell = ClusterSeats._tell
+
+    def tell(self: ClusterSeats, text: str) -> None:  # when the note is written, not the log's whole seconds
+        warmed_at.append(time.time())
+        real_tell(self, text)
+
+    ClusterSeats._tell = tell  # type: ignore[method-assign]
+    try:
+        Scheduler(tmp_path).run()
+    finally:
+        ClusterSeats._tell = real_tell  # type: ignore[method-assign]
+    done = {j.id: j for j in q.jobs()}
+    assert done[base.id].state.status == "done" and done[kld.id].state.status == "done", done[kld.id].state.reason
+    log = (tmp_path / "jobs" / "scheduler.log").read_text()
+    line = next((ln for ln in log.splitlines() if f"joined the Ray cluster at {cluster.address} and warmed" in ln), None)
+    assert line is not None, log
+    warmed = int(line.split(" and warmed ")[1].split()[0])
+    assert warmed >= 1, line  # the cluster has 2 seats: at least one worker started before it was needed
+    assert warmed_at and warmed_at[0] < done[base.id].state.ended_at, (warmed_at, done[base.id].state.ended_at)
+    assert done[kld.id].state.node["node_id"] in _workers(cluster)

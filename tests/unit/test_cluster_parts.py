@@ -20,6 +20,7 @@ from qtui.core.cluster.placement import (
     gpus_for,
     lost_words,
     no_node_fits,
+    seats,
     task_options,
 )
 from qtui.core.config import cluster_address_problem as check_address
@@ -76,6 +77,15 @@ def test_capacity_counts_per_node_and_only_live_nodes() -> None:
     # with the slot resource anywhere, only slotted nodes count, each up to its slots
     assert capacity([_node(CPU=0), _node(CPU=4, **{SLOT_RESOURCE: 1}), _node(CPU=4, **{SLOT_RESOURCE: 2})], 0) == 3
     assert capacity([_node(False, CPU=4)], 0) == 1  # never 0: Ray queues what does not fit
+
+
+def test_seats_per_node_say_where_workers_are_warmed() -> None:
+    nodes = [{**_node(CPU=16, GPU=4), "NodeID": "a"}, {**_node(CPU=2, GPU=4), "NodeID": "b"},
+             {**_node(CPU=16, GPU=1), "NodeID": "c"}, {**_node(False, CPU=16, GPU=8), "NodeID": "dead"}]
+    assert seats(nodes, 2) == {"a": 2, "b": 2, "c": 0}  # no worker on a node no job of 2 GPUs fits, none on the dead
+    assert seats(nodes, 1) == {"a": 4, "b": 2, "c": 1}  # b: its 2 CPUs bound it (each job asks for one)
+    slotted = [{**_node(CPU=8, **{SLOT_RESOURCE: 1}), "NodeID": "s"}, {**_node(CPU=8), "NodeID": "head"}]
+    assert seats(slotted, 0) == {"s": 1, "head": 0}  # a head without the slot resource is left alone
 
 
 def test_failure_words() -> None:

@@ -56,12 +56,12 @@ def no_node_fits(nodes: Iterable[Mapping[str, Any]], gpus: int) -> str | None:
     return f"the job asks for {gpus} GPUs but no node of the Ray cluster has that many (the most on one node: {most})"
 
 
-def capacity(nodes: Iterable[Mapping[str, Any]], gpus: int) -> int:
-    """How many such jobs the cluster's live nodes can run at once (at least 1: Ray queues the
-    rest). Counted per node, since a task never spans nodes."""
+def _per_node(nodes: Iterable[Mapping[str, Any]], gpus: int) -> list[tuple[str, int]]:
+    """(node id, seats) for each live node: how many jobs asking for `gpus` GPUs it runs at once,
+    by its CPUs, its GPUs and its qtui_slot resource where nodes have one."""
     nodes = [n for n in nodes if n.get("Alive", True)]
     slotted = any(n.get("Resources", {}).get(SLOT_RESOURCE, 0) > 0 for n in nodes)
-    total = 0
+    out: list[tuple[str, int]] = []
     for node in nodes:
         res = node.get("Resources", {})
         fits = [math.floor(res.get("CPU", 0))]
@@ -69,8 +69,19 @@ def capacity(nodes: Iterable[Mapping[str, Any]], gpus: int) -> int:
             fits.append(math.floor(res.get("GPU", 0) / gpus))
         if slotted:
             fits.append(math.floor(res.get(SLOT_RESOURCE, 0)))
-        total += max(0, min(fits))
-    return max(1, total)
+        out.append((str(node.get("NodeID", "")), max(0, min(fits))))
+    return out
+
+
+def seats(nodes: Iterable[Mapping[str, Any]], gpus: int) -> dict[str, int]:
+    """Node id -> how many jobs asking for `gpus` GPUs that live node runs at once."""
+    return dict(_per_node(nodes, gpus))
+
+
+def capacity(nodes: Iterable[Mapping[str, Any]], gpus: int) -> int:
+    """How many such jobs the cluster's live nodes can run at once (at least 1: Ray queues the
+    rest). Counted per node, since a task never spans nodes."""
+    return max(1, sum(n for _, n in _per_node(nodes, gpus)))
 
 
 def node_words(node: Mapping[str, Any] | None) -> str:

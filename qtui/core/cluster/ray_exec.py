@@ -34,10 +34,12 @@ from qtui.core.cluster.placement import (  # noqa: E402
     lost_words,
     no_node_fits,
     ray_init_args,
+    seats,
     task_options,
 )
 
 POLL_S = 0.25
+WARM_HOLD_S = 1.0
 _RAY: Any = ray
 """ray through Any: its functions carry no annotations, and the core's typing is strict"""
 _connect_lock = threading.Lock()
@@ -69,6 +71,40 @@ def cluster_capacity(address: str, gpus: int | None) -> int:
     """Jobs the cluster can run at once (jobs beyond it wait in qtui's queue, not Ray's)."""
     connect(address)
     return capacity(_RAY.nodes(), gpus_for(gpus, _RAY.cluster_resources()))
+
+
+def _warm(hold_s: float) -> int:
+    """A task that does nothing: the worker that runs it has loaded Ray and qtui's node side
+    (unpickling this function imports this module) and stays in the pool for the jobs. It waits
+    a moment, so that each task gets a worker of its own instead of one worker running them all
+    in turn."""
+    time.sleep(hold_s)
+    return os.getpid()
+
+
+def warm_workers(address: str, gpus: int | None, timeout_s: float) -> int:
+    """Start a worker for each seat of the cluster (each job asking for `gpus` GPUs that a node
+    can run at once), on that node, and wait for them (at most `timeout_s`). The tasks ask for
+    no CPU or GPU: a job that becomes runnable meanwhile never waits for them. Returns how many
+    distinct workers answered."""
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    connect(address)
+    per_node = seats(_RAY.nodes(), gpus_for(gpus, _RAY.cluster_resources()))
+    refs = [_RAY.remote(_warm).options(num_cpus=0, num_gpus=0, max_retries=0,
+                                       scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=node, soft=False))
+            .remote(WARM_HOLD_S)
+            for node, n in per_node.items() for _ in range(n)]
+    ready, pending = ray.wait(refs, num_returns=len(refs), timeout=timeout_s) if refs else ([], [])
+    for ref in pending:
+        ray.cancel(ref, force=True)  # never left behind: a job that needs a worker starts its own
+    pids = set()
+    for ref in ready:
+        try:
+            pids.add(ray.get(ref, timeout=5))
+        except (RayError, TimeoutError):
+            continue
+    return len(pids)
 
 
 def _node_facts() -> dict[str, Any]:

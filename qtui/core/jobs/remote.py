@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from qtui.core.cluster.placement import LOOPBACK_ENV, is_loopback
@@ -24,6 +25,9 @@ JOIN_TIMEOUT_S = 60.0
 with words after this long instead of waiting in silence"""
 JOIN_RETRY_S = 10.0
 """after failing to join a cluster, how long jobs for it fail at once before qtui tries again"""
+WARM_TIMEOUT_S = 120.0
+"""the longest a warm-up of the cluster's workers is waited for (they are never needed: a job
+that finds no warm worker starts one, as it would without the warm-up)"""
 
 
 class RemoteFailed(Exception):
@@ -61,13 +65,19 @@ class ClusterSeats:
     than in Ray's. Ray still chooses the node of every job.
 
     Asked under the queue lock, so it never blocks: joining a cluster (seconds, or minutes for
-    an address nobody answers at) happens in a thread, and until it is done there is no room."""
+    an address nobody answers at) happens in a thread, and until it is done there is no room.
 
-    def __init__(self) -> None:
+    `prepare` does the slow part of a cluster's first jobs early, while they still wait (on the
+    base job that runs here first): it joins the cluster and starts one Ray worker per seat,
+    so that the jobs start at once when the base is done instead of paying for both then."""
+
+    def __init__(self, note: Callable[[str], None] | None = None) -> None:
         self._cache: dict[tuple[str, int | None], tuple[float, int]] = {}
         self._joining: dict[str, threading.Thread] = {}
         self._since: dict[str, float] = {}
         self._failed: dict[str, tuple[float, str]] = {}
+        self._prepared: set[str] = set()
+        self._note = note
         self._lock = threading.Lock()
 
     def _join(self, address: str) -> None:
@@ -116,6 +126,31 @@ class ClusterSeats:
             raise RemoteFailed(str(exc)) from exc
         self._cache[key] = (time.monotonic(), n)
         return n
+
+
+    def prepare(self, address: str, gpus: int | None) -> None:
+        """Join `address` and warm its workers in the background, once per address; returns at once."""
+        with self._lock:
+            if address in self._prepared:
+                return
+            self._prepared.add(address)
+        threading.Thread(target=self._warm, args=(address, gpus), name=f"qtui warm {address}", daemon=True).start()
+
+    def _warm(self, address: str, gpus: int | None) -> None:
+        t0 = time.monotonic()
+        try:
+            while (seats := self.capacity(address, gpus)) <= 0:  # 0 while joining; raises if it cannot
+                time.sleep(0.1)
+            warmed = int(_ray_exec(address).warm_workers(address, gpus, WARM_TIMEOUT_S))
+        except Exception as exc:  # the jobs themselves report a cluster they cannot use, in words
+            self._tell(f"could not prepare the Ray cluster at {address} while its jobs wait: {exc}")
+            return
+        self._tell(f"joined the Ray cluster at {address} and warmed {warmed} of {seats} workers in "
+                   f"{time.monotonic() - t0:.1f} s while its jobs wait")
+
+    def _tell(self, text: str) -> None:
+        if self._note is not None:
+            self._note(text)
 
 
 def run_on_cluster(queue: JobQueue, job: Job) -> int | None:

@@ -69,7 +69,7 @@ class Scheduler:
         self._last_end = 0.0
         self._last_sample = 0.0
         self._wake = threading.Event()
-        self._seats = ClusterSeats()
+        self._seats = ClusterSeats(note=lambda text: log(self.queue.data_dir, text))
         self.stranded: set[str] = set()
         """jobs whose failure could not even be written: left to the next scheduler"""
         self._lock = threading.Lock()
@@ -98,6 +98,8 @@ class Scheduler:
                     self._fail_unlocked(job, f"the base generation it needs {dep.state.status}: {dep.state.reason or ''}".rstrip(": "))
                     continue
                 if dep is not None and dep.state.status != "done":
+                    if job.spec.cluster:  # its base runs first: join and warm the cluster meanwhile
+                        self._seats.prepare(str(job.spec.cluster), asked_gpus(job))
                     continue
                 runnable.append(job)
             remote = self._claim_remote([j for j in runnable if j.spec.cluster], jobs)
