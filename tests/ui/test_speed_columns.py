@@ -11,6 +11,7 @@ from qtui.core.fsutil import atomic_write_json
 from qtui.core.results.store import ResultRecord
 from qtui.ui.screens.main import BoardPane
 from qtui.ui.widgets.leaderboard import Leaderboard
+from qtui.ui.widgets.scatter import Scatter
 from tests.ui.conftest import ready, screen_text, wait_for
 
 
@@ -74,8 +75,10 @@ async def test_no_speed_no_columns_and_an_empty_speed_axis_says_how(app_factory,
         await wait_for(pilot, lambda: len(board.rows) == 3, what="the records")
         assert "pp t/s" not in screen_text(app)
         await pilot.press("x")
-        await wait_for(pilot, lambda: "No row has a pp t/s yet: `qtui run --speed` measures speed" in screen_text(app),
+        await wait_for(pilot, lambda: "No row has a pp t/s yet: P starts a run that measures speed" in screen_text(app),
                        what="the empty plot's words")
+        # the whole sentence (the panel shows as much of it as fits)
+        assert "(`qtui run --speed`); x: next x axis." in app.screen.query_one(Scatter)._empty_message()
 
 
 def test_run_panel_words_for_a_speed_job(tmp_path: Path) -> None:

@@ -44,27 +44,39 @@ _RAY: Any = ray
 """ray through Any: its functions carry no annotations, and the core's typing is strict"""
 _connect_lock = threading.Lock()
 _connected_to: str | None = None
+_connected_gcs: str | None = None
+"""the GCS address of the session joined for _connected_to (a session ended and begun anew is another)"""
 
 
 class ClusterError(Exception):
     """The cluster cannot be reached or used; the message says why in one sentence."""
 
 
+def _live_gcs() -> str | None:
+    """The GCS address of the Ray session this process is in (None: none, or Ray cannot say)."""
+    try:
+        return str(_RAY.get_runtime_context().gcs_address)
+    except Exception:  # not connected, or a Ray without it
+        return None
+
+
 def connect(address: str) -> None:
     """Join the cluster at `address` once per process (Ray allows one cluster per driver)."""
-    global _connected_to
+    global _connected_to, _connected_gcs
     with _connect_lock:
         if ray.is_initialized():
-            if _connected_to not in (None, address):
+            live = _live_gcs()
+            # the session this process joined for another address is still the one it is in
+            if _connected_to not in (None, address) and _connected_gcs == live:
                 raise ClusterError(f"this scheduler is connected to the Ray cluster {_connected_to}; a job for {address} "
                                    "must wait until the queue is empty")
-            _connected_to = _connected_to or address
+            _connected_to, _connected_gcs = address, live
             return
         try:
             ray.init(**ray_init_args(address, str(Path(__file__).resolve().parents[2])))
         except Exception as exc:  # ConnectionError, ValueError, RuntimeError: all "cannot join"
             raise ClusterError(f"cannot join the Ray cluster at {address}: {exc}") from exc
-        _connected_to = address
+        _connected_to, _connected_gcs = address, _live_gcs()
 
 
 def cluster_capacity(address: str, gpus: int | None) -> int:

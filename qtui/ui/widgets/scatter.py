@@ -257,8 +257,8 @@ class Scatter(Widget, can_focus=True):
         if not self._rows:
             return "No results yet: finished runs appear here as size vs mean KLD."
         if self.x_axis != "size_gib" and all(getattr(r, self.x_axis) is None for r in self._rows):
-            return (f"No row has a {dict(X_AXES)[self.x_axis]} yet: `qtui run --speed` measures speed "
-                    "(x: next x axis).")
+            return (f"No row has a {dict(X_AXES)[self.x_axis]} yet: P starts a run that measures speed "
+                    "(`qtui run --speed`); x: next x axis.")
         if self.log_scale and any(r.kld == 0 for r in self._rows):
             return "No row has both a size and a KLD above 0 (press l for a linear scale)."
         return f"{len(self._rows)} row(s), none with both a size and a mean KLD yet."
