@@ -127,7 +127,6 @@ class ClusterSeats:
         self._cache[key] = (time.monotonic(), n)
         return n
 
-
     def prepare(self, address: str, gpus: int | None) -> None:
         """Join `address` and warm its workers in the background, once per address; returns at once."""
         with self._lock:
