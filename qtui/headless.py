@@ -171,16 +171,21 @@ def cmd_run(args: argparse.Namespace) -> int:
     return run_showdown(request, cfg, data_dir, llama_bin=getattr(args, "llama_bin", None), detach=args.detach)
 
 
-def _cluster(args: argparse.Namespace, cfg: Config) -> dict[str, Any]:
-    """--cluster, else the config's cluster (and its shared base folder); checked here so a
-    wrong address is one sentence, before anything is queued."""
+def cluster_address(given: str | None, option: str, cfg: Config) -> str:
+    """The cluster an option names, else the config's ("" for none); a wrong one is one sentence."""
     from qtui.core.config import cluster_address_problem
 
-    given = getattr(args, "cluster", None)
     address = (given if given is not None else cfg.cluster).strip()
     problem = cluster_address_problem(address)
     if problem:
-        raise UserError(f"--cluster {given!r} {problem}" if given is not None else f"cluster in the config {problem}")
+        raise UserError(f"{option} {given!r} {problem}" if given is not None else f"cluster in the config {problem}")
+    return address
+
+
+def _cluster(args: argparse.Namespace, cfg: Config) -> dict[str, Any]:
+    """--cluster, else the config's cluster (and its shared base folder); checked here so a
+    wrong address is one sentence, before anything is queued."""
+    address = cluster_address(getattr(args, "cluster", None), "--cluster", cfg)
     if not address:
         return {}
     if importlib.util.find_spec("ray") is None:
@@ -428,14 +433,9 @@ def cmd_cluster(args: argparse.Namespace) -> int:
     GPU, from the queue's running jobs), and leave."""
     from qtui.core.cluster.survey import cluster_holders, survey_lines, survey_to_dict
     from qtui.core.cluster.watch import Unreachable, survey_once
-    from qtui.core.config import cluster_address_problem
 
     cfg, data_dir = settings(args)
-    given = getattr(args, "address", None)
-    address = (given if given is not None else cfg.cluster).strip()
-    problem = cluster_address_problem(address)
-    if problem:
-        raise UserError(f"--address {given!r} {problem}" if given is not None else f"cluster in the config {problem}")
+    address = cluster_address(getattr(args, "address", None), "--address", cfg)
     if not address:
         raise UserError("no Ray cluster to survey: give --address (ray://HOST:PORT, HOST:PORT or auto) "
                         "or set cluster in the config")

@@ -170,6 +170,22 @@ def test_the_watch_writes_a_survey_every_interval_and_stops(tmp_path: Path) -> N
     assert not watch.running
 
 
+def test_ray_shut_down_under_a_survey_ends_the_watch_quietly(tmp_path: Path) -> None:
+    """Ray raises SystemExit in a thread waiting on it when it is shut down (the process ends):
+    the watch ends there, reporting nothing and raising nothing out of its thread."""
+    from qtui.core.cluster.watch import ClusterWatch
+
+    def shut_down(address: str, timeout_s: float) -> ClusterSurvey:
+        raise SystemExit(0)
+
+    errors: list[str] = []
+    watch = ClusterWatch("head:6379", survey_path(tmp_path), interval_s=0.01, surveyor=shut_down, on_error=errors.append)
+    watch.once()  # in this thread: a SystemExit escaping would end the test here
+    assert errors == [] and watch.written == 0
+    watch.start()
+    wait_until(lambda: not watch.running, what="the watch to end by itself")
+
+
 def test_watching_runs_one_watch_while_anyone_uses_it(tmp_path: Path) -> None:
     from qtui.core.cluster.watch import watching
 

@@ -12,6 +12,7 @@ out: usage statistics are switched off before it is imported.
 
 from __future__ import annotations
 
+import functools
 import os
 import socket
 import threading
@@ -103,7 +104,7 @@ def warm_workers(address: str, gpus: int | None, timeout_s: float) -> int:
 
     connect(address)
     per_node = seats(_RAY.nodes(), gpus_for(gpus, _RAY.cluster_resources()))
-    refs = [_RAY.remote(_warm).options(num_cpus=0, num_gpus=0, max_retries=0,
+    refs = [remote_of(_warm).options(num_cpus=0, num_gpus=0, max_retries=0,
                                        scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=node, soft=False))
             .remote(WARM_HOLD_S)
             for node, n in per_node.items() for _ in range(n)]
@@ -130,22 +131,10 @@ def _task(argv: list[str], env: dict[str, str], dump: bool, base_argv: list[str]
     yield from run_here(argv, env, dump=dump, base_argv=base_argv)
 
 
-_REMOTE: Any = None
-_STOP: Any = None
-
-
-def _remote_task() -> Any:
-    global _REMOTE
-    if _REMOTE is None:
-        _REMOTE = ray.remote(_task)
-    return _REMOTE
-
-
-def _stop_task() -> Any:
-    global _STOP
-    if _STOP is None:
-        _STOP = ray.remote(stop_here)
-    return _STOP
+@functools.cache
+def remote_of(fn: Callable[..., Any]) -> Any:
+    """`fn` as a Ray remote function, made once per process (on first use: never at import)."""
+    return _RAY.remote(fn)
 
 
 def _stop_child(node: dict[str, Any] | None, grace_s: float) -> None:
@@ -157,7 +146,7 @@ def _stop_child(node: dict[str, Any] | None, grace_s: float) -> None:
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     pinned = NodeAffinitySchedulingStrategy(node_id=node["node_id"], soft=False)
-    ref = _stop_task().options(num_cpus=0, max_retries=0, scheduling_strategy=pinned).remote(node["pid"], grace_s)
+    ref = remote_of(stop_here).options(num_cpus=0, max_retries=0, scheduling_strategy=pinned).remote(node["pid"], grace_s)
     try:
         ray.get(ref, timeout=grace_s + 30)
     except (RayError, TimeoutError):  # GetTimeoutError is one: the worker is killed below anyway
@@ -204,7 +193,7 @@ def run_remote(address: str, run: RemoteRun, on_node: Callable[[dict[str, Any]],
     if problem:
         raise ClusterError(problem)
     opts = task_options(gpus, total)
-    remote = _remote_task().options(**opts)
+    remote = remote_of(_task).options(**opts)
     gen = remote.remote(run.argv, run.env, run.dump is not None, run.base_argv)
     out = RemoteOutcome()
     sinks = {"stdout": run.stdout, "stderr": run.stderr, "dump": run.dump}

@@ -17,20 +17,12 @@ os.environ["RAY_USAGE_STATS_ENABLED"] = "0"  # before ray is imported: nothing l
 import ray  # noqa: E402
 from ray.exceptions import RayError  # noqa: E402
 
-from qtui.core.cluster.ray_exec import connect  # noqa: E402
+from qtui.core.cluster.ray_exec import connect, remote_of  # noqa: E402
 from qtui.core.cluster.survey import ClusterSurvey, NodeReading, node_reading, sample_here  # noqa: E402
 
 _RAY: Any = ray
 """ray through Any: its functions carry no annotations, and the core's typing is strict"""
 DEAD = "Ray lists the node as dead"
-_SAMPLE: Any = None
-
-
-def _sample_task() -> Any:
-    global _SAMPLE
-    if _SAMPLE is None:
-        _SAMPLE = ray.remote(sample_here)
-    return _SAMPLE
 
 
 def _available_per_node() -> dict[str, dict[str, Any]] | None:
@@ -58,7 +50,7 @@ def survey(address: str, timeout_s: float = 10.0) -> ClusterSurvey:
         if not n.get("Alive"):
             continue
         pinned = NodeAffinitySchedulingStrategy(node_id=n["NodeID"], soft=False)
-        refs[n["NodeID"]] = _sample_task().options(num_cpus=0, num_gpus=0, max_retries=0,
+        refs[n["NodeID"]] = remote_of(sample_here).options(num_cpus=0, num_gpus=0, max_retries=0,
                                                    scheduling_strategy=pinned).remote()
     ready: list[Any] = []
     if refs:

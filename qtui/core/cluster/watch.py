@@ -116,6 +116,9 @@ class ClusterWatch:
         try:
             s = self._survey(self.address, self.timeout_s)
             write_survey(self.path, s)
+        except SystemExit:  # Ray was shut down under a survey in flight (its process is ending)
+            self._stop.set()
+            return
         except Exception as exc:  # a watch must never take the scheduler down
             text = f"could not survey the Ray cluster at {self.address}: {str(exc) or type(exc).__name__}"
             if text != self.last_error and self._on_error is not None:
