@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Issue 9's figures on a lent multi-GPU box with no internet, in one device call (< 10 min on
+# 4 H200s: about 3 min of CUDA build on 64 cores, then the benches). From the repo root, with
+# .whl/ carried: the Python 3.12 wheels qtui needs beyond the box's own packages (ray among
+# them) and .whl/llama-src.tar.gz, llama.cpp's source trimmed of models/, docs/ and the
+# non-CUDA backends (gpu_verify.sh says more).
+#   WHAT=scale   1, 2, 4 GPUs on one queue (REPEAT=3: jobs of about 8 s on the test model)
+#   WHAT=ray     local against Ray on every GPU, whole runs with their base job (--with-base)
+#   WHAT=all     both (the default); each bench's log goes to $OUT
+# The commands are those the session of 2026-11-28 ran by hand in its device calls.
+set -uo pipefail
+OUT="${OUT:-$PWD/gpu-scale}"; mkdir -p "$OUT"
+export PYTHONUNBUFFERED=1 QTUI_CACHE_DIR="${QTUI_CACHE_DIR:-/tmp/qtui-cache}" RAY_USAGE_STATS_ENABLED=0
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
+export PYTHONPATH="/tmp/site:$PWD" PATH="/tmp/site/bin:$PATH"
+# setup-llama adopts an unpacked source tree in its cache layout (the sdist is not reachable here)
+SRC="$QTUI_CACHE_DIR/llama/0.3.36-cuda90/src"
+[ -d "$SRC/ggml" ] || { mkdir -p "$SRC" && tar xzf .whl/llama-src.tar.gz -C "$SRC"; } || exit 1
+t0=$(date +%s)
+python3 -m qtui.cli setup-llama --cuda --cuda-arch 90 -j "$(nproc)" > "$OUT/setup.log" 2>&1 || { tail -20 "$OUT/setup.log"; exit 1; }
+echo "setup-llama: $(( $(date +%s) - t0 )) s"
+BIN="$QTUI_CACHE_DIR/llama/0.3.36-cuda90/build/bin"
+GPUS=$(nvidia-smi -L | wc -l)
+MODEL=(--dim 2048 --layers 12 --ff 5632 --llama-bin "$BIN")
+rc=0
+if [ "${WHAT:-all}" != ray ]; then
+  counts=1,2; [ "$GPUS" -ge 4 ] && counts=1,2,4
+  python3 bench/bench_scale.py --gpus "$counts" --jobs "${JOBS:-16}" --corpus-repeat "${REPEAT:-3}" "${MODEL[@]}" \
+    -- -ngl 99 2>&1 | tee "$OUT/scale.log" | grep -v quantizing || rc=1
+fi
+if [ "${WHAT:-all}" != scale ]; then
+  python3 bench/bench_scale.py --gpus "$GPUS" --no-baseline --with-base --jobs "${JOBS:-16}" --corpus-repeat "${REPEAT:-3}" \
+    --ray start --ray-runs 2 "${MODEL[@]}" -- -ngl 99 2>&1 | tee "$OUT/ray.log" | grep -v quantizing || rc=1
+fi
+exit $rc
