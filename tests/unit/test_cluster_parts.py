@@ -30,6 +30,7 @@ from qtui.core.jobs.scheduler import Scheduler
 from qtui.core.llama.basefile import check_base_file
 from qtui.core.llama.tokendump import DUMP_ENV
 from qtui.core.results.store import ResultStore
+from tests.helpers import wait_until
 
 FIX = Path(__file__).resolve().parents[1] / "fixtures" / "ik"
 FAKE = Path(__file__).resolve().parents[1] / "fakes" / "fake_llama_perplexity.py"
@@ -228,6 +229,37 @@ def test_a_cluster_that_cannot_be_joined_fails_its_jobs_in_words(tmp_path: Path,
     assert got is not None and got.state.status == "failed"
     assert got.state.reason == "cannot join the Ray cluster at 10.9.9.9:6379: nobody answers"
     assert other is not None and other.state.status == "done"  # local work goes on meanwhile
+
+
+def test_a_cluster_that_cannot_be_joined_while_its_jobs_wait_is_said_and_fails_them(tmp_path: Path,
+                                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """The cluster is joined early, while its jobs wait for their base here: when that fails,
+    the log says so, the base still runs, and the jobs then fail in words (none left waiting)."""
+    from qtui.core.jobs import remote
+
+    class Unreachable:
+        class ClusterError(Exception):
+            pass
+
+        @staticmethod
+        def connect(address: str) -> None:
+            raise Unreachable.ClusterError(f"cannot join the Ray cluster at {address}: nobody answers")
+
+    monkeypatch.setattr(remote, "_ray_exec", lambda address: Unreachable)
+    q = JobQueue(tmp_path)
+    base = q.add(JobSpec(kind="kld", argv=[sys.executable, str(FAKE), "-m", "x.gguf", "--kl-divergence-base",
+                                            str(tmp_path / "b.kld"), "--kl-divergence"],
+                         env={"FAKE_LLAMA_CASE": str(FIX / "ik-tiny-kld-q4_0")}, label="first, here"))
+    job = q.add(JobSpec(kind="kld", argv=["llama-perplexity"], label="q4", cluster="10.9.9.9:6379", depends_on=base.id))
+    Scheduler(tmp_path).run()
+    got, first = q.get(job.id), q.get(base.id)
+    assert first is not None and first.state.status == "done"
+    assert got is not None and got.state.status == "failed"
+    assert got.state.reason == "cannot join the Ray cluster at 10.9.9.9:6379: nobody answers"
+    said = ("could not prepare the Ray cluster at 10.9.9.9:6379 while its jobs wait: "
+            "cannot join the Ray cluster at 10.9.9.9:6379: nobody answers")
+    log = tmp_path / "jobs" / "scheduler.log"
+    wait_until(lambda: said in log.read_text(), timeout=10, what="the early join's failure in the log")
 
 
 def test_a_wrong_cluster_address_is_one_sentence(tmp_path: Path) -> None:
