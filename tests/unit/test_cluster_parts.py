@@ -207,34 +207,9 @@ print(q.get(j.id).state.status, "ray" in sys.modules, any(m.startswith("qtui.cor
     assert out.stdout.split() == ["done", "False", "False"], out.stderr[-2000:]
 
 
-def test_a_cluster_that_cannot_be_joined_fails_its_jobs_in_words(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from qtui.core.jobs import remote
-
-    class Unreachable:  # the ray_exec module as seen when nobody answers at the address
-        class ClusterError(Exception):
-            pass
-
-        @staticmethod
-        def connect(address: str) -> None:
-            raise Unreachable.ClusterError(f"cannot join the Ray cluster at {address}: nobody answers")
-
-    monkeypatch.setattr(remote, "_ray_exec", lambda address: Unreachable)
-    q = JobQueue(tmp_path)
-    job = q.add(JobSpec(kind="kld", argv=["llama-perplexity"], label="q4", cluster="10.9.9.9:6379"))
-    local = q.add(JobSpec(kind="kld", argv=[sys.executable, str(FAKE), "-m", "x.gguf", "--kl-divergence-base",
-                                             str(tmp_path / "b.kld"), "--kl-divergence"],
-                          env={"FAKE_LLAMA_CASE": str(FIX / "ik-tiny-kld-q4_0")}, label="local"))
-    Scheduler(tmp_path).run()
-    got, other = q.get(job.id), q.get(local.id)
-    assert got is not None and got.state.status == "failed"
-    assert got.state.reason == "cannot join the Ray cluster at 10.9.9.9:6379: nobody answers"
-    assert other is not None and other.state.status == "done"  # local work goes on meanwhile
-
-
-def test_a_cluster_that_cannot_be_joined_while_its_jobs_wait_is_said_and_fails_them(tmp_path: Path,
-                                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    """The cluster is joined early, while its jobs wait for their base here: when that fails,
-    the log says so, the base still runs, and the jobs then fail in words (none left waiting)."""
+@pytest.fixture
+def unreachable_cluster(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The ray_exec module as seen when nobody answers at the address."""
     from qtui.core.jobs import remote
 
     class Unreachable:
@@ -246,10 +221,32 @@ def test_a_cluster_that_cannot_be_joined_while_its_jobs_wait_is_said_and_fails_t
             raise Unreachable.ClusterError(f"cannot join the Ray cluster at {address}: nobody answers")
 
     monkeypatch.setattr(remote, "_ray_exec", lambda address: Unreachable)
+
+
+def _local_fake_kld(tmp_path: Path, label: str) -> JobSpec:
+    """A KLD job run here by the fake llama-perplexity (a recorded transcript)."""
+    return JobSpec(kind="kld", argv=[sys.executable, str(FAKE), "-m", "x.gguf", "--kl-divergence-base",
+                                     str(tmp_path / "b.kld"), "--kl-divergence"],
+                   env={"FAKE_LLAMA_CASE": str(FIX / "ik-tiny-kld-q4_0")}, label=label)
+
+
+def test_a_cluster_that_cannot_be_joined_fails_its_jobs_in_words(tmp_path: Path, unreachable_cluster: None) -> None:
     q = JobQueue(tmp_path)
-    base = q.add(JobSpec(kind="kld", argv=[sys.executable, str(FAKE), "-m", "x.gguf", "--kl-divergence-base",
-                                            str(tmp_path / "b.kld"), "--kl-divergence"],
-                         env={"FAKE_LLAMA_CASE": str(FIX / "ik-tiny-kld-q4_0")}, label="first, here"))
+    job = q.add(JobSpec(kind="kld", argv=["llama-perplexity"], label="q4", cluster="10.9.9.9:6379"))
+    local = q.add(_local_fake_kld(tmp_path, "local"))
+    Scheduler(tmp_path).run()
+    got, other = q.get(job.id), q.get(local.id)
+    assert got is not None and got.state.status == "failed"
+    assert got.state.reason == "cannot join the Ray cluster at 10.9.9.9:6379: nobody answers"
+    assert other is not None and other.state.status == "done"  # local work goes on meanwhile
+
+
+def test_a_cluster_that_cannot_be_joined_while_its_jobs_wait_is_said_and_fails_them(tmp_path: Path,
+                                                                                    unreachable_cluster: None) -> None:
+    """The cluster is joined early, while its jobs wait for their base here: when that fails,
+    the log says so, the base still runs, and the jobs then fail in words (none left waiting)."""
+    q = JobQueue(tmp_path)
+    base = q.add(_local_fake_kld(tmp_path, "first, here"))
     job = q.add(JobSpec(kind="kld", argv=["llama-perplexity"], label="q4", cluster="10.9.9.9:6379", depends_on=base.id))
     Scheduler(tmp_path).run()
     got, first = q.get(job.id), q.get(base.id)
