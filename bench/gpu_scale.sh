@@ -7,6 +7,9 @@
 #   WHAT=scale   1, 2, 4 GPUs on one queue (REPEAT=3: jobs of about 8 s on the test model)
 #   WHAT=ray     local against Ray on every GPU, whole runs with their base job (--with-base)
 #   WHAT=all     both (the default); each bench's log goes to $OUT
+#   SHAPE=DIM:LAYERS:FF  the random test model (default 2048:12:5632, a 2.5 GB F32 base;
+#                4096:16:11008 is 3.3 B parameters, 13 GB, whose passes are mostly GPU work)
+#   COUNTS=1,4   the GPU counts of WHAT=scale (default 1,2,4, or 1,2 on a 2-GPU box)
 # The commands are those the session of 2026-11-28 ran by hand in its device calls.
 set -uo pipefail
 OUT="${OUT:-$PWD/gpu-scale}"; mkdir -p "$OUT"
@@ -21,10 +24,11 @@ python3 -m qtui.cli setup-llama --cuda --cuda-arch 90 -j "$(nproc)" > "$OUT/setu
 echo "setup-llama: $(( $(date +%s) - t0 )) s"
 BIN="$QTUI_CACHE_DIR/llama/0.3.36-cuda90/build/bin"
 GPUS=$(nvidia-smi -L | wc -l)
-MODEL=(--dim 2048 --layers 12 --ff 5632 --llama-bin "$BIN")
+IFS=: read -r DIM LAYERS FF <<< "${SHAPE:-2048:12:5632}"
+MODEL=(--dim "$DIM" --layers "$LAYERS" --ff "$FF" --llama-bin "$BIN")
 rc=0
 if [ "${WHAT:-all}" != ray ]; then
-  counts=1,2; [ "$GPUS" -ge 4 ] && counts=1,2,4
+  counts=1,2; [ "$GPUS" -ge 4 ] && counts=1,2,4; counts="${COUNTS:-$counts}"
   python3 bench/bench_scale.py --gpus "$counts" --jobs "${JOBS:-16}" --corpus-repeat "${REPEAT:-3}" "${MODEL[@]}" \
     -- -ngl 99 2>&1 | tee "$OUT/scale.log" | grep -v quantizing || rc=1
 fi
