@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Issue 9's figures on a lent multi-GPU box with no internet, in one device call (< 10 min on
-# 4 H200s: about 3 min of CUDA build on 64 cores, then the benches). From the repo root, with
+# Issue 9's figures on a lent multi-GPU box with no internet, in one or two device calls (10 min
+# each at most; on 4 H200s about 3 min of CUDA build on 64 cores, then the benches). From the repo root, with
 # .whl/ carried: the Python 3.12 wheels qtui needs beyond the box's own packages (ray among
 # them) and .whl/llama-src.tar.gz, llama.cpp's source trimmed of models/, docs/ and the
 # non-CUDA backends (gpu_verify.sh says more).
@@ -8,9 +8,12 @@
 #   WHAT=ray     local against Ray on every GPU, whole runs with their base job (--with-base)
 #   WHAT=all     both (the default); each bench's log goes to $OUT
 #   SHAPE=DIM:LAYERS:FF  the random test model (default 2048:12:5632, a 2.5 GB F32 base;
-#                4096:16:11008 is 3.3 B parameters, 13 GB, whose passes are mostly GPU work)
+#                4096:16:11008 is 3.3 B parameters, 13 GB, and passes about twice as long)
 #   COUNTS=1,4   the GPU counts of WHAT=scale (default 1,2,4, or 1,2 on a 2-GPU box)
-# The commands are those the session of 2026-11-28 ran by hand in its device calls.
+# Timing on 4 H200s: the build 185 s; WHAT=ray 210 s; WHAT=scale with SHAPE=4096:16:11008
+# COUNTS=1,4 REPEAT=2 about 100 s to write and quantize the model, then 196 s + 55 s: more than
+# one 10-minute call with the build, so run it twice on the warm machine (the second call
+# finds the build and the models in /tmp and starts at once).
 set -uo pipefail
 OUT="${OUT:-$PWD/gpu-scale}"; mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1 QTUI_CACHE_DIR="${QTUI_CACHE_DIR:-/tmp/qtui-cache}" RAY_USAGE_STATS_ENABLED=0

@@ -164,6 +164,89 @@ def test_probe_parses_version_and_flags_and_caches(env):
     assert (d / "llama-perplexity.calls").read_text().count("run") == calls
 
 
+def calls(tool: Path) -> int:
+    f = tool.with_name(tool.name + ".calls")
+    return f.read_text().count("run") if f.is_file() else 0
+
+
+def test_probe_is_remembered_on_disk_for_the_next_process(env):
+    """A CUDA build spends half a second starting, even for --version: a later `qtui run` (a
+    new process, so an empty in-memory cache) must not start it again to learn the same thing."""
+    t = find_tools(llama_bin=make_build(env / "b"))
+    first = probe(t)
+    assert calls(t.perplexity) == 2  # --version (which also proves it starts) and --help, once each
+    llama._probe_cache.clear()  # what a new process starts with
+    assert probe(t) == first
+    assert calls(t.perplexity) == 2
+    stored = json.loads((env / "cache" / "llama" / "probes.json").read_text())
+    assert [e["version"] for e in stored.values()] == ["0.5.0-dev"]
+
+
+def test_starting_a_run_asks_the_build_once_and_later_runs_not_at_all(env):
+    """load_tools is what `qtui run` and the app call before queueing: it used to start the
+    binary four times (two checks, --version, --help)."""
+    from qtui.core.showdown.service import load_tools
+
+    d = make_build(env / "b")
+    tools, info = load_tools(d, None)
+    assert (info.version, calls(tools.perplexity)) == ("0.5.0-dev", 2)
+    llama._probe_cache.clear()
+    assert load_tools(d, None)[1] == info
+    assert calls(tools.perplexity) == 2
+
+
+def test_a_changed_build_is_asked_again(env):
+    d = make_build(env / "b")
+    t = find_tools(llama_bin=d)
+    assert probe(t).version == "0.5.0-dev"
+    llama._probe_cache.clear()
+    make_tool(d / "llama-perplexity", 'echo "version: 6235 (deadbee)" >&2')  # rebuilt in place
+    assert (probe(t).version, calls(t.perplexity)) == ("6235", 4)
+    llama._probe_cache.clear()
+    lib = d / "libllama.so"  # the same binary with a rebuilt library beside it
+    lib.write_bytes(b"new")
+    probe(t)
+    assert calls(t.perplexity) == 6
+
+
+@pytest.mark.parametrize("damage", ["{not json", "[1, 2]", '{"KEY": {"fork": 1}}', '{"KEY": {"flags": "x"}}'])
+def test_a_damaged_probe_file_is_probed_past(env, damage):
+    t = find_tools(llama_bin=make_build(env / "b"))
+    memo = env / "cache" / "llama" / "probes.json"
+    memo.parent.mkdir(parents=True)
+    memo.write_text(damage.replace("KEY", llama.probecache.key(t.perplexity) or ""))
+    assert probe(t).version == "0.5.0-dev"
+    assert calls(t.perplexity) == 2
+    assert json.loads(memo.read_text())  # and rewritten whole
+
+
+def test_a_probe_file_that_cannot_be_written_costs_nothing_but_time(env):
+    (env / "cache").mkdir()
+    (env / "cache" / "llama").write_text("a file where the folder should be")
+    t = find_tools(llama_bin=make_build(env / "b"))
+    assert probe(t).version == "0.5.0-dev"
+
+
+def test_the_probe_file_keeps_the_newest_builds(env, monkeypatch):
+    monkeypatch.setattr(llama.probecache, "MAX_ENTRIES", 2)
+    tools = [find_tools(llama_bin=make_build(env / f"b{i}")) for i in range(3)]
+    for t in tools:
+        probe(t)
+    stored = json.loads((env / "cache" / "llama" / "probes.json").read_text())
+    keys = [llama.probecache.key(t.perplexity) for t in tools]
+    assert sorted(stored) == sorted(keys[1:])
+
+
+def test_a_binary_that_cannot_start_is_not_remembered(env):
+    p = env / "broken" / "llama-perplexity"
+    p.parent.mkdir()
+    p.write_text("#!/bin/sh\necho 'error while loading shared libraries: libggml.so' >&2\nexit 127\n")
+    p.chmod(0o755)
+    with pytest.raises(LlamaNotFound, match="libggml.so"):
+        probe(find_tools(llama_bin=p))
+    assert not (env / "cache" / "llama" / "probes.json").exists()
+
+
 def test_probe_detects_ik_and_old_version_format(env):
     ik_help = HELP + "-rtr,   --run-time-repack                 repack tensors\n"
     p = make_tool(env / "ik" / "llama-perplexity", 'echo "version: 3862 (8337e4cd)" >&2', ik_help)

@@ -17,10 +17,12 @@ import re
 import shutil
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from qtui.core.llama import probecache
 from qtui.core.paths import llama_cache_dir
 
 TOOL_NAMES = ("llama-perplexity", "llama-quantize", "llama-bench")
@@ -182,17 +184,26 @@ def _run(tools: LlamaTools, args: list[str]) -> subprocess.CompletedProcess[str]
                           text=True, errors="replace", timeout=PROBE_TIMEOUT_S, stdin=subprocess.DEVNULL)
 
 
-def check_runnable(tools: LlamaTools) -> None:
-    """Raise LlamaNotFound with the loader's own words if the binary cannot start."""
+def _checked(tools: LlamaTools, proc: subprocess.CompletedProcess[str]) -> subprocess.CompletedProcess[str]:
+    if proc.returncode != 0:
+        msg = (proc.stderr.strip() or proc.stdout.strip() or "(no output)").splitlines()[-5:]
+        raise LlamaNotFound(f"{tools.perplexity} cannot run (exit {proc.returncode}):\n" + "\n".join(msg))
+    return proc
+
+
+def _version(tools: LlamaTools) -> subprocess.CompletedProcess[str]:
+    """`--version`, which also proves the binary starts (its libraries load)."""
     try:
-        proc = _run(tools, ["--version"])
+        return _checked(tools, _run(tools, ["--version"]))
     except subprocess.TimeoutExpired:
         raise LlamaNotFound(f"{tools.perplexity} --version did not finish in {PROBE_TIMEOUT_S:.0f} s") from None
     except OSError as exc:
         raise LlamaNotFound(f"{tools.perplexity} cannot be started: {exc}") from None
-    if proc.returncode != 0:
-        msg = (proc.stderr.strip() or proc.stdout.strip() or "(no output)").splitlines()[-5:]
-        raise LlamaNotFound(f"{tools.perplexity} cannot run (exit {proc.returncode}):\n" + "\n".join(msg))
+
+
+def check_runnable(tools: LlamaTools) -> None:
+    """Raise LlamaNotFound with the loader's own words if the binary cannot start."""
+    _version(tools)
 
 
 # New: "version: 0.5.0-dev (build 7890, commit abc1234)"; older: "version: 6235 (abc1234)";
@@ -235,27 +246,62 @@ def parse_help_flags(text: str) -> frozenset[str]:
     return frozenset(flags)
 
 
-_probe_cache: dict[tuple[str, int], BuildInfo] = {}
+_probe_cache: dict[str, BuildInfo] = {}
+
+
+def _help_text(tools: LlamaTools) -> str:
+    try:
+        hlp = _run(tools, ["--help"])
+    except (subprocess.TimeoutExpired, OSError):
+        return ""
+    return hlp.stdout + "\n" + hlp.stderr
 
 
 def probe(tools: LlamaTools) -> BuildInfo:
-    """What build this is and which options it has. Cached per binary path and mtime."""
-    try:
-        key = (str(tools.perplexity.resolve()), tools.perplexity.stat().st_mtime_ns)
-    except OSError as exc:
-        raise LlamaNotFound(f"{tools.perplexity}: {exc}") from None
+    """What build this is and which options it has; raises LlamaNotFound if it cannot start.
+
+    Remembered per build (the binary and its libraries, by size and time) in this process and
+    on disk, so only the first run after a build or an update starts the binary to ask. Then
+    `--version` and `--help` run side by side: a CUDA build spends its start-up loading CUDA.
+    """
+    key = probecache.key(tools.perplexity)
+    if key is None:
+        raise LlamaNotFound(f"{tools.perplexity}: cannot be read")
     if key in _probe_cache:
         return _probe_cache[key]
-    check_runnable(tools)
-    ver = _run(tools, ["--version"])
-    try:
-        hlp = _run(tools, ["--help"])
-        help_text = hlp.stdout + "\n" + hlp.stderr
-    except (subprocess.TimeoutExpired, OSError):
-        help_text = ""
-    version, commit, number = parse_version(ver.stdout + "\n" + ver.stderr)
-    flags = parse_help_flags(help_text)
-    fork = "ik_llama.cpp" if flags & _IK_FLAGS else "llama.cpp"
-    info = BuildInfo(fork=fork, version=version, commit=commit, flags=flags, build_number=number)
+    memo = probecache.file_path(llama_cache_dir())
+    known = probecache.load(memo, key)
+    info = _from_json(known) if known else None
+    if info is None:
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            help_text = pool.submit(_help_text, tools)
+            ver = _version(tools)
+            info = _parse(ver.stdout + "\n" + ver.stderr, help_text.result())
+        probecache.store(memo, key, _to_json(info))
     _probe_cache[key] = info
     return info
+
+
+def _parse(version_text: str, help_text: str) -> BuildInfo:
+    version, commit, number = parse_version(version_text)
+    flags = parse_help_flags(help_text)
+    fork = "ik_llama.cpp" if flags & _IK_FLAGS else "llama.cpp"
+    return BuildInfo(fork=fork, version=version, commit=commit, flags=flags, build_number=number)
+
+
+def _to_json(info: BuildInfo) -> dict[str, Any]:
+    return {"fork": info.fork, "version": info.version, "commit": info.commit, "flags": sorted(info.flags),
+            "build_number": info.build_number}
+
+
+def _from_json(d: dict[str, Any]) -> BuildInfo | None:
+    """None for an entry this qtui cannot read (another version's, or damaged): probe again."""
+    try:
+        flags = d["flags"]
+        if not isinstance(flags, list) or not isinstance(d["fork"], str):
+            return None
+        number = d.get("build_number")
+        return BuildInfo(fork=d["fork"], version=d.get("version"), commit=d.get("commit"),
+                         flags=frozenset(map(str, flags)), build_number=int(number) if number is not None else None)
+    except (KeyError, TypeError, ValueError):
+        return None

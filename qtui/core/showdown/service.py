@@ -102,12 +102,11 @@ def load_tools(llama_bin: str | Path | None, config_bin: str | Path | None,
                tools: LlamaTools | None = None) -> tuple[LlamaTools, BuildInfo]:
     """The llama.cpp tools a showdown runs with, checked to start, and what build they are.
     Raises LlamaNotFound with where it looked or why the binary cannot run."""
-    from qtui.core.llama.tools import check_runnable, find_tools, probe
+    from qtui.core.llama.tools import find_tools, probe
 
     if tools is None:
         tools = find_tools(llama_bin, config_bin)
-    check_runnable(tools)
-    return tools, probe(tools)
+    return tools, probe(tools)  # probing starts the binary: it fails in words if it cannot
 
 
 class Showdown:
