@@ -110,3 +110,18 @@ def test_tiny_model_tokenizes_and_runs_plain_perplexity(llama_tools, tiny_model,
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert re.search(r"\[4\]\d+\.\d+", proc.stdout), proc.stdout[-1000:]
     assert "Final estimate: PPL" in proc.stdout + proc.stderr
+
+
+def test_a_bench_shaped_model_loads_and_runs(llama_tools, corpus, tmp_path):
+    """bench_scale.py's --dim/--layers/--ff models take another weight draw (float32, for
+    speed) than the pinned tiny model: llama.cpp must still load and run them as that shape."""
+    import gguf
+
+    path = assets.tiny_model(tmp_path, corpus=corpus, dim=192, n_layer=3, n_ff=512)
+    assert path.name.startswith("rand-d192-l3-")
+    fields = gguf.GGUFReader(str(path)).fields
+    assert [int(fields[k].parts[-1][0]) for k in ("llama.embedding_length", "llama.block_count",
+                                                   "llama.feed_forward_length")] == [192, 3, 512]
+    proc = run_ppl(llama_tools, "-m", str(path), "-f", str(corpus), "-c", str(CTX), "--chunks", "2", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Final estimate: PPL" in proc.stdout + proc.stderr
