@@ -214,7 +214,7 @@ def test_a_damaged_probe_file_is_probed_past(env, damage):
     t = find_tools(llama_bin=make_build(env / "b"))
     memo = env / "cache" / "llama" / "probes.json"
     memo.parent.mkdir(parents=True)
-    memo.write_text(damage.replace("KEY", llama.probecache.key(t.perplexity) or ""))
+    memo.write_text(damage.replace("KEY", llama.probecache.key(t.perplexity)))
     assert probe(t).version == "0.5.0-dev"
     assert calls(t.perplexity) == 2
     assert json.loads(memo.read_text())  # and rewritten whole
@@ -235,6 +235,13 @@ def test_the_probe_file_keeps_the_newest_builds(env, monkeypatch):
     stored = json.loads((env / "cache" / "llama" / "probes.json").read_text())
     keys = [llama.probecache.key(t.perplexity) for t in tools]
     assert sorted(stored) == sorted(keys[1:])
+
+
+def test_a_binary_gone_since_it_was_found_is_named_in_words(env):
+    t = find_tools(llama_bin=make_build(env / "b"))
+    t.perplexity.unlink()
+    with pytest.raises(LlamaNotFound, match="llama-perplexity: No such file or directory"):
+        probe(t)
 
 
 def test_a_binary_that_cannot_start_is_not_remembered(env):

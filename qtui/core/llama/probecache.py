@@ -36,15 +36,14 @@ def _libraries(bin_dir: Path) -> list[Path]:
     return found
 
 
-def key(binary: Path) -> str | None:
-    """The files' identity; None when the binary cannot be read (no memo then)."""
-    parts = []
-    for p in (binary, *_libraries(binary.parent)):
+def key(binary: Path) -> str:
+    """The files' identity. Raises OSError when the binary itself cannot be read."""
+    st = binary.stat()
+    parts = [f"{binary.resolve()}:{st.st_size}:{st.st_mtime_ns}"]
+    for p in _libraries(binary.parent):
         try:
             st = p.stat()
         except OSError:
-            if p == binary:
-                return None
             continue  # a dangling library link: its absence is already in the key
         parts.append(f"{p.resolve()}:{st.st_size}:{st.st_mtime_ns}")
     return "|".join(parts)

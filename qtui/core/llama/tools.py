@@ -264,9 +264,10 @@ def probe(tools: LlamaTools) -> BuildInfo:
     on disk, so only the first run after a build or an update starts the binary to ask. Then
     `--version` and `--help` run side by side: a CUDA build spends its start-up loading CUDA.
     """
-    key = probecache.key(tools.perplexity)
-    if key is None:
-        raise LlamaNotFound(f"{tools.perplexity}: cannot be read")
+    try:
+        key = probecache.key(tools.perplexity)
+    except OSError as exc:
+        raise LlamaNotFound(f"{tools.perplexity}: {exc.strerror or exc}") from None
     if key in _probe_cache:
         return _probe_cache[key]
     memo = probecache.file_path(llama_cache_dir())
