@@ -32,8 +32,10 @@ the base is made once beforehand and the runs time the KLD queue alone. With a c
 joins it and starts its workers while the base runs, so this is where a user sees Ray's cost.
 
 Each line also gives where the time went, from the jobs' own timestamps: "lead-in" from the
-start of `qtui run` to its first job's start (CLI, scheduler start, joining a cluster), "job"
-the mean job length, "first" the mean length of each GPU's first job (a Ray worker starts there).
+start of `qtui run` to its first job's start (CLI, scheduler start, joining a cluster), with
+"planned at" the moment its first job was planned (Python's start, the build probe and the plan
+lie before it; queueing, the scheduler's start and the first placement after it), "job" the
+mean job length, "first" the mean length of each GPU's first job (a Ray worker starts there).
 
 --cpu-slots 1,2: a smoke check on a box without GPU: CUDA_VISIBLE_DEVICES="" and `slots = k`
 instead of GPU subsets. Those figures say nothing about GPUs (a few cores shared by k jobs).
@@ -138,6 +140,9 @@ class Leg:
     """jobs per GPU group (local) or node (Ray), e.g. 0:6 1:6"""
     lead_in: float
     """from `qtui run`'s start to its first job's start"""
+    planned: float
+    """from `qtui run`'s start to its first job's spec (Python start, the build probe, the
+    plan): the rest of the lead-in is queueing, the scheduler's start and the first placement"""
     job: float
     """mean job length"""
     first: float
@@ -148,7 +153,7 @@ class Leg:
     """llama-perplexity's own timings from the jobs' logs, means (tokenization, first pass, load)"""
 
     def timing(self) -> str:
-        return (f"lead-in {self.lead_in:4.1f} s, job {self.job:4.2f} s, first {self.first:4.2f} s, cpu {self.cpu:.2f} s"
+        return (f"lead-in {self.lead_in:4.1f} s (planned at {self.planned:.1f} s), job {self.job:4.2f} s, first {self.first:4.2f} s, cpu {self.cpu:.2f} s"
                 f"{'; ' + self.llama if self.llama else ''}")
 
 
@@ -209,6 +214,7 @@ def one_run(name: str, args: argparse.Namespace, work: Path, base: Path, variant
     return Leg(
         wall=wall, done=done, where=" ".join(f"{g}:{len(js)}" for g, js in sorted(groups.items())),
         lead_in=min((j.state.started_at or 0.0 for j in every if j.state.started_at), default=wall0) - wall0,
+        planned=min((j.spec.created_at for j in every), default=wall0) - wall0,
         job=statistics.fmean(lengths) if lengths else 0.0,
         first=statistics.fmean([(j.state.ended_at or 0.0) - (j.state.started_at or 0.0) for j in firsts]) if firsts else 0.0,
         cpu=statistics.fmean([j.state.cpu_s or 0.0 for j in timed]) if timed else 0.0,
