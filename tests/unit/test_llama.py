@@ -170,8 +170,9 @@ def calls(tool: Path) -> int:
 
 
 def test_probe_is_remembered_on_disk_for_the_next_process(env):
-    """A CUDA build spends half a second starting, even for --version: a later `qtui run` (a
-    new process, so an empty in-memory cache) must not start it again to learn the same thing."""
+    """A CUDA build loads hundreds of MB of CUDA libraries at every start, even for --version: a
+    later `qtui run` (a new process, so an empty in-memory cache) must not start it again to
+    learn the same thing."""
     t = find_tools(llama_bin=make_build(env / "b"))
     first = probe(t)
     assert calls(t.perplexity) == 2  # --version (which also proves it starts) and --help, once each
