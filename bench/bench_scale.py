@@ -34,7 +34,8 @@ joins it and starts its workers while the base runs, so this is where a user see
 Each line also gives where the time went, from the jobs' own timestamps: "lead-in" from the
 start of `qtui run` to its first job's start (CLI, scheduler start, joining a cluster), with
 "planned at" the moment its first job was planned (Python's start, the build probe and the plan
-lie before it; queueing, the scheduler's start and the first placement after it), "job" the
+lie before it) and "scheduler at" the moment the scheduler process started (queueing and the
+spawn lie between; its imports, NVML and the first placement after it), "job" the
 mean job length, "first" the mean length of each GPU's first job (a Ray worker starts there).
 
 --cpu-slots 1,2: a smoke check on a box without GPU: CUDA_VISIBLE_DEVICES="" and `slots = k`
@@ -54,6 +55,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import defaultdict
 from dataclasses import dataclass
@@ -143,6 +145,8 @@ class Leg:
     planned: float
     """from `qtui run`'s start to its first job's spec (Python start, the build probe, the
     plan): the rest of the lead-in is queueing, the scheduler's start and the first placement"""
+    scheduler: float | None
+    """from `qtui run`'s start to its scheduler process's start (None: not seen)"""
     job: float
     """mean job length"""
     first: float
@@ -153,7 +157,8 @@ class Leg:
     """llama-perplexity's own timings from the jobs' logs, means (tokenization, first pass, load)"""
 
     def timing(self) -> str:
-        return (f"lead-in {self.lead_in:4.1f} s (planned at {self.planned:.1f} s), job {self.job:4.2f} s, first {self.first:4.2f} s, cpu {self.cpu:.2f} s"
+        spawned = f", scheduler at {self.scheduler:.2f} s" if self.scheduler is not None else ""
+        return (f"lead-in {self.lead_in:4.2f} s (planned at {self.planned:.2f} s{spawned}), job {self.job:4.2f} s, first {self.first:4.2f} s, cpu {self.cpu:.2f} s"
                 f"{'; ' + self.llama if self.llama else ''}")
 
 
@@ -180,6 +185,42 @@ def llama_times(jobs: list[Job]) -> str:
     return ", ".join(f"{name} {statistics.fmean(v):.2f} s" for name, v in found.items() if v)
 
 
+class SchedulerSpotter(threading.Thread):
+    """When the scheduler process of a data dir started, seen by looking every 20 ms: one that
+    lives less than that may be missed (then `at` is None). psutil's create_time counts from
+    the boot time, which Linux gives in whole seconds: a child started here first says by how
+    much that clock is off this one's (to about 10 ms)."""
+
+    def __init__(self, data: Path) -> None:
+        super().__init__(daemon=True)
+        self.data = data.resolve()
+        self.at: float | None = None
+        self._done = threading.Event()
+        before = time.time()
+        probe = subprocess.Popen(["sleep", "5"])
+        try:
+            self._skew = psutil.Process(probe.pid).create_time() - before
+        finally:
+            probe.kill()
+            probe.wait()
+
+    def _ours(self, cmd: list[str]) -> bool:
+        if "qtui.core.jobs.scheduler" not in cmd or "--data-dir" not in cmd[:-1]:
+            return False
+        return Path(cmd[cmd.index("--data-dir") + 1]).resolve() == self.data
+
+    def run(self) -> None:
+        while self.at is None and not self._done.wait(0.02):
+            for proc in psutil.process_iter(["cmdline", "create_time"]):
+                if self._ours(proc.info["cmdline"] or []):
+                    self.at = proc.info["create_time"] - self._skew
+                    break
+
+    def stop(self) -> None:
+        self._done.set()
+        self.join()
+
+
 def one_run(name: str, args: argparse.Namespace, work: Path, base: Path, variants: list[Path], base_file: Path,
             visible: str | None, config: str, extra: list[str]) -> Leg:
     """Wall time of `qtui run` over every variant, the jobs done, where they ran and where the time went."""
@@ -193,9 +234,12 @@ def one_run(name: str, args: argparse.Namespace, work: Path, base: Path, variant
             *(["--llama-bin", args.llama_bin] if args.llama_bin else []), *map(str, variants)]
     if args.llama_args:
         argv += ["--", *args.llama_args]
+    spotter = SchedulerSpotter(data)
+    spotter.start()
     t0, wall0 = time.monotonic(), time.time()
     code = qtui(argv, qtui_env(data, cfg, visible), work / name / "qtui.log")
     wall = time.monotonic() - t0
+    spotter.stop()
     every = JobQueue(data).jobs()
     jobs = [j for j in every if j.spec.kind == "kld"]
     done = sum(j.state.status == "done" for j in jobs)
@@ -215,6 +259,7 @@ def one_run(name: str, args: argparse.Namespace, work: Path, base: Path, variant
         wall=wall, done=done, where=" ".join(f"{g}:{len(js)}" for g, js in sorted(groups.items())),
         lead_in=min((j.state.started_at or 0.0 for j in every if j.state.started_at), default=wall0) - wall0,
         planned=min((j.spec.created_at for j in every), default=wall0) - wall0,
+        scheduler=spotter.at - wall0 if spotter.at is not None else None,
         job=statistics.fmean(lengths) if lengths else 0.0,
         first=statistics.fmean([(j.state.ended_at or 0.0) - (j.state.started_at or 0.0) for j in firsts]) if firsts else 0.0,
         cpu=statistics.fmean([j.state.cpu_s or 0.0 for j in timed]) if timed else 0.0,
