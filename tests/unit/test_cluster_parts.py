@@ -256,7 +256,7 @@ def test_a_cluster_that_cannot_be_joined_while_its_jobs_wait_is_said_and_fails_t
     said = ("could not prepare the Ray cluster at 10.9.9.9:6379 while its jobs wait: "
             "cannot join the Ray cluster at 10.9.9.9:6379: nobody answers")
     log = tmp_path / "jobs" / "scheduler.log"
-    wait_until(lambda: said in log.read_text(), timeout=10, what="the early join's failure in the log")
+    wait_until(lambda: log.is_file() and said in log.read_text(), timeout=10, what="the early join's failure in the log")
 
 
 def test_a_wrong_cluster_address_is_one_sentence(tmp_path: Path) -> None:
