@@ -431,8 +431,9 @@ def gpu_cell(job: Job) -> str:
 def cmd_cluster(args: argparse.Namespace) -> int:
     """Join the Ray cluster, print one survey of its nodes and GPUs (which qtui job holds each
     GPU, from the queue's running jobs), and leave."""
-    from qtui.core.cluster.survey import cluster_holders, survey_lines, survey_to_dict
+    from qtui.core.cluster.survey import survey_lines, survey_to_dict
     from qtui.core.cluster.watch import Unreachable, survey_once
+    from qtui.core.jobs.remote import cluster_gpu_holders
 
     cfg, data_dir = settings(args)
     address = cluster_address(getattr(args, "address", None), "--address", cfg)
@@ -451,9 +452,7 @@ def cmd_cluster(args: argparse.Namespace) -> int:
         raise UserError(str(exc)) from exc
     finally:
         watchdog.cancel()
-    running = [(j.spec.label or j.spec.kind, j.state.node) for j in JobQueue(data_dir).jobs()
-               if j.state.status == "running" and j.spec.cluster]
-    holders = cluster_holders(running)
+    holders = cluster_gpu_holders(JobQueue(data_dir).jobs())
     if args.json:
         doc = survey_to_dict(found)
         doc["holders"] = [{"node_id": n, "gpu": g, "job": label} for (n, g), label in sorted(holders.items())]

@@ -10,10 +10,11 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from qtui.core.cluster.placement import LOOPBACK_ENV, is_loopback
+from qtui.core.cluster.survey import cluster_holders
 from qtui.core.jobs.procs import log
 from qtui.core.jobs.queue import TERM_GRACE_S, Job, JobQueue
 from qtui.core.llama.tokendump import JOB_FILE
@@ -29,6 +30,13 @@ WARM_TIMEOUT_S = 120.0
 """the longest a warm-up of the cluster's workers is waited for (they are never needed: a job
 that finds no warm worker starts one, as it would without the warm-up)"""
 
+
+
+def cluster_gpu_holders(jobs: Iterable[Job]) -> dict[tuple[str, int], str]:
+    """(node id, GPU index) -> the label of the running cluster job that holds that GPU: what
+    `qtui cluster` and the app's GPU panel print beside the cluster's GPUs."""
+    return cluster_holders((j.spec.label or j.spec.kind, j.state.node) for j in jobs
+                           if j.state.status == "running" and j.spec.cluster)
 
 class RemoteFailed(Exception):
     """The job could not finish on the cluster (its node died, Ray is missing...): words only."""

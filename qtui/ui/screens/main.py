@@ -417,11 +417,9 @@ class MainScreen(Screen[None]):
     def on_cluster_surveyed(self, msg: ClusterSurveyed) -> None:
         """The Ray cluster's nodes and GPUs below this machine's, each GPU naming the cluster job
         that holds it (from the job's node, as the scheduler recorded it)."""
-        from qtui.core.cluster.survey import cluster_holders
+        from qtui.core.jobs.remote import cluster_gpu_holders
 
-        running = [(j.spec.label or j.spec.kind, j.state.node) for j in self.jobs
-                   if j.state.status == "running" and j.spec.cluster]
-        self.query_one(GpuPanel).show_cluster(msg.survey, cluster_holders(running))
+        self.query_one(GpuPanel).show_cluster(msg.survey, cluster_gpu_holders(self.jobs))
 
     def gpu_name(self) -> str | None:
         snap = self.last_gpu.snapshot if self.last_gpu else None

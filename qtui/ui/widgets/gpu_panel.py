@@ -124,7 +124,7 @@ class GpuPanel(Widget):
     def show_cluster(self, survey: ClusterSurvey | None, holders: Mapping[tuple[str, int], str] | None = None) -> None:
         """The Ray cluster's nodes and GPUs below this machine's (None: no section). `survey`
         is the scheduler's latest, already checked to be fresh; holders: (node id, GPU index)
-        -> the label of the job holding it (survey.cluster_holders)."""
+        -> the label of the job holding it (remote.cluster_gpu_holders)."""
         self._cluster = survey
         self._cluster_holders = dict(holders or {})
         self.set_class(survey is not None, "-cluster")
