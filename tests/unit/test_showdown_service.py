@@ -83,6 +83,18 @@ def test_queues_base_then_variants_and_starts_a_scheduler(env) -> None:
     assert env["spawned"] == [env["data"]]
 
 
+def test_variants_queue_largest_first_and_ties_keep_the_users_order(env, tmp_path: Path) -> None:
+    # on several GPUs the run then ends on short jobs: no GPU idles behind the last big one
+    twin = tmp_path / "models" / "twin-Q4_K.gguf"
+    twin.write_bytes(Path(env["q4"]).read_bytes())  # type: ignore[arg-type]
+    assert Path(env["q8"]).stat().st_size > twin.stat().st_size  # type: ignore[arg-type]
+    env["twin"] = twin
+    queued = start(env, request(env, "q4", "q8", "twin"))
+    assert [j.spec.label for j in queued.kld_jobs] == ["m-Q8_0.gguf", "m-Q4_K.gguf", "twin-Q4_K.gguf"]
+    assert [j.spec.label for j in JobQueue(env["data"]).jobs()] == [  # type: ignore[arg-type]
+        queued.jobs[0].spec.label, "m-Q8_0.gguf", "m-Q4_K.gguf", "twin-Q4_K.gguf"]
+
+
 def test_a_second_start_waits_for_the_base_already_queued(env) -> None:
     first = start(env, request(env, "q8"))
     second = start(env, request(env, "q4"))

@@ -366,7 +366,7 @@ def plan_showdown(
             model=model_summary(m, sha256=hash_models), base=base_meta, corpus=corpus_meta, ctx=kld_ctx, chunks=chunks,
             llama=llama, depends_on=base_job.id if base_job else None, label=m.path.name,
         )
-        for m in models
+        for m in largest_first(models)
     ]
     if floor:
         # First in line: it says, before the variants finish, how small a difference can be trusted.
@@ -392,6 +392,15 @@ def plan_showdown(
             notes.append(f"speed: llama-bench has no {', '.join(dropped)}: the speed runs without "
                          f"{'it' if len(dropped) == 1 else 'them'}.")
     return RunPlan(base_job, kld_jobs, bfile, notes, base_note, speed_jobs=speed_jobs)
+
+
+def largest_first(models: Sequence[ModelInfo]) -> list[ModelInfo]:
+    """The variants in the order their KLD jobs queue: largest file first (ties keep the
+    user's order). Where several GPUs share the queue, each takes the next job as it frees,
+    so the run then ends on the short jobs: no GPU waits idle while the last big one runs.
+    A file's size stands for its job's time: each pass reads every weight once. On one GPU
+    the order changes nothing but which row arrives first."""
+    return sorted(models, key=lambda m: -m.size_bytes)
 
 
 def _bench_style(tools: LlamaTools, speed_args: Sequence[str], problems: list[str]) -> BenchStyle | None:

@@ -385,10 +385,9 @@ def in_order(jobs: Sequence[JobSpec], speed: Sequence[JobSpec]) -> list[JobSpec]
         if spec.kind == "kld" and not spec.model.get("floor"):
             out += by_file.pop(_resolved(spec.model.get("path")), [])
     out += [sp for group in by_file.values() for sp in group]
-    if speed:
-        start = time.time()
-        for i, spec in enumerate(out):  # the queue runs by seq: make it this order
-            spec.seq = start + i * 1e-6
+    start = time.time()
+    for i, spec in enumerate(out):  # the queue runs by seq: make it this order, whatever the clock's grain
+        spec.seq = start + i * 1e-6
     return out
 
 
