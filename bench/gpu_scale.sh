@@ -10,11 +10,10 @@
 #   SHAPE=DIM:LAYERS:FF  the random test model (default 2048:12:5632, a 2.5 GB F32 base;
 #                4096:16:11008 is 3.3 B parameters, 13 GB, and passes about twice as long)
 #   COUNTS=1,4   the GPU counts of WHAT=scale (default 1,2,4, or 1,2 on a 2-GPU box)
-# Timing on 4 H200s: the build 185 s; WHAT=ray 210 s; WHAT=scale with SHAPE=4096:16:11008
-# COUNTS=1,4 REPEAT=2 about 100 s to write and quantize the model (before weights were drawn as
-# float32, about 4x faster to write), then 196 s + 55 s: more than
-# one 10-minute call with the build, so run it twice on the warm machine (the second call
-# finds the build and the models in /tmp and starts at once).
+# Timing on 4 H200s: the build 160-185 s; WHAT=ray 210 s; WHAT=scale with SHAPE=4096:16:11008
+# COUNTS=1,4 REPEAT=2 490-535 s in all (the model written and quantized, the base, then
+# 177-184 s + 50 s): one 10-minute call with the build. A second call on the warm machine finds
+# the build and the models in /tmp and starts at once.
 set -uo pipefail
 OUT="${OUT:-$PWD/gpu-scale}"; mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1 QTUI_CACHE_DIR="${QTUI_CACHE_DIR:-/tmp/qtui-cache}" RAY_USAGE_STATS_ENABLED=0
