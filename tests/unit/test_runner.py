@@ -9,11 +9,12 @@ import subprocess
 import sys
 import time
 
+import psutil
 import pytest
 
 from qtui.core.jobs import runner
 from qtui.core.jobs.queue import JobQueue, JobSpec
-from qtui.core.jobs.runner import ExitWatch, wait_child
+from qtui.core.jobs.runner import ExitWatch, wait_adopted, wait_child
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "pidfd_open"), reason="pidfd is Linux-only")
 
@@ -63,3 +64,19 @@ def test_wait_child_returns_the_exit_status_and_cpu_time(tmp_path):
     code, cpu_s = wait_child(q, job.id, child)  # type: ignore[arg-type]
     assert code == 3 and child.returncode == 3
     assert cpu_s > 0
+
+
+def test_an_adopted_child_is_watched_through_its_pidfd_too(tmp_path, monkeypatch):
+    """A job left running by a dead scheduler: its child is not ours (the shell that started it
+    here has exited, so it was handed to init), yet its exit ends the wait without a poll."""
+    q = JobQueue(tmp_path)
+    job = q.add(JobSpec(kind="kld", argv=["x"], model={"label": "m"}, label="m"))  # type: ignore[arg-type]
+    out = subprocess.run(["sh", "-c", "sleep 0.5 >/dev/null 2>&1 & echo $!"], capture_output=True, text=True, check=True)
+    pid = int(out.stdout)
+    assert psutil.Process(pid).ppid() != os.getpid()
+    job.state.pid, job.state.pid_started = pid, psutil.Process(pid).create_time()
+    slept: list[float] = []
+    monkeypatch.setattr(runner.time, "sleep", slept.append)
+    wait_adopted(q, job)
+    assert slept == []  # woken by the pidfd, not by sleeps
+    assert not runner.alive(pid, job.state.pid_started)

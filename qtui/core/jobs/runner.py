@@ -91,11 +91,15 @@ def wait_child(queue: JobQueue, job_id: str, proc: subprocess.Popen[bytes]) -> t
 
 
 def wait_adopted(queue: JobQueue, job: Job) -> None:
-    """Wait for the child of a job left running by a scheduler that died (not our child: poll)."""
-    while alive(job.state.pid, job.state.pid_started):
-        assert job.state.pid is not None
-        escalate_cancel(queue, job.id, job.state.pid)
-        time.sleep(POLL_S)
+    """Wait for the child of a job left running by a scheduler that died. Not our child, so
+    there is no exit status to reap, but its pidfd still wakes the wait at its exit; `alive`
+    (which also sees through a recycled pid) decides when it has ended."""
+    if job.state.pid is None:
+        return
+    with ExitWatch(job.state.pid) as exited:
+        while alive(job.state.pid, job.state.pid_started):
+            escalate_cancel(queue, job.id, job.state.pid)
+            exited.wait(POLL_S)
 
 
 def escalate_cancel(queue: JobQueue, job_id: str, pid: int) -> None:
