@@ -49,7 +49,6 @@ def test_addresses_refused(value: str) -> None:
 def test_task_asks_for_gpus_and_the_slot_resource_only_when_the_cluster_has_it() -> None:
     plain = task_options(2, {"CPU": 8, "GPU": 4})
     assert plain["num_gpus"] == 2 and plain["max_retries"] == 0 and plain["num_returns"] == "streaming"
-    assert plain["scheduling_strategy"] == "SPREAD"  # jobs asked for together go to different nodes
     assert "resources" not in plain
     assert task_options(0, {"CPU": 8, SLOT_RESOURCE: 2})["resources"] == {SLOT_RESOURCE: 1}
 

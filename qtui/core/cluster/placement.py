@@ -32,15 +32,8 @@ def ray_init_args(address: str, code: str | None = None) -> dict[str, Any]:
 
 
 def task_options(gpus: int, total: Mapping[str, float]) -> dict[str, Any]:
-    """The resources one job's task asks for, given the cluster's totals (ray.cluster_resources).
-
-    SPREAD: Ray's default policy packs a node before it uses the next, and tasks asked for
-    together can all be sent to the node its last resource view shows free, the later ones
-    waiting there for the first to end. A KLD job wants a node to itself where it can have one
-    (four model loads on one box at once are slower than one), and never to wait beside a free
-    node."""
-    opts: dict[str, Any] = {"num_cpus": 1, "num_gpus": gpus, "max_retries": 0, "num_returns": "streaming",
-                            "scheduling_strategy": "SPREAD"}
+    """The resources one job's task asks for, given the cluster's totals (ray.cluster_resources)."""
+    opts: dict[str, Any] = {"num_cpus": 1, "num_gpus": gpus, "max_retries": 0, "num_returns": "streaming"}
     if total.get(SLOT_RESOURCE, 0) > 0:
         opts["resources"] = {SLOT_RESOURCE: 1}
     return opts
