@@ -108,6 +108,12 @@ def test_jobs_spread_over_two_nodes_with_tokens_and_provenance(cluster, llama_to
                        env=child_env(llama_tools, base_env={}), model={"label": quant, "path": str(tiny_ladder[quant])},
                        ctx=CTX, label=quant, cluster=cluster.address)
         ids.append(q.add(spec).id)
+    # A worker on each node first, as qtui starts them while a run's base job runs. Without it,
+    # a KLD run of the tiny model (under a second) can end before the other node's first worker
+    # is up, and Ray then hands the second job to the first one's worker, on the same node.
+    from qtui.core.cluster.ray_exec import warm_workers  # imports Ray: after this module set its environment
+
+    assert warm_workers(cluster.address, None, timeout_s=60) == 2
     Scheduler(tmp_path).run()
     jobs = {i: q.get(i) for i in ids}
     assert [j.state.status for j in jobs.values()] == ["done", "done"], [j.state.reason for j in jobs.values()]
