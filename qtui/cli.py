@@ -92,7 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="measure variants against a base, with live progress",
                        description="Generate (or reuse) the base log-probs, then run every variant's KLD: on a GPU box each run "
                        "takes the fewest GPUs that hold it (or --gpus-per-run N) and runs on other GPUs go on at once, on a "
-                       "box without GPU `slots` jobs at once (config). "
+                       "box without GPU `slots` jobs at once (config). Variants queue largest file first, so that "
+                       "several GPUs end the run together on the short ones. "
                        "With --screen, variants whose place is settled early stop early. "
                        "Arguments after -- go to llama-perplexity unchanged (e.g. -- -ngl 99 -fa on).")
     p.add_argument("--base", type=Path, required=True, metavar="BASE.gguf", help="the reference model (BF16/F16/F32, or any model to compare against)")
