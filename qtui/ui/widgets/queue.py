@@ -193,7 +193,7 @@ class QueueView(Vertical):
         never its state, chunks or KLD. A state cut to 'cancell' or a KLD cut to '0.00492 ±0.00'
         misleads; a shortened file name still says which file."""
         table = self.table
-        room = table.scrollable_content_region.width
+        room = table.content_region.width - self._scrollbar_width()
         if room <= 0 or not table.columns:
             return
         others = 0
@@ -211,6 +211,16 @@ class QueueView(Vertical):
         for job in self.jobs:
             if job.id in table.rows:
                 table.update_cell(job.id, "job", self._label(job), update_width=True)
+
+    def _scrollbar_width(self) -> int:
+        """The vertical scrollbar's width when the rows overflow the table's height, known from
+        the rows themselves: Textual shows the scrollbar only at its next layout, and a width
+        fitted before that would lose its last column to it (a KLD cut to '±0.00008')."""
+        table = self.table
+        overflow = table.styles.overflow_y
+        rows = sum(row.height for row in table.rows.values()) + (table.header_height if table.show_header else 0)
+        shown = overflow == "scroll" or (overflow == "auto" and rows > table.content_region.height)
+        return int(table.styles.scrollbar_size_vertical) if shown else 0
 
     @on(DataTable.RowHighlighted, "#queue")
     def _highlighted(self, event: DataTable.RowHighlighted) -> None:
