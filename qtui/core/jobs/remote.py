@@ -31,12 +31,12 @@ WARM_TIMEOUT_S = 120.0
 that finds no warm worker starts one, as it would without the warm-up)"""
 
 
-
 def cluster_gpu_holders(jobs: Iterable[Job]) -> dict[tuple[str, int], str]:
     """(node id, GPU index) -> the label of the running cluster job that holds that GPU: what
     `qtui cluster` and the app's GPU panel print beside the cluster's GPUs."""
     return cluster_holders((j.spec.label or j.spec.kind, j.state.node) for j in jobs
                            if j.state.status == "running" and j.spec.cluster)
+
 
 class RemoteFailed(Exception):
     """The job could not finish on the cluster (its node died, Ray is missing...): words only."""

@@ -184,21 +184,18 @@ def _run(tools: LlamaTools, args: list[str]) -> subprocess.CompletedProcess[str]
                           text=True, errors="replace", timeout=PROBE_TIMEOUT_S, stdin=subprocess.DEVNULL)
 
 
-def _checked(tools: LlamaTools, proc: subprocess.CompletedProcess[str]) -> subprocess.CompletedProcess[str]:
-    if proc.returncode != 0:
-        msg = (proc.stderr.strip() or proc.stdout.strip() or "(no output)").splitlines()[-5:]
-        raise LlamaNotFound(f"{tools.perplexity} cannot run (exit {proc.returncode}):\n" + "\n".join(msg))
-    return proc
-
-
 def _version(tools: LlamaTools) -> subprocess.CompletedProcess[str]:
     """`--version`, which also proves the binary starts (its libraries load)."""
     try:
-        return _checked(tools, _run(tools, ["--version"]))
+        proc = _run(tools, ["--version"])
     except subprocess.TimeoutExpired:
         raise LlamaNotFound(f"{tools.perplexity} --version did not finish in {PROBE_TIMEOUT_S:.0f} s") from None
     except OSError as exc:
         raise LlamaNotFound(f"{tools.perplexity} cannot be started: {exc}") from None
+    if proc.returncode != 0:
+        msg = (proc.stderr.strip() or proc.stdout.strip() or "(no output)").splitlines()[-5:]
+        raise LlamaNotFound(f"{tools.perplexity} cannot run (exit {proc.returncode}):\n" + "\n".join(msg))
+    return proc
 
 
 def check_runnable(tools: LlamaTools) -> None:
